@@ -1,0 +1,6 @@
+"""Building candidates with `torch.utils.cpp_extension`, in worker processes, with a build cache.
+
+`build.build_candidate` (parent side) starts `compiler.worker` in an isolated process; the worker
+imports the candidate with `compiler.loader`'s hooks, which route every `load_inline`/`load` into a
+content-addressed build directory under `$KERNELWRIGHT_HOME/builds` and keep the full compiler log.
+"""

@@ -1,0 +1,109 @@
+"""Parent side of building a candidate: start the build worker, enforce its time limit.
+
+`start_build` returns at once, so the orchestrator can run the reference meanwhile;
+`BuildJob.result()` waits for the verdict. A failed build is a `compile_error` result carrying the
+full compiler log; one past its limit is a `timeout` result (the whole compiler tree is killed).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+from kernelwright import paths
+from kernelwright.isolation import Worker, WorkerTimeout
+from kernelwright.records import BuildResult, Status
+
+DEFAULT_BUILD_TIMEOUT_S = 300.0
+
+
+class BuildJob:
+    def __init__(self, candidate: Path, target: str, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        scratch = paths.scratch_dir() / f"build-{uuid.uuid4().hex[:12]}"
+        self.worker = Worker("kernelwright.compiler.worker", scratch, deadline_s=timeout_s)
+        self.worker.send(
+            {"candidate": str(candidate), "target": target, "builds_root": str(paths.builds_dir())}
+        )
+
+    def result(self) -> BuildResult:
+        with self.worker as worker:
+            try:
+                message = worker.recv()
+            except WorkerTimeout:
+                message = None
+            end = worker.finish()
+        # Traceback first, compiler output last: the end of the log is where its errors are.
+        log = _join_log((message or {}).get("traceback", ""), end.stdout, end.stderr)
+        _cleanup(worker.scratch)
+        if end.timed_out:
+            return BuildResult(
+                status=Status.TIMEOUT,
+                reason=f"build did not finish within {self.timeout_s:g} s",
+                log=log,
+                compile_s=self.timeout_s,
+                cached=False,
+                build_dir="",
+                key="",
+            )
+        if message is None or message.get("kind") != "build":
+            return BuildResult(
+                status=Status.COMPILE_ERROR,
+                reason=f"the build worker ended without a result ({end.describe()})",
+                log=log,
+                compile_s=0.0,
+                cached=False,
+                build_dir="",
+                key="",
+            )
+        ok = bool(message["ok"])
+        return BuildResult(
+            status=None if ok else Status.COMPILE_ERROR,
+            reason="" if ok else first_error(end.stdout + end.stderr) or _last_line(message["traceback"]),
+            log=log,
+            compile_s=float(message["compile_s"]),
+            cached=bool(message["cached"]),
+            build_dir=str(message["build_dir"]),
+            key=str(message["key"]),
+        )
+
+
+def start_build(candidate: Path, target: str, timeout_s: float = DEFAULT_BUILD_TIMEOUT_S) -> BuildJob:
+    return BuildJob(candidate, target, timeout_s)
+
+
+def build_candidate(
+    candidate: Path, target: str, timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
+) -> BuildResult:
+    return start_build(candidate, target, timeout_s).result()
+
+
+def _join_log(*texts: str) -> str:
+    parts = [p.rstrip() for p in texts if p.strip()]
+    return "\n".join(parts) + ("\n" if parts else "")
+
+
+_BUILD_PATH = re.compile(r"\S*/([^/\s]+\.(?:cpp|cu|cuh|h|hpp|cc)\b)")
+_ERROR_LINE = re.compile(r"(error\b|Error:|undefined reference|fatal)", re.IGNORECASE)
+
+
+def first_error(log: str) -> str:
+    """The first line of compiler output that names an error (the one a reader needs first)."""
+    lines = log.splitlines()
+    for line in lines:
+        if _ERROR_LINE.search(line) and not line.lstrip().startswith(("[", "FAILED:", "RuntimeError: Error building")):
+            # Build directories are long hashed paths; the file name is what a reader needs.
+            return _BUILD_PATH.sub(r"\1", line.strip())[:300]
+    return ""
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "build failed"
+
+
+def _cleanup(scratch: Path) -> None:
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,135 @@
+"""The `kernelwright` command line. Commands stay thin: parse, call one function, render.
+
+Exit codes: 0 when the command did its job (an evaluation ran, whatever its verdict); 2 on bad
+input or a missing toolchain, with one line on stderr that says what to do and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kernelwright.errors import KernelwrightError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Turn slow PyTorch modules into fast, verified CUDA kernels.",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def evaluate(
+    problem: Annotated[Path, typer.Argument(help="Problem file (KernelBench format: Model, get_inputs, get_init_inputs).")],
+    candidate: Annotated[Path, typer.Argument(help="Candidate file defining ModelNew.")],
+    target: Annotated[str | None, typer.Option(help="cuda or cpu; default: cuda where a GPU is visible.")] = None,
+    trials: Annotated[int, typer.Option(help="Seeded correctness trials at the problem's shape.")] = 5,
+    atol: Annotated[float | None, typer.Option(help="Absolute tolerance for every float dtype.")] = None,
+    rtol: Annotated[float | None, typer.Option(help="Relative tolerance for every float dtype.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the first trial.")] = 42,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed for running (verify + time).")] = 180.0,
+    build_timeout: Annotated[float, typer.Option(help="Seconds allowed for building.")] = 300.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Build, verify and time CANDIDATE against PROBLEM."""
+    from kernelwright.evaluate import EvaluateOptions
+    from kernelwright.evaluate import evaluate as run_evaluation
+    from kernelwright.targets import default_target
+
+    try:
+        options = EvaluateOptions(
+            target=target or default_target(), trials=trials, seed=seed, atol=atol, rtol=rtol,
+            timeout_s=timeout, build_timeout_s=build_timeout,
+        )
+        result = run_evaluation(problem, candidate, options)
+    except KernelwrightError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        return
+    _render_evaluation(result.to_dict())
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}{unit}"
+    return f"{value}{unit}"
+
+
+def _render_evaluation(r: dict[str, Any]) -> None:
+    color = "green" if r["status"] == "correct" else "red"
+    table = Table(show_header=False, box=None)
+    table.add_row("status", f"[bold {color}]{r['status']}[/]")
+    if r["reason"]:
+        table.add_row("reason", r["reason"])
+    table.add_row("target", r["target"])
+    table.add_row("speedup", _fmt(r["speedup"], "x", 3))
+    table.add_row("candidate", _fmt(r["candidate_ms"], " ms"))
+    table.add_row("reference", _fmt(r["reference_ms"], " ms"))
+    table.add_row("max abs error", _fmt(r["max_abs_error"], "", 3))
+    passed = sum(1 for c in r["cases"] if c["ok"])
+    table.add_row("cases passed", f"{passed} of {len(r['cases'])}" if r["cases"] else "-")
+    table.add_row("compile", f"{_fmt(r['compile_s'], ' s', 3)}{' (cached)' if r['cached'] else ''}")
+    env = r["environment"]
+    if env:
+        table.add_row("on", f"{env.get('gpu') or env.get('cpu')} / torch {env.get('torch')}")
+    out.print(table)
+    if r["status"] != "correct" and r["log"].strip():
+        tail = "\n".join(r["log"].rstrip().splitlines()[-25:])
+        out.print("[dim]--- log (last lines; --json has all of it) ---[/]")
+        out.print(tail, markup=False, highlight=False)
+
+
+@app.command()
+def suite(
+    folder: Annotated[Path | None, typer.Argument(help="A folder of problems (e.g. a KernelBench checkout's KernelBench/); default: the shipped suite.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List problems (and, for the shipped suite, their handwritten candidates)."""
+    from kernelwright.problem import load_problem_dir
+    from kernelwright.suite import builtin_dir, candidates_for
+
+    try:
+        problems = load_problem_dir(folder or builtin_dir())
+    except KernelwrightError as exc:
+        _fail(str(exc))
+        return
+    rows = []
+    for p in problems:
+        cands = candidates_for(p.path) if folder is None else {}
+        rows.append({"name": p.name, "level": p.level, "path": str(p.path), "hash": p.content_hash[:12],
+                     "candidates": {k: str(v) for k, v in cands.items()}})
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table("problem", "level", "hash", "candidates", "path")
+    for row in rows:
+        table.add_row(row["name"], _fmt(row["level"]), row["hash"], ", ".join(row["candidates"]) or "-", row["path"])
+    out.print(table)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

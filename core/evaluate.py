@@ -1,0 +1,105 @@
+"""Evaluate one candidate against one problem: build, verify, time. The orchestrator's view.
+
+Order and gates: both files are checked statically; the build worker starts and, while it
+compiles, the reference worker computes the expected outputs; a candidate that fails to build is
+never run; one that is wrong is never timed. This process runs no problem or candidate code and
+never initialises CUDA: it starts workers, compares their outputs on the CPU and assembles the
+`EvaluationResult`. Bad input raises `BadInput`/`ToolchainMissing` before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kernelwright import paths
+from kernelwright.compiler.build import DEFAULT_BUILD_TIMEOUT_S, start_build
+from kernelwright.problem import load_candidate, load_problem
+from kernelwright.records import EvaluationResult, Status
+from kernelwright.targets import check_toolchain
+from kernelwright.verifier import session
+from kernelwright.verifier.tolerances import Tolerance
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    target: str
+    trials: int = 5
+    seed: int = 42
+    atol: float | None = None
+    rtol: float | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
+    timing: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate(problem_path: Path | str, candidate_path: Path | str, options: EvaluateOptions) -> EvaluationResult:
+    started = time.perf_counter()
+    if options.trials < 1:
+        from kernelwright.errors import BadInput
+
+        raise BadInput("--trials must be at least 1")
+    problem = load_problem(problem_path)
+    candidate = load_candidate(candidate_path, problem)
+    check_toolchain(options.target)
+    tolerance = Tolerance(options.atol, options.rtol)
+    scratch = paths.scratch_dir() / f"eval-{uuid.uuid4().hex[:12]}"
+    common: dict[str, Any] = {
+        "target": options.target,
+        "problem": str(problem.path),
+        "problem_hash": problem.content_hash,
+        "candidate": str(candidate.path),
+        "trials": options.trials,
+        "tolerance": {"atol": options.atol, "rtol": options.rtol, **tolerance.describe()},
+    }
+    try:
+        job = start_build(candidate.path, options.target, options.build_timeout_s)
+        try:
+            reference = session.run_reference(
+                problem.path, options.target, options.trials, options.seed, scratch, options.timeout_s
+            )
+        except BaseException:
+            job.worker.kill()
+            job.result()
+            raise
+        build = job.result()
+        if not build.ok:
+            assert build.status is not None
+            return EvaluationResult(
+                status=build.status, reason=build.reason, log=build.log, compile_s=build.compile_s,
+                cached=build.cached, duration_s=time.perf_counter() - started, **common,
+            )
+        verdict = session.run_candidate(
+            problem.path, candidate.path, options.target, reference, tolerance, scratch,
+            options.timeout_s, options.timing,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    errors = [c for c in verdict.cases if c.max_abs_error is not None]
+    timing = verdict.timing
+    return EvaluationResult(
+        status=verdict.status,
+        reason=verdict.reason,
+        cases=verdict.cases,
+        max_abs_error=max((c.max_abs_error for c in errors), default=None),  # type: ignore[type-var]
+        max_rel_error=max((c.max_rel_error or 0.0 for c in errors), default=None),
+        speedup=timing.speedup if timing else None,
+        candidate_ms=timing.candidate.median_ms if timing else None,
+        reference_ms=timing.reference.median_ms if timing else None,
+        timing=timing,
+        compile_s=build.compile_s,
+        cached=build.cached,
+        log=verdict.log,
+        environment=verdict.environment,
+        duration_s=time.perf_counter() - started,
+        **common,
+    )

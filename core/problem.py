@@ -1,0 +1,217 @@
+"""Problems and candidates in KernelBench's format, checked without running them.
+
+A problem is a Python file with `class Model(nn.Module)`, `get_inputs()` and `get_init_inputs()`.
+It may declare `EXTRA_SHAPES`: a list of dicts, each overriding module-level globals (the sizes
+that `get_inputs`/`get_init_inputs` read) to give another shape to verify against.
+
+A candidate is a Python file with `class ModelNew` whose `__init__` and `forward` take the same
+parameters as the problem's `Model`.
+
+This module only parses files (AST); it never executes them, so the orchestrator runs no user or
+candidate code. Executing them (and failures such as `get_inputs()` raising) happens in workers.
+Every failure here raises `BadInput` with one line that names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import re
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kernelwright.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    path: Path
+    source: str
+    content_hash: str
+    level: int | None
+    extra_shapes: list[dict[str, Any]] | None  # None: not a literal; the worker reads it
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: Path
+    source: str
+    source_hash: str
+
+
+def content_hash(source: str) -> str:
+    """sha256 of the token stream without comments, blank lines or layout whitespace.
+
+    Two files that differ only in comments, spacing or indentation width hash the same; any change
+    to code, names, numbers or strings (docstrings included) changes the hash.
+    """
+    parts: list[str] = []
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    try:
+        for tok in tokens:
+            if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER):
+                continue
+            if tok.type == tokenize.NEWLINE:
+                parts.append("\n")
+            elif tok.type == tokenize.INDENT:
+                parts.append("<indent>")
+            elif tok.type == tokenize.DEDENT:
+                parts.append("<dedent>")
+            else:
+                parts.append(tok.string)
+    except (tokenize.TokenError, SyntaxError) as exc:
+        raise BadInput(f"cannot tokenize: {exc}") from exc
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _read(path: Path, what: str) -> str:
+    if not path.exists():
+        raise BadInput(f"{what} file not found: {path}")
+    if not path.is_file():
+        raise BadInput(f"{what} path is not a file: {path}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read {what} file {path}: {exc}") from exc
+
+
+def _parse(source: str, path: Path, what: str) -> ast.Module:
+    try:
+        return ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        raise BadInput(
+            f"{what} {path} has a syntax error at line {exc.lineno}: {exc.msg}; fix the file"
+        ) from exc
+
+
+def _top_level(tree: ast.Module) -> dict[str, ast.AST]:
+    """Names bound at module level (defs, classes, assignments, imports) to their last binding."""
+    names: dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names[node.name] = node
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        names[name.id] = node
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and isinstance(node.target, ast.Name):
+            names[node.target.id] = node
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                names[(alias.asname or alias.name).split(".")[0]] = node
+    return names
+
+
+def _method_params(cls: ast.ClassDef, method: str) -> list[str] | None:
+    """Parameter names of `cls.method` after `self`, or None where the class does not define it."""
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef) and node.name == method:
+            args = node.args
+            names = [a.arg for a in args.posonlyargs + args.args][1:]
+            if args.vararg:
+                names.append("*" + args.vararg.arg)
+            names += [a.arg for a in args.kwonlyargs]
+            if args.kwarg:
+                names.append("**" + args.kwarg.arg)
+            return names
+    return None
+
+
+def _level_of(path: Path) -> int | None:
+    match = re.fullmatch(r"level(\d+)", path.parent.name)
+    return int(match.group(1)) if match else None
+
+
+def load_problem(path: Path | str) -> Problem:
+    """Read and statically check a problem file."""
+    path = Path(path).expanduser().resolve()
+    source = _read(path, "problem")
+    tree = _parse(source, path, "problem")
+    names = _top_level(tree)
+    if not isinstance(names.get("Model"), ast.ClassDef):
+        raise BadInput(f"problem {path} defines no class Model; a problem needs Model(nn.Module)")
+    for func in ("get_inputs", "get_init_inputs"):
+        if func not in names:
+            raise BadInput(f"problem {path} defines no {func}(); add it (KernelBench format)")
+    extra = _extra_shapes(names, path)
+    return Problem(
+        name=path.stem,
+        path=path,
+        source=source,
+        content_hash=content_hash(source),
+        level=_level_of(path),
+        extra_shapes=extra,
+    )
+
+
+def _extra_shapes(names: dict[str, ast.AST], path: Path) -> list[dict[str, Any]] | None:
+    node = names.get("EXTRA_SHAPES")
+    if node is None:
+        return []
+    if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+        return None
+    try:
+        value = ast.literal_eval(node.value)
+    except ValueError:
+        return None  # computed at import time; the worker validates it
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise BadInput(f"problem {path}: EXTRA_SHAPES must be a list of dicts of global overrides")
+    for variant in value:
+        unknown = [k for k in variant if k not in names]
+        if unknown:
+            raise BadInput(
+                f"problem {path}: EXTRA_SHAPES names {', '.join(map(str, unknown))}, "
+                "which the file does not define at module level"
+            )
+    return value
+
+
+def load_candidate(path: Path | str, problem: Problem) -> Candidate:
+    """Read a candidate file and check that its ModelNew matches the problem's Model."""
+    path = Path(path).expanduser().resolve()
+    source = _read(path, "candidate")
+    tree = _parse(source, path, "candidate")
+    model_new = _top_level(tree).get("ModelNew")
+    if model_new is None:
+        raise BadInput(f"candidate {path} defines no ModelNew; the candidate class must be ModelNew")
+    ptree = ast.parse(problem.source)
+    model = _top_level(ptree)["Model"]
+    if isinstance(model_new, ast.ClassDef) and isinstance(model, ast.ClassDef):
+        for method in ("__init__", "forward"):
+            want, got = _method_params(model, method), _method_params(model_new, method)
+            if want is not None and got is not None and want != got:
+                raise BadInput(
+                    f"candidate {path}: ModelNew.{method}({', '.join(got)}) does not match "
+                    f"Model.{method}({', '.join(want)}) of {problem.path.name}"
+                )
+    return Candidate(path=path, source=source, source_hash=hashlib.sha256(source.encode()).hexdigest())
+
+
+def load_problem_dir(root: Path | str) -> list[Problem]:
+    """All problems under a folder, KernelBench's `level1/ level2/ ...` layout included.
+
+    Files that are not problems (no `Model`, helpers, `__init__.py`) are skipped; problems are
+    ordered by level, then by their leading number, then by name.
+    """
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise BadInput(f"problem folder not found: {root}")
+    problems = []
+    for path in root.rglob("*.py"):
+        if path.name.startswith(("_", ".")):
+            continue
+        try:
+            problems.append(load_problem(path))
+        except BadInput:
+            continue
+    return sorted(problems, key=_order)
+
+
+def _order(problem: Problem) -> tuple[int, int, str]:
+    match = re.match(r"(\d+)", problem.name)
+    return (problem.level or 0, int(match.group(1)) if match else 1 << 30, problem.name)

@@ -1,0 +1,76 @@
+"""Shared test setup.
+
+- All state goes to one temporary KERNELWRIGHT_HOME per test session; builds are
+  content-addressed, so tests share the build cache safely and each extension builds once.
+- No test reaches the network: inet sockets refuse to connect in the test process.
+- `gpu` tests skip where no CUDA GPU is visible.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def kw_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kwhome")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(kw_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KERNELWRIGHT_HOME", str(kw_home))
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise OSError("tests must not reach the network")
+        real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def _has_gpu() -> bool:
+    from kernelwright.targets import visible_gpus, torch_has_cuda
+
+    return torch_has_cuda() and visible_gpus() > 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _has_gpu():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU visible")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def run_cli(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run `python -m kernelwright.cli ARGS` in a fresh process, as a user would."""
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "kernelwright.cli", *args],
+        capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES

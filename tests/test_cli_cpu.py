@@ -1,0 +1,99 @@
+"""End to end on the CPU target: real C++ candidates built, verified and timed through the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REQUIRED_KEYS = {
+    "status", "reason", "speedup", "candidate_ms", "reference_ms", "max_abs_error", "trials",
+    "target", "compile_s", "cached", "environment",
+}
+
+
+def _evaluate(cli, fixtures_dir, candidate: str, *extra: str) -> dict:
+    proc = cli(
+        "evaluate", str(fixtures_dir / "problems" / "scale_add.py"),
+        str(fixtures_dir / "candidates" / candidate), "--target", "cpu", "--json", *extra,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_correct_cpp_candidate_is_built_verified_and_timed(cli, fixtures_dir):
+    result = _evaluate(cli, fixtures_dir, "scale_add_ok.py", "--trials", "5")
+    assert REQUIRED_KEYS <= result.keys()
+    assert result["status"] == "correct", result["reason"] + result["log"]
+    assert result["target"] == "cpu"
+    assert result["trials"] == 5
+    # 5 seeded trials plus the problem's one extra shape, all compared
+    assert len(result["cases"]) == 6 and all(c["ok"] for c in result["cases"])
+    assert any("extra shape" in c["label"] for c in result["cases"])
+    assert result["max_abs_error"] == pytest.approx(0.0, abs=1e-5)
+    timing = result["timing"]
+    assert timing["method"] == "perf_counter_cold_cache"
+    assert len(timing["round_ratios"]) == 5
+    assert timing["reference"]["samples"] >= 15 and timing["candidate"]["samples"] >= 15
+    assert result["candidate_ms"] > 0 and result["reference_ms"] > 0
+    assert result["speedup"] == pytest.approx(sorted(timing["round_ratios"])[2])
+    assert result["environment"]["torch"]
+    # a second evaluation of the same source is a cache hit
+    again = _evaluate(cli, fixtures_dir, "scale_add_ok.py", "--trials", "2")
+    assert again["status"] == "correct" and again["cached"] is True
+    assert again["compile_s"] < 5
+
+
+def test_wrong_candidate_is_incorrect_and_not_timed(cli, fixtures_dir):
+    result = _evaluate(cli, fixtures_dir, "scale_add_wrong.py")
+    assert result["status"] == "incorrect"
+    assert "out of tolerance" in result["reason"]
+    assert result["max_abs_error"] > 1e-2
+    assert result["speedup"] is None and result["timing"] is None
+
+
+def test_candidate_that_does_not_compile_keeps_its_log(cli, fixtures_dir):
+    result = _evaluate(cli, fixtures_dir, "scale_add_broken.py")
+    assert result["status"] == "compile_error"
+    assert "expected" in result["reason"] and "main.cpp" in result["reason"]
+    assert "ninja" in result["log"] and "main.cpp" in result["log"]
+    assert result["cases"] == []
+
+
+def test_tolerance_flags_override_the_table(cli, fixtures_dir):
+    # The wrong candidate drops the bias (randn values): a huge atol lets it through.
+    result = _evaluate(cli, fixtures_dir, "scale_add_wrong.py", "--atol", "100", "--trials", "1")
+    assert result["status"] == "correct"
+
+
+def test_hanging_candidate_times_out_and_the_next_evaluation_works(cli, fixtures_dir):
+    start = time.monotonic()
+    result = _evaluate(cli, fixtures_dir, "scale_add_hang.py", "--timeout", "8", "--trials", "1")
+    assert result["status"] == "timeout"
+    assert "8 s" in result["reason"]
+    # the build has its own limit; running stopped at 8 s, not at the build's 300 s
+    assert time.monotonic() - start < result["compile_s"] + 60
+    assert _evaluate(cli, fixtures_dir, "scale_add_ok.py", "--trials", "1")["status"] == "correct"
+
+
+def test_crashing_candidate_is_a_runtime_error(cli, fixtures_dir):
+    result = _evaluate(cli, fixtures_dir, "scale_add_crash.py", "--trials", "1")
+    assert result["status"] == "runtime_error"
+    assert "SIGSEGV" in result["reason"]
+    assert _evaluate(cli, fixtures_dir, "scale_add_ok.py", "--trials", "1")["status"] == "correct"
+
+
+def test_exception_in_forward_is_a_runtime_error_with_traceback(cli, fixtures_dir, tmp_path):
+    source = (fixtures_dir / "candidates" / "scale_add_ok.py").read_text()
+    raising = tmp_path / "raising.py"
+    raising.write_text(source.replace(
+        "return _ext.scale_add(x, self.w, self.b)", "raise ValueError('candidate gave up')"))
+    proc = cli("evaluate", str(fixtures_dir / "problems" / "scale_add.py"), str(raising),
+               "--target", "cpu", "--json", "--trials", "1")
+    result = json.loads(proc.stdout)
+    assert result["status"] == "runtime_error"
+    assert "ValueError: candidate gave up" in result["reason"]
+    assert "Traceback" in result["log"]

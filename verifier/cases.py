@@ -1,0 +1,138 @@
+"""The seeded recipe that builds a model and its inputs for one correctness case.
+
+Both workers (reference and candidate) follow it exactly, so the two models get identical
+parameters and the two runs get identical inputs, each in its own process with its own copy:
+
+    seed -> get_init_inputs() ; seed -> Model(*init) ; seed + 1 -> get_inputs()
+
+A case may override module-level globals of the problem (an entry of `EXTRA_SHAPES`); the
+override is applied around the calls and undone afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import torch
+
+EXTRA_SHAPE_SEED_OFFSET = 1000
+
+
+@dataclass(frozen=True)
+class Case:
+    index: int
+    label: str
+    seed: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def to_message(self) -> dict[str, Any]:
+        return {"index": self.index, "label": self.label, "seed": self.seed, "overrides": self.overrides}
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Case:
+        return cls(message["index"], message["label"], message["seed"], message["overrides"])
+
+
+class ProblemError(Exception):
+    """The problem file itself failed (not the candidate); the message names the step."""
+
+
+def plan_cases(module: ModuleType, trials: int, seed: int) -> list[Case]:
+    """`trials` seeded cases at the problem's own shape, then one per EXTRA_SHAPES entry."""
+    cases = [Case(i, f"trial {i} (seed {seed + i})", seed + i) for i in range(trials)]
+    extra = getattr(module, "EXTRA_SHAPES", [])
+    if not isinstance(extra, (list, tuple)) or not all(isinstance(e, dict) for e in extra):
+        raise ProblemError("EXTRA_SHAPES must be a list of dicts of module-global overrides")
+    for j, overrides in enumerate(extra):
+        unknown = [k for k in overrides if not hasattr(module, k)]
+        if unknown:
+            raise ProblemError(f"EXTRA_SHAPES entry {j} names unknown globals: {unknown}")
+        shape = ", ".join(f"{k}={v}" for k, v in overrides.items())
+        s = seed + EXTRA_SHAPE_SEED_OFFSET + j
+        cases.append(Case(trials + j, f"extra shape {shape} (seed {s})", s, dict(overrides)))
+    return cases
+
+
+@contextmanager
+def overridden(modules: list[ModuleType], overrides: dict[str, Any]) -> Iterator[None]:
+    saved: list[tuple[ModuleType, str, Any]] = []
+    for module in modules:
+        for name, value in overrides.items():
+            if hasattr(module, name):
+                saved.append((module, name, getattr(module, name)))
+                setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for module, name, value in reversed(saved):
+            setattr(module, name, value)
+
+
+def build(
+    problem: ModuleType,
+    model_class: type,
+    case: Case,
+    device: torch.device,
+    also_override: list[ModuleType] | None = None,
+    problem_step_errors: bool = True,
+) -> tuple[torch.nn.Module, list[Any]]:
+    """Construct the model and inputs for `case` on `device`.
+
+    Failures of the problem's own functions raise ProblemError (when `problem_step_errors`);
+    a failing `model_class(...)` propagates as it is, since for a candidate that is its fault.
+    """
+    modules = [problem, *(also_override or [])]
+    with overridden(modules, case.overrides):
+        torch.manual_seed(case.seed)
+        init = _problem_step(problem.get_init_inputs, "get_init_inputs()", problem_step_errors)
+        torch.manual_seed(case.seed)
+        model = model_class(*init)
+        torch.manual_seed(case.seed + 1)
+        inputs = _problem_step(problem.get_inputs, "get_inputs()", problem_step_errors)
+    if not isinstance(inputs, (list, tuple)):
+        raise ProblemError(f"get_inputs() returned {type(inputs).__name__}, not a list")
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device)
+    return model, [to_device(x, device) for x in inputs]
+
+
+def _problem_step(fn: Any, what: str, wrap: bool) -> Any:
+    if not wrap:
+        return fn()
+    try:
+        return fn()
+    except Exception as exc:
+        raise ProblemError(f"{what} raised {type(exc).__name__}: {exc}") from exc
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
+def clone_inputs(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, (list, tuple)):
+        return type(value)(clone_inputs(v) for v in value)
+    return value
+
+
+def to_cpu(value: Any) -> Any:
+    """Outputs as CPU data that `torch.load(weights_only=True)` accepts."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_cpu(v) for v in value)
+    if isinstance(value, dict):
+        return {k: to_cpu(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    raise TypeError(f"output of type {type(value).__name__} is not a tensor, tuple, list or number")

@@ -1,0 +1,119 @@
+"""Compare a candidate's outputs with the reference's, element by element, in float64 on the CPU.
+
+The structure must match exactly: a tensor against a tensor, a tuple against a tuple of the same
+length (a list is not a tuple), and so on, with identical shapes and dtypes. NaN must sit where the
+reference has NaN, infinities must match exactly. Every output is compared, and the reason for a
+mismatch names the output, how many elements are off and the worst one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kernelwright.verifier.tolerances import Tolerance
+
+
+@dataclass(frozen=True)
+class Comparison:
+    ok: bool
+    reason: str
+    max_abs_error: float | None
+    max_rel_error: float | None
+
+
+def compare(reference: Any, candidate: Any, tolerance: Tolerance) -> Comparison:
+    errors: list[tuple[float, float]] = []
+    problem = _walk(reference, candidate, "output", tolerance, errors)
+    abs_err = max((e[0] for e in errors), default=None)
+    rel_err = max((e[1] for e in errors), default=None)
+    return Comparison(problem is None, problem or "", abs_err, rel_err)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return "tensor"
+    return type(value).__name__
+
+
+def _walk(ref: Any, cand: Any, where: str, tol: Tolerance, errors: list) -> str | None:
+    if isinstance(ref, torch.Tensor):
+        if type(cand) is not torch.Tensor:
+            return f"{where}: expected a tensor, got {_kind(cand)}"
+        return _tensor(ref, cand, where, tol, errors)
+    if isinstance(ref, (tuple, list)):
+        if type(cand) is not type(ref):
+            return f"{where}: expected a {type(ref).__name__}, got {_kind(cand)}"
+        if len(cand) != len(ref):
+            return f"{where}: expected {len(ref)} outputs, got {len(cand)}"
+        for i, (r, c) in enumerate(zip(ref, cand, strict=True)):
+            problem = _walk(r, c, f"{where}[{i}]", tol, errors)
+            if problem:
+                return problem
+        return None
+    if isinstance(ref, dict):
+        if type(cand) is not dict or set(cand) != set(ref):
+            return f"{where}: expected a dict with keys {sorted(map(str, ref))}"
+        for key in ref:
+            problem = _walk(ref[key], cand[key], f"{where}[{key!r}]", tol, errors)
+            if problem:
+                return problem
+        return None
+    if isinstance(ref, (bool, int, float)) or ref is None:
+        if type(cand) is not type(ref):
+            return f"{where}: expected {type(ref).__name__}, got {_kind(cand)}"
+        if isinstance(ref, float) and not math.isnan(ref):
+            atol, rtol = tol.for_dtype(torch.float64)
+            if not abs(cand - ref) <= atol + rtol * abs(ref):
+                return f"{where}: expected {ref!r}, got {cand!r}"
+        elif ref != cand and not (isinstance(ref, float) and math.isnan(cand)):
+            return f"{where}: expected {ref!r}, got {cand!r}"
+        return None
+    return f"{where}: reference output of type {type(ref).__name__} is not supported"
+
+
+def _tensor(ref: torch.Tensor, cand: torch.Tensor, where: str, tol: Tolerance, errors: list) -> str | None:
+    if cand.shape != ref.shape:
+        return f"{where}: shape {tuple(cand.shape)} but the reference has {tuple(ref.shape)}"
+    if cand.dtype != ref.dtype:
+        return f"{where}: dtype {cand.dtype} but the reference has {ref.dtype}"
+    if ref.numel() == 0:
+        return None
+    if not (ref.dtype.is_floating_point or ref.dtype.is_complex):
+        mismatched = cand != ref
+        count = int(mismatched.sum())
+        errors.append((float(count > 0), float(count > 0)))
+        if count:
+            return f"{where}: {count} of {ref.numel()} elements differ (exact match required)"
+        return None
+    atol, rtol = tol.for_dtype(ref.dtype)
+    wide = torch.complex128 if ref.dtype.is_complex else torch.float64
+    r, c = ref.to(wide), cand.to(wide)
+    r_nan, c_nan = torch.isnan(r), torch.isnan(c)
+    nan_mismatch = int((r_nan != c_nan).sum())
+    if nan_mismatch:
+        return f"{where}: {nan_mismatch} elements are NaN in one output and not in the other"
+    finite = torch.isfinite(r) & ~r_nan
+    if bool((r[~finite & ~r_nan] != c[~finite & ~r_nan]).any()):
+        return f"{where}: infinities differ from the reference"
+    diff = (c - r).abs()
+    diff = torch.where(finite, diff, torch.zeros_like(diff))
+    scale = r.abs()
+    max_abs = float(diff.max())
+    rel = torch.where(scale > atol, diff / scale.clamp_min(1e-300), torch.zeros_like(diff))
+    max_rel = float(rel.max())
+    errors.append((max_abs, max_rel))
+    bad = diff > atol + rtol * scale
+    count = int(bad.sum())
+    if count:
+        flat = int(torch.argmax(torch.where(bad, diff, torch.zeros_like(diff))))
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), ref.shape))
+        got, want = c.reshape(-1)[flat].item(), r.reshape(-1)[flat].item()
+        return (
+            f"{where}: {count} of {ref.numel()} elements out of tolerance "
+            f"(atol {atol:g}, rtol {rtol:g}); worst at {index}: got {got:.6g}, expected {want:.6g}"
+        )
+    return None

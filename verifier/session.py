@@ -1,0 +1,200 @@
+"""Parent side of verification and timing: drive the workers, compare in this process.
+
+`run_reference` computes the expected outputs in a worker that never loads candidate code and
+records a sha256 of each output file, so a candidate cannot swap them later. `run_candidate` runs
+the candidate's worker on the same cases, compares every output here (CPU, float64), and only when
+all cases pass asks the worker to time. Each worker has a hard deadline; a hang becomes `timeout`,
+a crash or exception `runtime_error` with its traceback and log, a wrong output `incorrect`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kernelwright import paths
+from kernelwright.errors import BadInput
+from kernelwright.isolation import Exit, Worker, WorkerTimeout
+from kernelwright.records import CaseResult, SampleStats, Status, TimingReport
+from kernelwright.verifier.cases import Case
+from kernelwright.verifier.compare import compare
+from kernelwright.verifier.tolerances import Tolerance
+
+WORKER = "kernelwright.verifier.worker"
+
+
+@dataclass(frozen=True)
+class ReferenceOutputs:
+    cases: list[Case]
+    files: dict[int, tuple[Path, str]]  # case index -> (path, sha256)
+
+
+@dataclass
+class CandidateVerdict:
+    status: Status
+    reason: str
+    cases: list[CaseResult] = field(default_factory=list)
+    timing: TimingReport | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    log: str = ""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_reference(
+    problem: Path, target: str, trials: int, seed: int, scratch: Path, timeout_s: float
+) -> ReferenceOutputs:
+    """Expected outputs for every case. A problem that cannot run raises BadInput."""
+    out_dir = scratch / "reference"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases: list[Case] = []
+    files: dict[int, tuple[Path, str]] = {}
+    with Worker(WORKER, out_dir, deadline_s=timeout_s) as worker:
+        worker.send(
+            {"mode": "reference", "problem": str(problem), "target": target, "trials": trials,
+             "seed": seed, "out_dir": str(out_dir)}
+        )
+        try:
+            while (message := worker.recv()) is not None:
+                kind = message.get("kind")
+                if kind == "case":
+                    case = Case.from_message(message["case"])
+                    path = Path(message["path"])
+                    cases.append(case)
+                    files[case.index] = (path, _sha256(path))
+                elif kind == "done":
+                    break
+                elif kind == "problem_error":
+                    raise BadInput(f"problem {problem.name}: {message['message']}")
+        except WorkerTimeout:
+            raise BadInput(
+                f"problem {problem.name}: the reference did not finish within {timeout_s:g} s; "
+                "raise --timeout or use smaller sizes"
+            ) from None
+        end = worker.finish()
+    if message is None or message.get("kind") != "done":
+        detail = _last_line(end.stderr) or end.describe()
+        raise BadInput(f"problem {problem.name}: the reference worker {end.describe()}: {detail}")
+    return ReferenceOutputs(cases, files)
+
+
+def run_candidate(
+    problem: Path,
+    candidate: Path,
+    target: str,
+    reference: ReferenceOutputs,
+    tolerance: Tolerance,
+    scratch: Path,
+    timeout_s: float,
+    timing_settings: dict[str, Any] | None = None,
+) -> CandidateVerdict:
+    out_dir = scratch / "candidate"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[CaseResult] = []
+    progress = "before any case finished"
+    verdict: CandidateVerdict | None = None
+    with Worker(WORKER, out_dir, deadline_s=timeout_s) as worker:
+        worker.send(
+            {"mode": "candidate", "problem": str(problem), "candidate": str(candidate),
+             "target": target, "out_dir": str(out_dir), "builds_root": str(paths.builds_dir()),
+             "cases": [c.to_message() for c in reference.cases], "timing": timing_settings or {}}
+        )
+        labels = {c.index: c.label for c in reference.cases}
+        try:
+            while verdict is None and (message := worker.recv()) is not None:
+                kind = message.get("kind")
+                if kind == "case":
+                    index = int(message["index"])
+                    progress = f"after {labels.get(index, index)}"
+                    results.append(_check_case(index, labels, reference, Path(message["path"]), tolerance))
+                elif kind == "outputs_done":
+                    progress = "timing"
+                    failed = [r for r in results if not r.ok]
+                    if len(results) != len(reference.cases):
+                        verdict = CandidateVerdict(
+                            Status.RUNTIME_ERROR, "the worker skipped cases", results
+                        )
+                    elif failed:
+                        reason = f"{len(failed)} of {len(results)} cases wrong; {failed[0].label}: {failed[0].reason}"
+                        verdict = CandidateVerdict(Status.INCORRECT, reason, results)
+                    else:
+                        worker.send({"cmd": "time"})
+                elif kind == "timing":
+                    report = _timing_report(message["report"])
+                    verdict = CandidateVerdict(
+                        Status.CORRECT, "", results, report, message.get("environment", {})
+                    )
+                elif kind == "runtime_error":
+                    reason = f"{message['message']} (while {message['stage']})"
+                    verdict = CandidateVerdict(
+                        Status.RUNTIME_ERROR, reason, results, log=message.get("traceback", "")
+                    )
+        except WorkerTimeout:
+            verdict = CandidateVerdict(
+                Status.TIMEOUT, f"did not finish within {timeout_s:g} s ({progress})", results
+            )
+        if verdict is not None and verdict.status is Status.INCORRECT:
+            worker.send({"cmd": "stop"})
+        end = worker.finish()
+    if verdict is None:
+        verdict = CandidateVerdict(
+            Status.RUNTIME_ERROR,
+            f"the evaluation worker ended without a result ({end.describe()}, {progress})",
+            results,
+        )
+    verdict.log = _log(verdict.log, end)
+    return verdict
+
+
+def _check_case(
+    index: int, labels: dict[int, str], reference: ReferenceOutputs, cand_path: Path, tol: Tolerance
+) -> CaseResult:
+    label = labels.get(index, f"case {index}")
+    if index not in reference.files:
+        return CaseResult(index, label, False, "the worker reported an unknown case", None, None)
+    ref_path, digest = reference.files[index]
+    if _sha256(ref_path) != digest:
+        return CaseResult(index, label, False, "the reference output was modified", None, None)
+    expected = torch.load(ref_path, weights_only=True)
+    try:
+        got = torch.load(cand_path, weights_only=True)
+    except Exception as exc:
+        return CaseResult(index, label, False, f"output could not be read: {exc}", None, None)
+    result = compare(expected, got, tol)
+    return CaseResult(index, label, result.ok, result.reason, result.max_abs_error, result.max_rel_error)
+
+
+def _timing_report(raw: dict[str, Any]) -> TimingReport:
+    return TimingReport(
+        **{
+            **raw,
+            "reference": SampleStats(**raw["reference"]),
+            "candidate": SampleStats(**raw["candidate"]),
+        }
+    )
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip()[:300] if lines else ""
+
+
+def _log(traceback_text: str, end: Exit) -> str:
+    parts = []
+    if end.stdout.strip():
+        parts.append("--- candidate stdout ---\n" + end.stdout.rstrip())
+    if end.stderr.strip():
+        parts.append("--- candidate stderr ---\n" + end.stderr.rstrip())
+    if traceback_text.strip():
+        parts.append("--- traceback ---\n" + traceback_text.rstrip())
+    return "\n".join(parts) + ("\n" if parts else "")
