@@ -1,0 +1,73 @@
+"""On a CUDA GPU: shipped candidates are correct; faulting and endless kernels are contained.
+
+Run where a GPU is visible: `python -m pytest -m gpu`. Elsewhere these tests skip.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from kernelwright.compiler.build import start_build
+from kernelwright.problem import load_problem_dir
+from kernelwright.suite import builtin_dir, candidates_for
+
+pytestmark = pytest.mark.gpu
+
+SHIPPED = [
+    pytest.param(p.path, candidates_for(p.path)["cuda"], id=p.name)
+    for p in load_problem_dir(builtin_dir())
+]
+
+
+@pytest.fixture(scope="module")
+def prebuilt(kw_home, fixtures_dir):
+    """Build every CUDA candidate used below at once, so each test starts from the cache."""
+    import os
+
+    os.environ["KERNELWRIGHT_HOME"] = str(kw_home)
+    sources = [p.values[1] for p in SHIPPED] + [
+        fixtures_dir / "candidates" / f"scale_add_cuda_{n}.py" for n in ("ok", "oob", "hang")
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        builds = list(pool.map(lambda s: start_build(s, "cuda").result(), sources))
+    return {str(s): b for s, b in zip(sources, builds, strict=True)}
+
+
+def _evaluate(cli, problem, candidate, *extra):
+    proc = cli("evaluate", str(problem), str(candidate), "--target", "cuda", "--json", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize(("problem", "candidate"), SHIPPED)
+def test_shipped_cuda_candidate_is_correct(cli, prebuilt, problem, candidate):
+    assert prebuilt[str(candidate)].ok, prebuilt[str(candidate)].log[-3000:]
+    result = _evaluate(cli, problem, candidate, "--trials", "3")
+    assert result["status"] == "correct", result["reason"] + result["log"][-3000:]
+    assert result["cached"] is True
+    env = result["environment"]
+    assert env["gpu"] and env["torch_cuda"]
+    assert result["timing"]["method"] == "cuda_events_cold_l2"
+    assert result["timing"]["flush_bytes"] >= 2 * (env["l2_bytes"] or 0)
+    assert result["speedup"] > 0
+
+
+def test_illegal_address_then_endless_kernel_then_a_good_one(cli, prebuilt, fixtures_dir):
+    problem = fixtures_dir / "problems" / "scale_add.py"
+    cands = fixtures_dir / "candidates"
+
+    oob = _evaluate(cli, problem, cands / "scale_add_cuda_oob.py", "--trials", "1", "--timeout", "60")
+    assert oob["status"] == "runtime_error", oob
+    assert "illegal" in (oob["reason"] + oob["log"]).lower()
+
+    start = time.monotonic()
+    hang = _evaluate(cli, problem, cands / "scale_add_cuda_hang.py", "--trials", "1", "--timeout", "20")
+    assert hang["status"] == "timeout", hang
+    assert time.monotonic() - start < 60
+
+    good = _evaluate(cli, problem, cands / "scale_add_cuda_ok.py", "--trials", "2")
+    assert good["status"] == "correct", good["reason"] + good["log"][-2000:]
