@@ -51,20 +51,42 @@ def main() -> int:
 
     rows, results = [], []
     for (problem, candidate), built in zip(pairs, builds, strict=True):
-        result = evaluate(problem.path, candidate, EvaluateOptions(target=target, trials=args.trials))
+        result = evaluate(
+            problem.path, candidate, EvaluateOptions(target=target, trials=args.trials)
+        )
         results.append(result.to_dict())
-        rows.append((problem.name, result.status.value, result.speedup, result.candidate_ms,
-                     result.reference_ms, result.max_abs_error, built.compile_s, result.reason))
+        rows.append(
+            (
+                problem.name,
+                result.status.value,
+                result.speedup,
+                result.candidate_ms,
+                result.reference_ms,
+                result.max_abs_error,
+                built.compile_s,
+                result.reason,
+            )
+        )
         print(f"  {problem.name}: {result.status.value} ({result.duration_s:.1f} s)", flush=True)
 
     header = ("problem", "status", "speedup", "cand_ms", "ref_ms", "max_abs_err", "compile_s")
     print("\n" + " | ".join(header) + " | reason")
     print("|".join("---" for _ in range(len(header) + 1)))
     for name, status, speedup, cand, ref, err, compile_s, reason in rows:
-        cells = [name, status, _f(speedup, 3), _f(cand, 4), _f(ref, 4), _f(err, 2), _f(compile_s, 3)]
+        cells = [
+            name,
+            status,
+            _f(speedup, 3),
+            _f(cand, 4),
+            _f(ref, 4),
+            _f(err, 2),
+            _f(compile_s, 3),
+        ]
         print(" | ".join(cells) + " | " + (reason[:120] if reason else ""))
     correct = sum(1 for r in rows if r[1] == "correct")
-    print(f"\n{correct} of {len(rows)} correct on {target}; total {time.perf_counter() - start:.0f} s")
+    print(
+        f"\n{correct} of {len(rows)} correct on {target}; total {time.perf_counter() - start:.0f} s"
+    )
     if args.json_out:
         with open(args.json_out, "w") as fh:
             json.dump(results, fh, indent=2)

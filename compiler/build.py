@@ -60,7 +60,9 @@ class BuildJob:
         ok = bool(message["ok"])
         return BuildResult(
             status=None if ok else Status.COMPILE_ERROR,
-            reason="" if ok else first_error(end.stdout + end.stderr) or _last_line(message["traceback"]),
+            reason=""
+            if ok
+            else first_error(end.stdout + end.stderr) or _last_line(message["traceback"]),
             log=log,
             compile_s=float(message["compile_s"]),
             cached=bool(message["cached"]),
@@ -69,7 +71,9 @@ class BuildJob:
         )
 
 
-def start_build(candidate: Path, target: str, timeout_s: float = DEFAULT_BUILD_TIMEOUT_S) -> BuildJob:
+def start_build(
+    candidate: Path, target: str, timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
+) -> BuildJob:
     return BuildJob(candidate, target, timeout_s)
 
 
@@ -92,7 +96,9 @@ def first_error(log: str) -> str:
     """The first line of compiler output that names an error (the one a reader needs first)."""
     lines = log.splitlines()
     for line in lines:
-        if _ERROR_LINE.search(line) and not line.lstrip().startswith(("[", "FAILED:", "RuntimeError: Error building")):
+        if _ERROR_LINE.search(line) and not line.lstrip().startswith(
+            ("[", "FAILED:", "RuntimeError: Error building")
+        ):
             # Build directories are long hashed paths; the file name is what a reader needs.
             return _BUILD_PATH.sub(r"\1", line.strip())[:300]
     return ""

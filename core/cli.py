@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from kernelwright.errors import KernelwrightError
 from rich.console import Console
 from rich.table import Table
-
-from kernelwright.errors import KernelwrightError
 
 app = typer.Typer(
     add_completion=False,
@@ -35,14 +34,29 @@ def _fail(message: str) -> None:
 
 @app.command()
 def evaluate(
-    problem: Annotated[Path, typer.Argument(help="Problem file (KernelBench format: Model, get_inputs, get_init_inputs).")],
+    problem: Annotated[
+        Path,
+        typer.Argument(
+            help="Problem file (KernelBench format: Model, get_inputs, get_init_inputs)."
+        ),
+    ],
     candidate: Annotated[Path, typer.Argument(help="Candidate file defining ModelNew.")],
-    target: Annotated[str | None, typer.Option(help="cuda or cpu; default: cuda where a GPU is visible.")] = None,
-    trials: Annotated[int, typer.Option(help="Seeded correctness trials at the problem's shape.")] = 5,
-    atol: Annotated[float | None, typer.Option(help="Absolute tolerance for every float dtype.")] = None,
-    rtol: Annotated[float | None, typer.Option(help="Relative tolerance for every float dtype.")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="cuda or cpu; default: cuda where a GPU is visible.")
+    ] = None,
+    trials: Annotated[
+        int, typer.Option(help="Seeded correctness trials at the problem's shape.")
+    ] = 5,
+    atol: Annotated[
+        float | None, typer.Option(help="Absolute tolerance for every float dtype.")
+    ] = None,
+    rtol: Annotated[
+        float | None, typer.Option(help="Relative tolerance for every float dtype.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the first trial.")] = 42,
-    timeout: Annotated[float, typer.Option(help="Seconds allowed for running (verify + time).")] = 180.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds allowed for running (verify + time).")
+    ] = 180.0,
     build_timeout: Annotated[float, typer.Option(help="Seconds allowed for building.")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -53,8 +67,13 @@ def evaluate(
 
     try:
         options = EvaluateOptions(
-            target=target or default_target(), trials=trials, seed=seed, atol=atol, rtol=rtol,
-            timeout_s=timeout, build_timeout_s=build_timeout,
+            target=target or default_target(),
+            trials=trials,
+            seed=seed,
+            atol=atol,
+            rtol=rtol,
+            timeout_s=timeout,
+            build_timeout_s=build_timeout,
         )
         result = run_evaluation(problem, candidate, options)
     except KernelwrightError as exc:
@@ -100,7 +119,12 @@ def _render_evaluation(r: dict[str, Any]) -> None:
 
 @app.command()
 def suite(
-    folder: Annotated[Path | None, typer.Argument(help="A folder of problems (e.g. a KernelBench checkout's KernelBench/); default: the shipped suite.")] = None,
+    folder: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A folder of problems (a KernelBench checkout's KernelBench/); default: the suite."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List problems (and, for the shipped suite, their handwritten candidates)."""
@@ -115,14 +139,27 @@ def suite(
     rows = []
     for p in problems:
         cands = candidates_for(p.path) if folder is None else {}
-        rows.append({"name": p.name, "level": p.level, "path": str(p.path), "hash": p.content_hash[:12],
-                     "candidates": {k: str(v) for k, v in cands.items()}})
+        rows.append(
+            {
+                "name": p.name,
+                "level": p.level,
+                "path": str(p.path),
+                "hash": p.content_hash[:12],
+                "candidates": {k: str(v) for k, v in cands.items()},
+            }
+        )
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     table = Table("problem", "level", "hash", "candidates", "path")
     for row in rows:
-        table.add_row(row["name"], _fmt(row["level"]), row["hash"], ", ".join(row["candidates"]) or "-", row["path"])
+        table.add_row(
+            row["name"],
+            _fmt(row["level"]),
+            row["hash"],
+            ", ".join(row["candidates"]) or "-",
+            row["path"],
+        )
     out.print(table)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from kernelwright import paths
 from kernelwright.compiler.build import DEFAULT_BUILD_TIMEOUT_S, start_build
 from kernelwright.problem import load_candidate, load_problem
-from kernelwright.records import EvaluationResult, Status
+from kernelwright.records import EvaluationResult
 from kernelwright.targets import check_toolchain
 from kernelwright.verifier import session
 from kernelwright.verifier.tolerances import Tolerance
@@ -42,7 +42,9 @@ class EvaluateOptions:
     timing: dict[str, Any] = field(default_factory=dict)
 
 
-def evaluate(problem_path: Path | str, candidate_path: Path | str, options: EvaluateOptions) -> EvaluationResult:
+def evaluate(
+    problem_path: Path | str, candidate_path: Path | str, options: EvaluateOptions
+) -> EvaluationResult:
     started = time.perf_counter()
     if options.trials < 1:
         from kernelwright.errors import BadInput
@@ -65,7 +67,12 @@ def evaluate(problem_path: Path | str, candidate_path: Path | str, options: Eval
         job = start_build(candidate.path, options.target, options.build_timeout_s)
         try:
             reference = session.run_reference(
-                problem.path, options.target, options.trials, options.seed, scratch, options.timeout_s
+                problem.path,
+                options.target,
+                options.trials,
+                options.seed,
+                scratch,
+                options.timeout_s,
             )
         except BaseException:
             job.worker.kill()
@@ -75,12 +82,23 @@ def evaluate(problem_path: Path | str, candidate_path: Path | str, options: Eval
         if not build.ok:
             assert build.status is not None
             return EvaluationResult(
-                status=build.status, reason=build.reason, log=build.log, compile_s=build.compile_s,
-                cached=build.cached, duration_s=time.perf_counter() - started, **common,
+                status=build.status,
+                reason=build.reason,
+                log=build.log,
+                compile_s=build.compile_s,
+                cached=build.cached,
+                duration_s=time.perf_counter() - started,
+                **common,
             )
         verdict = session.run_candidate(
-            problem.path, candidate.path, options.target, reference, tolerance, scratch,
-            options.timeout_s, options.timing,
+            problem.path,
+            candidate.path,
+            options.target,
+            reference,
+            tolerance,
+            scratch,
+            options.timeout_s,
+            options.timing,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

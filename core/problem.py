@@ -178,7 +178,9 @@ def load_candidate(path: Path | str, problem: Problem) -> Candidate:
     tree = _parse(source, path, "candidate")
     model_new = _top_level(tree).get("ModelNew")
     if model_new is None:
-        raise BadInput(f"candidate {path} defines no ModelNew; the candidate class must be ModelNew")
+        raise BadInput(
+            f"candidate {path} defines no ModelNew; the candidate class must be ModelNew"
+        )
     ptree = ast.parse(problem.source)
     model = _top_level(ptree)["Model"]
     if isinstance(model_new, ast.ClassDef) and isinstance(model, ast.ClassDef):
@@ -189,7 +191,9 @@ def load_candidate(path: Path | str, problem: Problem) -> Candidate:
                     f"candidate {path}: ModelNew.{method}({', '.join(got)}) does not match "
                     f"Model.{method}({', '.join(want)}) of {problem.path.name}"
                 )
-    return Candidate(path=path, source=source, source_hash=hashlib.sha256(source.encode()).hexdigest())
+    return Candidate(
+        path=path, source=source, source_hash=hashlib.sha256(source.encode()).hexdigest()
+    )
 
 
 def load_problem_dir(root: Path | str) -> list[Problem]:

@@ -51,7 +51,9 @@ def default_target() -> str:
 
 def _which(name: str) -> str | None:
     # The running interpreter's bin folder first: pip's `ninja` lands there.
-    return shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    return shutil.which(
+        name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
 
 
 def check_toolchain(target: str) -> None:
@@ -62,7 +64,9 @@ def check_toolchain(target: str) -> None:
         raise ToolchainMissing("ninja is not installed; run `pip install ninja`")
     cxx = os.environ.get("CXX", "c++")
     if _which(cxx) is None and _which("g++") is None:
-        raise ToolchainMissing(f"no C++ compiler ({cxx}) on PATH; install g++ (e.g. apt install g++)")
+        raise ToolchainMissing(
+            f"no C++ compiler ({cxx}) on PATH; install g++ (e.g. apt install g++)"
+        )
     if target == "cpu":
         return
     if not torch_has_cuda():
@@ -70,6 +74,8 @@ def check_toolchain(target: str) -> None:
     from torch.utils.cpp_extension import CUDA_HOME
 
     if CUDA_HOME is None or not Path(CUDA_HOME, "bin", "nvcc").exists():
-        raise ToolchainMissing("target cuda, but nvcc was not found; install the CUDA toolkit or set CUDA_HOME")
+        raise ToolchainMissing(
+            "target cuda, but nvcc was not found; install the CUDA toolkit or set CUDA_HOME"
+        )
     if visible_gpus() == 0:
         raise ToolchainMissing("target cuda, but no CUDA GPU is visible; use --target cpu")

@@ -94,9 +94,8 @@ def nvml_reading(device: torch.device) -> dict[str, Any]:
         handle = _nvml_handle(device)
         sm = pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)
         sm_max = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)
-        getter = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
-            pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons"
-        )
+        getter = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+        getter = getter or pynvml.nvmlDeviceGetCurrentClocksThrottleReasons  # older name
         reasons = int(getter(handle))
         reading = {
             "driver": _text(pynvml.nvmlSystemGetDriverVersion()),
@@ -127,7 +126,9 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def record(device: torch.device, before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+def record(
+    device: torch.device, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> dict[str, Any]:
     """The environment of one timing: software, hardware and NVML before/after."""
     env: dict[str, Any] = {"device": str(device), **software()}
     if device.type == "cuda":

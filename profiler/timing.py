@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-
 from kernelwright.profiler.stats import median, summarize
 from kernelwright.records import TimingReport
 

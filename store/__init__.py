@@ -1,1 +1,1 @@
-"""SQLite history of runs, candidates, evaluations and LLM calls (not built yet; see the store issue)."""
+"""SQLite history of runs, candidates, evaluations and LLM calls (not built yet: store issue)."""

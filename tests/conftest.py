@@ -43,7 +43,7 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _has_gpu() -> bool:
-    from kernelwright.targets import visible_gpus, torch_has_cuda
+    from kernelwright.targets import torch_has_cuda, visible_gpus
 
     return torch_has_cuda() and visible_gpus() > 0
 
@@ -57,12 +57,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def run_cli(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env_extra: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m kernelwright.cli ARGS` in a fresh process, as a user would."""
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "kernelwright.cli", *args],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 

@@ -44,47 +44,88 @@ def get_init_inputs():
     ("problem_text", "fragment"),
     [
         ("def broken(:\n", "syntax error at line 1"),
-        ("import torch\ndef get_inputs(): return []\ndef get_init_inputs(): return []\n", "no class Model"),
+        (
+            "import torch\ndef get_inputs(): return []\ndef get_init_inputs(): return []\n",
+            "no class Model",
+        ),
         (PROBLEM_TEXT.replace("def get_inputs", "def other"), "no get_inputs()"),
-        (PROBLEM_TEXT.replace("EXTRA", "") + "EXTRA_SHAPES = [{'nope': 3}]\n", "EXTRA_SHAPES names nope"),
+        (
+            PROBLEM_TEXT.replace("EXTRA", "") + "EXTRA_SHAPES = [{'nope': 3}]\n",
+            "EXTRA_SHAPES names nope",
+        ),
     ],
 )
 def test_bad_problem_file(cli, fixtures_dir, tmp_path, problem_text, fragment):
     problem = _write(tmp_path, "p.py", problem_text)
-    _check(cli("evaluate", problem, str(fixtures_dir / GOOD_CANDIDATE), "--target", "cpu"), fragment)
+    _check(
+        cli("evaluate", problem, str(fixtures_dir / GOOD_CANDIDATE), "--target", "cpu"), fragment
+    )
 
 
 def test_missing_files(cli, fixtures_dir, tmp_path):
-    _check(cli("evaluate", str(tmp_path / "nope.py"), str(fixtures_dir / GOOD_CANDIDATE),
-               "--target", "cpu"), "problem file not found")
-    _check(cli("evaluate", str(fixtures_dir / GOOD_PROBLEM), str(tmp_path / "nope.py"),
-               "--target", "cpu", "--json"), "candidate file not found")
+    _check(
+        cli(
+            "evaluate",
+            str(tmp_path / "nope.py"),
+            str(fixtures_dir / GOOD_CANDIDATE),
+            "--target",
+            "cpu",
+        ),
+        "problem file not found",
+    )
+    _check(
+        cli(
+            "evaluate",
+            str(fixtures_dir / GOOD_PROBLEM),
+            str(tmp_path / "nope.py"),
+            "--target",
+            "cpu",
+            "--json",
+        ),
+        "candidate file not found",
+    )
 
 
 def test_candidate_without_model_new(cli, fixtures_dir, tmp_path):
     candidate = _write(tmp_path, "c.py", "import torch\nclass Model:\n    pass\n")
-    _check(cli("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"),
-           "defines no ModelNew")
+    _check(
+        cli("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"),
+        "defines no ModelNew",
+    )
 
 
 def test_candidate_with_syntax_error(cli, fixtures_dir, tmp_path):
     candidate = _write(tmp_path, "c.py", "class ModelNew(:\n")
-    _check(cli("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"), "syntax error")
+    _check(
+        cli("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"),
+        "syntax error",
+    )
 
 
 def test_candidate_with_other_signature(cli, fixtures_dir, tmp_path):
-    text = (fixtures_dir / GOOD_CANDIDATE).read_text().replace("def forward(self, x)", "def forward(self, x, y)")
+    text = (
+        (fixtures_dir / GOOD_CANDIDATE)
+        .read_text()
+        .replace("def forward(self, x)", "def forward(self, x, y)")
+    )
     candidate = _write(tmp_path, "c.py", text)
-    _check(cli("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"),
-           "ModelNew.forward(x, y) does not match Model.forward(x)")
+    _check(
+        cli("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"),
+        "ModelNew.forward(x, y) does not match Model.forward(x)",
+    )
 
 
 def test_get_inputs_raising(cli, fixtures_dir, tmp_path, kw_home):
-    problem = _write(tmp_path, "p.py", PROBLEM_TEXT.replace(
-        "return [torch.randn(4, 4)]", "raise RuntimeError('no data here')"))
+    problem = _write(
+        tmp_path,
+        "p.py",
+        PROBLEM_TEXT.replace("return [torch.randn(4, 4)]", "raise RuntimeError('no data here')"),
+    )
     candidate = _write(tmp_path, "c.py", PROBLEM_TEXT.replace("class Model", "class ModelNew"))
-    _check(cli("evaluate", problem, candidate, "--target", "cpu"),
-           "get_inputs() raised RuntimeError: no data here")
+    _check(
+        cli("evaluate", problem, candidate, "--target", "cpu"),
+        "get_inputs() raised RuntimeError: no data here",
+    )
     # nothing half-written: no scratch folders are left behind
     assert not any((kw_home / "scratch").glob("eval-*"))
 

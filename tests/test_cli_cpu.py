@@ -10,15 +10,29 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REQUIRED_KEYS = {
-    "status", "reason", "speedup", "candidate_ms", "reference_ms", "max_abs_error", "trials",
-    "target", "compile_s", "cached", "environment",
+    "status",
+    "reason",
+    "speedup",
+    "candidate_ms",
+    "reference_ms",
+    "max_abs_error",
+    "trials",
+    "target",
+    "compile_s",
+    "cached",
+    "environment",
 }
 
 
 def _evaluate(cli, fixtures_dir, candidate: str, *extra: str) -> dict:
     proc = cli(
-        "evaluate", str(fixtures_dir / "problems" / "scale_add.py"),
-        str(fixtures_dir / "candidates" / candidate), "--target", "cpu", "--json", *extra,
+        "evaluate",
+        str(fixtures_dir / "problems" / "scale_add.py"),
+        str(fixtures_dir / "candidates" / candidate),
+        "--target",
+        "cpu",
+        "--json",
+        *extra,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -89,10 +103,21 @@ def test_crashing_candidate_is_a_runtime_error(cli, fixtures_dir):
 def test_exception_in_forward_is_a_runtime_error_with_traceback(cli, fixtures_dir, tmp_path):
     source = (fixtures_dir / "candidates" / "scale_add_ok.py").read_text()
     raising = tmp_path / "raising.py"
-    raising.write_text(source.replace(
-        "return _ext.scale_add(x, self.w, self.b)", "raise ValueError('candidate gave up')"))
-    proc = cli("evaluate", str(fixtures_dir / "problems" / "scale_add.py"), str(raising),
-               "--target", "cpu", "--json", "--trials", "1")
+    raising.write_text(
+        source.replace(
+            "return _ext.scale_add(x, self.w, self.b)", "raise ValueError('candidate gave up')"
+        )
+    )
+    proc = cli(
+        "evaluate",
+        str(fixtures_dir / "problems" / "scale_add.py"),
+        str(raising),
+        "--target",
+        "cpu",
+        "--json",
+        "--trials",
+        "1",
+    )
     result = json.loads(proc.stdout)
     assert result["status"] == "runtime_error"
     assert "ValueError: candidate gave up" in result["reason"]

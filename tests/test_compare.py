@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from kernelwright.verifier.compare import compare
 from kernelwright.verifier.tolerances import Tolerance
 

@@ -10,7 +10,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from kernelwright.compiler.build import start_build
 from kernelwright.problem import load_problem_dir
 from kernelwright.suite import builtin_dir, candidates_for
@@ -60,12 +59,16 @@ def test_illegal_address_then_endless_kernel_then_a_good_one(cli, prebuilt, fixt
     problem = fixtures_dir / "problems" / "scale_add.py"
     cands = fixtures_dir / "candidates"
 
-    oob = _evaluate(cli, problem, cands / "scale_add_cuda_oob.py", "--trials", "1", "--timeout", "60")
+    oob = _evaluate(
+        cli, problem, cands / "scale_add_cuda_oob.py", "--trials", "1", "--timeout", "60"
+    )
     assert oob["status"] == "runtime_error", oob
     assert "illegal" in (oob["reason"] + oob["log"]).lower()
 
     start = time.monotonic()
-    hang = _evaluate(cli, problem, cands / "scale_add_cuda_hang.py", "--trials", "1", "--timeout", "20")
+    hang = _evaluate(
+        cli, problem, cands / "scale_add_cuda_hang.py", "--trials", "1", "--timeout", "20"
+    )
     assert hang["status"] == "timeout", hang
     assert time.monotonic() - start < 60
 

@@ -8,8 +8,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Modules of the core package that are plain records or helpers, usable from any stage.
-SHARED = {"kernelwright", "kernelwright.records", "kernelwright.errors", "kernelwright.paths",
-          "kernelwright.isolation"}
+SHARED = {
+    "kernelwright",
+    "kernelwright.records",
+    "kernelwright.errors",
+    "kernelwright.paths",
+    "kernelwright.isolation",
+}
 STAGE_PACKAGES = {
     "agents": "kernelwright.agents",
     "compiler": "kernelwright.compiler",
@@ -77,5 +82,7 @@ def test_no_bare_stage_imports_anywhere():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
-            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in bare]
+            offenders += [
+                f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in bare
+            ]
     assert not offenders, offenders

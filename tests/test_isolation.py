@@ -1,4 +1,4 @@
-"""Worker isolation: allowlisted environment, own process group and scratch folder, hard deadline."""
+"""Worker isolation: allowlisted environment, own process group and scratch, hard deadline."""
 
 from __future__ import annotations
 
@@ -6,13 +6,20 @@ import os
 import time
 
 import pytest
-
 from kernelwright.isolation import Worker, WorkerTimeout
 
 
 def _worker(fixtures_dir, tmp_path, deadline_s: float) -> Worker:
-    return Worker("probe_worker", tmp_path / "scratch", deadline_s,
-                  env_extra={"PYTHONPATH": os.pathsep.join([str(fixtures_dir / "workers"), os.environ.get("PYTHONPATH", "")])})
+    return Worker(
+        "probe_worker",
+        tmp_path / "scratch",
+        deadline_s,
+        env_extra={
+            "PYTHONPATH": os.pathsep.join(
+                [str(fixtures_dir / "workers"), os.environ.get("PYTHONPATH", "")]
+            )
+        },
+    )
 
 
 def test_secrets_do_not_reach_the_worker(fixtures_dir, tmp_path, monkeypatch):

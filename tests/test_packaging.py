@@ -26,7 +26,9 @@ def _import_name(folder: Path) -> str:
 
 def _package_folders() -> list[Path]:
     return sorted(
-        p.parent for stage in STAGES for p in (ROOT / stage).rglob("__init__.py")
+        p.parent
+        for stage in STAGES
+        for p in (ROOT / stage).rglob("__init__.py")
         if "__pycache__" not in p.parts
     )
 
@@ -34,15 +36,28 @@ def _package_folders() -> list[Path]:
 def test_every_package_folder_is_listed():
     listed = set(_config()["packages"])
     missing = [str(f) for f in _package_folders() if _import_name(f) not in listed]
-    assert not missing, f"folders with __init__.py missing from [tool.setuptools] packages: {missing}"
+    assert not missing, (
+        f"folders with __init__.py missing from [tool.setuptools] packages: {missing}"
+    )
 
 
 @pytest.mark.slow
 def test_wheel_contents(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-         str(tmp_path), str(ROOT)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
     )
     wheel = next(tmp_path.glob("kernelwright-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -65,6 +80,8 @@ def test_bare_stage_names_do_not_import_from_elsewhere(tmp_path):
         "    assert spec is None or 'kernelwright' not in str(spec.origin), (name, spec.origin)\n"
         "import agents\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True
+    )
     assert proc.returncode != 0
     assert "ModuleNotFoundError" in proc.stderr and "agents" in proc.stderr

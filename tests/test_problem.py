@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kernelwright.errors import BadInput
 from kernelwright.problem import content_hash, load_candidate, load_problem, load_problem_dir
 from kernelwright.suite import builtin_dir, candidates_for
@@ -70,14 +69,19 @@ def test_candidate_signature_must_match(tmp_path):
     problem_path.write_text(PROBLEM)
     problem = load_problem(problem_path)
     good = tmp_path / "good.py"
-    good.write_text("class ModelNew:\n    def __init__(self, k):\n        pass\n    def forward(self, x, y=None):\n        pass\n")
+    good.write_text(
+        "class ModelNew:\n    def __init__(self, k):\n        pass\n"
+        "    def forward(self, x, y=None):\n        pass\n"
+    )
     assert load_candidate(good, problem).source_hash
     inherited = tmp_path / "inherited.py"  # defines neither method: nothing to compare statically
     inherited.write_text("class ModelNew(object):\n    pass\n")
     load_candidate(inherited, problem)
     bad = tmp_path / "bad.py"
     bad.write_text("class ModelNew:\n    def __init__(self, k, extra):\n        pass\n")
-    with pytest.raises(BadInput, match=r"ModelNew.__init__\(k, extra\) does not match Model.__init__\(k\)"):
+    with pytest.raises(
+        BadInput, match=r"ModelNew.__init__\(k, extra\) does not match Model.__init__\(k\)"
+    ):
         load_candidate(bad, problem)
 
 

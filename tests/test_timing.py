@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kernelwright.profiler import timing
 from kernelwright.profiler.environment import is_throttled
 from kernelwright.profiler.stats import median, quantile, summarize
@@ -81,10 +80,14 @@ def test_drift_cancels_through_interleaving():
 
 def test_blocks_are_bounded_by_time_and_count():
     clock = ScriptedClock()
-    settings = timing.TimingSettings(min_samples=10, max_samples=50, min_block_s=0.0, max_block_s=0.0)
+    settings = timing.TimingSettings(
+        min_samples=10, max_samples=50, min_block_s=0.0, max_block_s=0.0
+    )
     samples = timing._block(clock, lambda: ("x", 1.0), settings)
     assert len(samples) == 3  # the time budget is spent at once: the floor of 3 samples holds
-    settings = timing.TimingSettings(min_samples=10, max_samples=50, min_block_s=0.0, max_block_s=60.0)
+    settings = timing.TimingSettings(
+        min_samples=10, max_samples=50, min_block_s=0.0, max_block_s=60.0
+    )
     assert len(timing._block(clock, lambda: ("x", 1.0), settings)) == 10
 
 

@@ -30,7 +30,12 @@ class Case:
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_message(self) -> dict[str, Any]:
-        return {"index": self.index, "label": self.label, "seed": self.seed, "overrides": self.overrides}
+        return {
+            "index": self.index,
+            "label": self.label,
+            "seed": self.seed,
+            "overrides": self.overrides,
+        }
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Case:

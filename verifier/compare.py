@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
 from kernelwright.verifier.tolerances import Tolerance
 
 
@@ -75,7 +74,9 @@ def _walk(ref: Any, cand: Any, where: str, tol: Tolerance, errors: list) -> str 
     return f"{where}: reference output of type {type(ref).__name__} is not supported"
 
 
-def _tensor(ref: torch.Tensor, cand: torch.Tensor, where: str, tol: Tolerance, errors: list) -> str | None:
+def _tensor(
+    ref: torch.Tensor, cand: torch.Tensor, where: str, tol: Tolerance, errors: list
+) -> str | None:
     if cand.shape != ref.shape:
         return f"{where}: shape {tuple(cand.shape)} but the reference has {tuple(ref.shape)}"
     if cand.dtype != ref.dtype:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from kernelwright import paths
 from kernelwright.errors import BadInput
 from kernelwright.isolation import Exit, Worker, WorkerTimeout
@@ -61,8 +60,14 @@ def run_reference(
     files: dict[int, tuple[Path, str]] = {}
     with Worker(WORKER, out_dir, deadline_s=timeout_s) as worker:
         worker.send(
-            {"mode": "reference", "problem": str(problem), "target": target, "trials": trials,
-             "seed": seed, "out_dir": str(out_dir)}
+            {
+                "mode": "reference",
+                "problem": str(problem),
+                "target": target,
+                "trials": trials,
+                "seed": seed,
+                "out_dir": str(out_dir),
+            }
         )
         try:
             while (message := worker.recv()) is not None:
@@ -105,9 +110,16 @@ def run_candidate(
     verdict: CandidateVerdict | None = None
     with Worker(WORKER, out_dir, deadline_s=timeout_s) as worker:
         worker.send(
-            {"mode": "candidate", "problem": str(problem), "candidate": str(candidate),
-             "target": target, "out_dir": str(out_dir), "builds_root": str(paths.builds_dir()),
-             "cases": [c.to_message() for c in reference.cases], "timing": timing_settings or {}}
+            {
+                "mode": "candidate",
+                "problem": str(problem),
+                "candidate": str(candidate),
+                "target": target,
+                "out_dir": str(out_dir),
+                "builds_root": str(paths.builds_dir()),
+                "cases": [c.to_message() for c in reference.cases],
+                "timing": timing_settings or {},
+            }
         )
         labels = {c.index: c.label for c in reference.cases}
         try:
@@ -116,7 +128,9 @@ def run_candidate(
                 if kind == "case":
                     index = int(message["index"])
                     progress = f"after {labels.get(index, index)}"
-                    results.append(_check_case(index, labels, reference, Path(message["path"]), tolerance))
+                    results.append(
+                        _check_case(index, labels, reference, Path(message["path"]), tolerance)
+                    )
                 elif kind == "outputs_done":
                     progress = "timing"
                     failed = [r for r in results if not r.ok]
@@ -125,7 +139,11 @@ def run_candidate(
                             Status.RUNTIME_ERROR, "the worker skipped cases", results
                         )
                     elif failed:
-                        reason = f"{len(failed)} of {len(results)} cases wrong; {failed[0].label}: {failed[0].reason}"
+                        first = failed[0]
+                        reason = (
+                            f"{len(failed)} of {len(results)} cases wrong; "
+                            f"{first.label}: {first.reason}"
+                        )
                         verdict = CandidateVerdict(Status.INCORRECT, reason, results)
                     else:
                         worker.send({"cmd": "time"})
@@ -171,7 +189,9 @@ def _check_case(
     except Exception as exc:
         return CaseResult(index, label, False, f"output could not be read: {exc}", None, None)
     result = compare(expected, got, tol)
-    return CaseResult(index, label, result.ok, result.reason, result.max_abs_error, result.max_rel_error)
+    return CaseResult(
+        index, label, result.ok, result.reason, result.max_abs_error, result.max_rel_error
+    )
 
 
 def _timing_report(raw: dict[str, Any]) -> TimingReport:

@@ -47,7 +47,6 @@ def _sync(device: Any) -> None:
 
 def _save(value: Any, path: Path) -> None:
     import torch
-
     from kernelwright.verifier.cases import to_cpu
 
     torch.save(to_cpu(value), path)
@@ -55,7 +54,6 @@ def _save(value: Any, path: Path) -> None:
 
 def run_reference(channel: Channel, request: dict[str, Any]) -> None:
     import torch
-
     from kernelwright.compiler.loader import import_file
     from kernelwright.verifier.cases import ProblemError, build, plan_cases
 
@@ -95,7 +93,6 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
 
 def run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     import torch
-
     from kernelwright.compiler import loader
     from kernelwright.profiler import environment, timing
     from kernelwright.verifier.cases import Case, build, clone_inputs
@@ -158,7 +155,9 @@ def run_candidate(channel: Channel, request: dict[str, Any]) -> None:
             }
         )
     except BaseException as exc:
-        channel.send({"kind": "runtime_error", "stage": stage, "message": _short(exc), "traceback": _tb()})
+        channel.send(
+            {"kind": "runtime_error", "stage": stage, "message": _short(exc), "traceback": _tb()}
+        )
 
 
 def _short(exc: BaseException) -> str:
