@@ -22,7 +22,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 @pytest.fixture(scope="session")
 def kw_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("kwhome")
+    # KERNELWRIGHT_TEST_HOME reuses a build cache across sessions (e.g. after benchmarks/suite.py)
+    reuse = os.environ.get("KERNELWRIGHT_TEST_HOME")
+    return Path(reuse) if reuse else tmp_path_factory.mktemp("kwhome")
 
 
 @pytest.fixture(autouse=True)
@@ -77,6 +79,6 @@ def cli():
     return run_cli
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES

@@ -1,0 +1,30 @@
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    """Sum over the last dimension of a 2D tensor (keepdim=False)."""
+
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x):
+        return torch.sum(x, dim=-1)
+
+
+batch_size = 8192
+dim = 4096
+
+
+def get_inputs():
+    return [torch.randn(batch_size, dim)]
+
+
+def get_init_inputs():
+    return []
+
+
+EXTRA_SHAPES = [
+    {"batch_size": 7, "dim": 1001},
+    {"batch_size": 129, "dim": 33},
+]
