@@ -19,6 +19,7 @@ from typing import Any
 
 from kernelwright import paths
 from kernelwright.compiler.build import DEFAULT_BUILD_TIMEOUT_S, start_build
+from kernelwright.errors import BadInput
 from kernelwright.problem import load_candidate, load_problem
 from kernelwright.records import EvaluationResult
 from kernelwright.targets import check_toolchain
@@ -47,8 +48,6 @@ def evaluate(
 ) -> EvaluationResult:
     started = time.perf_counter()
     if options.trials < 1:
-        from kernelwright.errors import BadInput
-
         raise BadInput("--trials must be at least 1")
     problem = load_problem(problem_path)
     candidate = load_candidate(candidate_path, problem)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from kernelwright.problem import load_problem_dir
 from kernelwright.suite import builtin_dir, candidates_for
 
@@ -24,7 +23,8 @@ def test_at_least_three_cpu_candidates_ship():
 
 @pytest.mark.parametrize(("problem", "candidate"), WITH_CPU)
 def test_shipped_cpu_candidate_is_correct(cli, problem, candidate):
-    proc = cli("evaluate", str(problem), str(candidate), "--target", "cpu", "--json", "--trials", "2")
+    args = ("--target", "cpu", "--json", "--trials", "2")
+    proc = cli("evaluate", str(problem), str(candidate), *args)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["status"] == "correct", result["reason"] + result["log"][-2000:]
