@@ -12,10 +12,12 @@ class Model(nn.Module):
         return torch.matmul(A, B)
 
 
-# Non-square, and small enough that the reference runs in ~25 ms on a 2-core CPU
-# (there is a CPU candidate for this problem); ~4.3 GFLOP, ~0.1 ms in fp32 on an H100.
-M = 2048
-K = 1024
+# ~4.3 GFLOP: ~0.1 ms in fp32 on an H100, ~25 ms on a 2-core CPU (this problem has a CPU
+# candidate). The inner dimension is kept at 512 because with randn inputs the fp32 rounding
+# error of the k-sum grows with K, and the 1e-4 tolerance must hold whatever summation order
+# the reference and the candidate use.
+M = 4096
+K = 512
 N = 1024
 
 
