@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from kernelwright import paths
-from kernelwright.isolation import Worker, WorkerTimeout
+from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.records import BuildResult, Status
 
 DEFAULT_BUILD_TIMEOUT_S = 300.0
@@ -31,7 +31,7 @@ class BuildJob:
         with self.worker as worker:
             try:
                 message = worker.recv()
-            except WorkerTimeout:
+            except (WorkerTimeout, WorkerOverLimit):
                 message = None
             end = worker.finish()
         # Traceback first, compiler output last: the end of the log is where its errors are.
@@ -43,6 +43,16 @@ class BuildJob:
                 reason=f"build did not finish within {self.timeout_s:g} s",
                 log=log,
                 compile_s=self.timeout_s,
+                cached=False,
+                build_dir="",
+                key="",
+            )
+        if worker.over_limit:
+            return BuildResult(
+                status=Status.COMPILE_ERROR,
+                reason=f"the build {worker.over_limit}",
+                log=log,
+                compile_s=0.0,
                 cached=False,
                 build_dir="",
                 key="",

@@ -1,16 +1,18 @@
-"""Import a candidate inside a worker, with its extensions built in a content-addressed directory.
+"""Import a candidate inside a worker, with each extension built in a content-addressed directory.
 
 Runs only in worker processes (it imports torch and executes candidate code). Guarantees:
 
-- the build directory is `builds/<key>`, where the key hashes the candidate source, the target,
-  the torch, CUDA and Python versions, the GPU architectures and the arch list, so identical code
-  on the same toolchain reuses the build and different code never shares a directory or a lock;
-- an exclusive `flock` on `builds/<key>.lock` serialises builders of the same key; the kernel
-  drops it when its holder dies, so a killed build never leaves a lock that blocks later builds;
-- a directory without the completion marker is a leftover of a failed or killed build and is
-  wiped before building (which also clears torch's own stale `lock` file inside it);
-- `load_inline`/`load` always build verbosely into that directory, so the full compiler output
-  lands in the worker's stdout log; candidates cannot choose where they build.
+- every `load_inline`/`load` call of the candidate is routed to `builds/<key>`, where the key hashes
+  what is compiled (the call's name, sources and flags) with the toolchain (target, torch, CUDA and
+  Python versions, GPU architectures, the arch list); identical extensions reuse one build, even
+  from candidates whose Python differs, and different ones never share a directory or a lock;
+- an exclusive `flock` on `builds/<key>.lock` serialises builders of the same key; the kernel drops
+  it when its holder dies, so a killed build never leaves a lock that blocks later builds;
+- a directory without the completion marker is a leftover of a failed or killed build and is wiped
+  before building (which also clears torch's own stale `lock` file inside it); a failed build's
+  directory is removed;
+- builds are verbose, so the full compiler output lands in the worker's stdout log; candidates
+  cannot choose where they build.
 """
 
 from __future__ import annotations
@@ -18,19 +20,30 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.util
+import json
 import os
 import platform
 import re
 import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-HOOK_VERSION = "1"
+HOOK_VERSION = "2"
 COMPLETE_MARKER = ".kw-complete"
+
+
+@dataclass(frozen=True)
+class ExtensionBuild:
+    name: str
+    key: str
+    cached: bool
+
+
+# What this process built or loaded, in order (the worker reports it).
+BUILDS: list[ExtensionBuild] = []
 
 
 def gpu_arches() -> str:
@@ -43,13 +56,12 @@ def gpu_arches() -> str:
     return ",".join(f"{major}.{minor}" for major, minor in sorted(caps))
 
 
-def build_key(source: str, target: str) -> str:
+def toolchain_key(target: str) -> list[str]:
     import torch
 
-    parts = [
+    return [
         HOOK_VERSION,
         target,
-        hashlib.sha256(source.encode()).hexdigest(),
         torch.__version__,
         str(torch.version.cuda),
         sys.version.split()[0],
@@ -57,50 +69,58 @@ def build_key(source: str, target: str) -> str:
         os.environ.get("TORCH_CUDA_ARCH_LIST", ""),
         gpu_arches() if target == "cuda" else "",
     ]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 
-@contextmanager
-def locked_build_dir(builds_root: Path, key: str) -> Iterator[tuple[Path, bool]]:
-    """Hold the key's lock; yield (directory, cached). A partial directory is wiped first."""
-    builds_root.mkdir(parents=True, exist_ok=True)
-    build_dir = builds_root / key
-    with open(builds_root / f"{key}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        cached = (build_dir / COMPLETE_MARKER).exists()
-        if not cached and build_dir.exists():
-            shutil.rmtree(build_dir, ignore_errors=True)
-        build_dir.mkdir(parents=True, exist_ok=True)
-        yield build_dir, cached
-
-
-def mark_complete(build_dir: Path) -> None:
-    (build_dir / COMPLETE_MARKER).write_text("ok\n")
-
-
-def discard(build_dir: Path) -> None:
-    shutil.rmtree(build_dir, ignore_errors=True)
+def extension_key(
+    fn: str, args: tuple[Any, ...], kwargs: dict[str, Any], toolchain: list[str]
+) -> str:
+    """Hash of one extension call: its arguments (sources, flags, name) and the toolchain."""
+    call = {k: v for k, v in kwargs.items() if k not in ("build_directory", "verbose")}
+    if fn == "load":  # sources are file paths: hash their contents too
+        sources = call.get("sources", args[1] if len(args) > 1 else [])
+        sources = [sources] if isinstance(sources, str) else list(sources)
+        call["_contents"] = [
+            Path(s).read_text(errors="replace") for s in sources if Path(s).exists()
+        ]
+    text = json.dumps([fn, list(args), call, toolchain], sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def _safe(name: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(name)) or "ext"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(name))[:64] or "ext"
 
 
-def install_build_hooks(build_dir: Path) -> None:
-    """Route every extension build of this process into `build_dir`, verbosely."""
+def install_build_hooks(builds_root: Path, target: str) -> None:
+    """Route every extension build of this process into its content-addressed directory."""
     import torch.utils.cpp_extension as cpp_extension
 
-    os.environ["TORCH_EXTENSIONS_DIR"] = str(build_dir)
+    builds_root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MAX_JOBS", str(os.cpu_count() or 1))
+    # Anything that escapes the hooks still lands under the builds folder, never in ~/.cache.
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(builds_root / "unrouted")
+    toolchain = toolchain_key(target)
 
-    def routed(original: Any) -> Any:
+    def routed(fn: str, original: Any) -> Any:
         def build(*args: Any, **kwargs: Any) -> Any:
             name = kwargs.get("name", args[0] if args else "ext")
-            target = build_dir / _safe(name)
-            target.mkdir(parents=True, exist_ok=True)
-            kwargs["build_directory"] = str(target)
-            kwargs["verbose"] = True
-            return original(*args, **kwargs)
+            key = extension_key(fn, args, kwargs, toolchain)
+            directory = builds_root / f"{_safe(name)}-{key}"
+            with open(builds_root / f"{key}.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                cached = (directory / COMPLETE_MARKER).exists()
+                if not cached:
+                    shutil.rmtree(directory, ignore_errors=True)
+                directory.mkdir(parents=True, exist_ok=True)
+                kwargs["build_directory"] = str(directory)
+                kwargs["verbose"] = True
+                try:
+                    module = original(*args, **kwargs)
+                except BaseException:
+                    shutil.rmtree(directory, ignore_errors=True)
+                    raise
+                (directory / COMPLETE_MARKER).write_text("ok\n")
+            BUILDS.append(ExtensionBuild(str(name), key, cached))
+            return module
 
         build.__wrapped__ = original  # type: ignore[attr-defined]
         return build
@@ -108,7 +128,7 @@ def install_build_hooks(build_dir: Path) -> None:
     for fn in ("load_inline", "load"):
         original = getattr(cpp_extension, fn)
         if not hasattr(original, "__wrapped__"):
-            setattr(cpp_extension, fn, routed(original))
+            setattr(cpp_extension, fn, routed(fn, original))
 
 
 def import_file(path: Path, module_name: str) -> ModuleType:

@@ -22,31 +22,26 @@ def main() -> None:
     if request is None:
         return
     candidate = Path(request["candidate"])
-    target = request["target"]
-    source = candidate.read_text(encoding="utf-8")
-    key = loader.build_key(source, target)
-    with loader.locked_build_dir(Path(request["builds_root"]), key) as (build_dir, cached):
-        loader.install_build_hooks(build_dir)
-        start = time.perf_counter()
-        error = None
-        try:
-            loader.import_file(candidate, "kw_candidate")
-        except BaseException:  # SystemExit and KeyboardInterrupt from candidate code included
-            error = traceback.format_exc()
-        elapsed = time.perf_counter() - start
-        if error is None:
-            loader.mark_complete(build_dir)
-        else:
-            loader.discard(build_dir)
+    builds_root = Path(request["builds_root"])
+    loader.install_build_hooks(builds_root, request["target"])
+    start = time.perf_counter()
+    error = None
+    try:
+        loader.import_file(candidate, "kw_candidate")
+    except BaseException:  # SystemExit and KeyboardInterrupt from candidate code included
+        error = traceback.format_exc()
+    elapsed = time.perf_counter() - start
+    builds = loader.BUILDS
     channel.send(
         {
             "kind": "build",
             "ok": error is None,
             "traceback": error or "",
             "compile_s": elapsed,
-            "cached": cached,
-            "key": key,
-            "build_dir": str(build_dir),
+            # cached: every extension came from the cache (and there was at least one)
+            "cached": bool(builds) and all(b.cached for b in builds),
+            "key": ",".join(b.key for b in builds),
+            "build_dir": str(builds_root),
         }
     )
 

@@ -13,7 +13,7 @@ import logging
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,16 @@ from kernelwright import paths
 from kernelwright.compiler.build import DEFAULT_BUILD_TIMEOUT_S, start_build
 from kernelwright.errors import BadInput
 from kernelwright.problem import load_candidate, load_problem
-from kernelwright.records import EvaluationResult
+from kernelwright.records import EvaluationResult, Status
 from kernelwright.targets import check_toolchain
 from kernelwright.verifier import session
+from kernelwright.verifier.static_checks import REJECT, WARN, check_candidate
 from kernelwright.verifier.tolerances import Tolerance
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 180.0
+IMPLAUSIBLE_SPEEDUP = 10.0  # KernelBench's threshold for "excessive" speedups
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ def evaluate(
     candidate = load_candidate(candidate_path, problem)
     check_toolchain(options.target)
     tolerance = Tolerance(options.atol, options.rtol)
+    findings = check_candidate(candidate.source, options.target)
+    warnings = [asdict(f) for f in findings if f.severity == WARN]
+    rejects = [f for f in findings if f.severity == REJECT]
     scratch = paths.scratch_dir() / f"eval-{uuid.uuid4().hex[:12]}"
     common: dict[str, Any] = {
         "target": options.target,
@@ -62,6 +67,17 @@ def evaluate(
         "trials": options.trials,
         "tolerance": {"atol": options.atol, "rtol": options.rtol, **tolerance.describe()},
     }
+    if rejects:  # cheapest gate of all: nothing of the candidate is built or run
+        first = rejects[0]
+        where = f" (line {first.line})" if first.line else ""
+        return EvaluationResult(
+            status=Status.REJECTED,
+            reason=f"rejected by {first.check}: {first.message}{where}",
+            log="\n".join(f"{f.check}: {f.message}" for f in rejects) + "\n",
+            warnings=warnings,
+            duration_s=time.perf_counter() - started,
+            **common,
+        )
     try:
         job = start_build(candidate.path, options.target, options.build_timeout_s)
         try:
@@ -81,6 +97,7 @@ def evaluate(
         if not build.ok:
             assert build.status is not None
             return EvaluationResult(
+                warnings=warnings,
                 status=build.status,
                 reason=build.reason,
                 log=build.log,
@@ -103,6 +120,12 @@ def evaluate(
         shutil.rmtree(scratch, ignore_errors=True)
     errors = [c for c in verdict.cases if c.max_abs_error is not None]
     timing = verdict.timing
+    if timing is not None and timing.speedup > IMPLAUSIBLE_SPEEDUP:
+        message = (
+            f"{timing.speedup:.1f}x over PyTorch is beyond what kernels usually reach; "
+            "check the candidate by hand before trusting it"
+        )
+        warnings.append({"check": "implausible_speedup", "severity": WARN, "message": message})
     return EvaluationResult(
         status=verdict.status,
         reason=verdict.reason,
@@ -117,6 +140,7 @@ def evaluate(
         cached=build.cached,
         log=verdict.log,
         environment=verdict.environment,
+        warnings=warnings + verdict.warnings,
         duration_s=time.perf_counter() - started,
         **common,
     )

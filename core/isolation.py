@@ -7,6 +7,10 @@ Guarantees, for every worker started through `Worker`:
 - its environment is built from an allowlist: API keys and other secrets never reach it;
 - it runs in its own process group and scratch working directory; on its deadline the whole group
   (nvcc, ninja, any children it spawned) is killed with SIGKILL;
+- it has no network where the OS allows a private network namespace (`unshare -n`; as root, or
+  `unshare -rn` for other users): any connect fails; CUDA works there;
+- a watchdog kills the group when it holds more host memory (RSS) or more processes than allowed;
+  RLIMIT_AS is never used, since the CUDA driver reserves huge address ranges;
 - its stdout and stderr go to log files (what a candidate prints cannot pose as a result);
 - structured messages travel as JSON lines over a dedicated pipe (worker to parent) and the worker's
   stdin (parent to worker).
@@ -16,9 +20,11 @@ The child side uses `Channel.from_argv()`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
+import shutil
 import signal
 import site
 import subprocess
@@ -71,10 +77,59 @@ def worker_env(scratch: Path, extra: dict[str, str] | None = None) -> dict[str, 
 
 
 def _limit_child() -> None:
-    """Runs in the child before exec: no core dumps (a crashed kernel can dump gigabytes)."""
+    """Runs in the child before exec: no core dumps, bounded file sizes and open files."""
     import resource
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = OPEN_FILES_LIMIT if hard == resource.RLIM_INFINITY else min(OPEN_FILES_LIMIT, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, cap), cap))
+
+
+FILE_SIZE_LIMIT = 64 << 30  # one file; outputs are written as files, a runaway writer stops here
+OPEN_FILES_LIMIT = 65536
+MAX_PROCESSES = 512  # compilers fork a few dozen; a fork bomb fork thousands
+
+
+def default_memory_limit() -> int:
+    """Host memory a worker's process group may hold: half of the machine's RAM."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError):
+        return 16 << 30
+
+
+@functools.cache
+def network_isolation() -> tuple[str, ...]:
+    """The command prefix that gives a worker a private, empty network namespace, if any works."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return ()
+    prefix = (unshare, "-n") if os.geteuid() == 0 else (unshare, "-rn")
+    try:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return prefix if probe.returncode == 0 else ()
+
+
+def _group_usage(pgid: int) -> tuple[int, int]:
+    """(resident bytes, process count) of a process group, read from /proc."""
+    rss_pages = count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        # after the command name: state ppid pgrp ... ; rss is field 24 of stat (index 21 here)
+        if int(fields[2]) == pgid:
+            count += 1
+            rss_pages += int(fields[21])
+    return rss_pages * os.sysconf("SC_PAGE_SIZE"), count
 
 
 @dataclass(frozen=True)
@@ -102,6 +157,10 @@ class WorkerTimeout(Exception):
     """The worker did not answer before its deadline; it has been killed."""
 
 
+class WorkerOverLimit(Exception):
+    """The worker's group held too much memory or too many processes; it has been killed."""
+
+
 class Worker:
     """A worker process running `python -m module`, with a deadline counted from its start."""
 
@@ -113,16 +172,19 @@ class Worker:
         scratch: Path,
         deadline_s: float,
         env_extra: dict[str, str] | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         scratch.mkdir(parents=True, exist_ok=True)
         self.scratch = scratch
         self.deadline = time.monotonic() + deadline_s
+        self.memory_limit = memory_limit or default_memory_limit()
+        self.over_limit = ""
         self._stdout_path = scratch / "worker.stdout.log"
         self._stderr_path = scratch / "worker.stderr.log"
         read_fd, write_fd = os.pipe()
         with open(self._stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", module, str(write_fd)],
+                [*network_isolation(), sys.executable, "-m", module, str(write_fd)],
                 cwd=scratch,
                 env=worker_env(scratch, env_extra),
                 stdin=subprocess.PIPE,
@@ -160,8 +222,9 @@ class Worker:
                 self.kill()
                 self._timed_out = True
                 raise WorkerTimeout
-            ready, _, _ = select.select([fd], [], [], remaining)
+            ready, _, _ = select.select([fd], [], [], min(remaining, 0.5))
             if not ready:
+                self._watch()
                 continue
             chunk = os.read(fd, 1 << 16)
             if not chunk:
@@ -173,6 +236,17 @@ class Worker:
         except json.JSONDecodeError:
             return {"kind": "garbled", "text": line[:500].decode(errors="replace")}
         return message if isinstance(message, dict) else {"kind": "garbled", "text": str(message)}
+
+    def _watch(self) -> None:
+        rss, processes = _group_usage(self.proc.pid)
+        if rss > self.memory_limit:
+            limit = self.memory_limit / 2**30
+            self.over_limit = f"held {rss / 2**30:.1f} GiB of host memory (limit {limit:.1f} GiB)"
+        elif processes > MAX_PROCESSES:
+            self.over_limit = f"ran {processes} processes (limit {MAX_PROCESSES})"
+        if self.over_limit:
+            self.kill()
+            raise WorkerOverLimit(self.over_limit)
 
     # -- lifetime -----------------------------------------------------------------------------
 

@@ -102,6 +102,7 @@ class EvaluationResult:
     log: str = ""
     environment: dict[str, Any] = field(default_factory=dict)
     tolerance: dict[str, Any] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # suspicious, not rejected
     duration_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

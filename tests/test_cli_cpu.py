@@ -44,9 +44,10 @@ def test_correct_cpp_candidate_is_built_verified_and_timed(cli, fixtures_dir):
     assert result["status"] == "correct", result["reason"] + result["log"]
     assert result["target"] == "cpu"
     assert result["trials"] == 5
-    # 5 seeded trials plus the problem's one extra shape, all compared
-    assert len(result["cases"]) == 6 and all(c["ok"] for c in result["cases"])
+    # 5 seeded trials, the problem's one extra shape and the re-check after timing, all compared
+    assert len(result["cases"]) == 7 and all(c["ok"] for c in result["cases"])
     assert any("extra shape" in c["label"] for c in result["cases"])
+    assert result["cases"][-1]["label"].startswith("re-check after timing")
     assert result["max_abs_error"] == pytest.approx(0.0, abs=1e-5)
     timing = result["timing"]
     assert timing["method"] == "perf_counter_cold_cache"

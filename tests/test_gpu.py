@@ -16,6 +16,13 @@ from kernelwright.suite import builtin_dir, candidates_for
 
 pytestmark = pytest.mark.gpu
 
+GPU_CHEATS = {
+    "cuda_stale_output.py": ("incorrect", None),
+    "cuda_side_stream.py": ("rejected", "hidden_work"),
+    "cuda_aten_instead.py": ("rejected", "own_kernels_not_launched"),
+    "cuda_host_compute.py": ("rejected", "output_type"),
+}
+
 SHIPPED = [
     pytest.param(p.path, candidates_for(p.path)["cuda"], id=p.name)
     for p in load_problem_dir(builtin_dir())
@@ -28,9 +35,11 @@ def prebuilt(kw_home, fixtures_dir):
     import os
 
     os.environ["KERNELWRIGHT_HOME"] = str(kw_home)
-    sources = [p.values[1] for p in SHIPPED] + [
-        fixtures_dir / "candidates" / f"scale_add_cuda_{n}.py" for n in ("ok", "oob", "hang")
-    ]
+    sources = (
+        [p.values[1] for p in SHIPPED]
+        + [fixtures_dir / "candidates" / f"scale_add_cuda_{n}.py" for n in ("ok", "oob", "hang")]
+        + [fixtures_dir / "cheats" / name for name in GPU_CHEATS]
+    )
     with ThreadPoolExecutor(max_workers=8) as pool:
         builds = list(pool.map(lambda s: start_build(s, "cuda").result(), sources))
     return {str(s): b for s, b in zip(sources, builds, strict=True)}
@@ -74,3 +83,13 @@ def test_illegal_address_then_endless_kernel_then_a_good_one(cli, prebuilt, fixt
 
     good = _evaluate(cli, problem, cands / "scale_add_cuda_ok.py", "--trials", "2")
     assert good["status"] == "correct", good["reason"] + good["log"][-2000:]
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(GPU_CHEATS.items()))
+def test_gpu_cheat_is_caught(cli, prebuilt, fixtures_dir, name, expected):
+    status, check = expected
+    problem = fixtures_dir / "problems" / "scale_add.py"
+    result = _evaluate(cli, problem, fixtures_dir / "cheats" / name, "--trials", "2")
+    assert result["status"] == status, (result["reason"], result["log"][-2000:])
+    if check:
+        assert f"rejected by {check}" in result["reason"]

@@ -3,7 +3,7 @@
 Both workers (reference and candidate) follow it exactly, so the two models get identical
 parameters and the two runs get identical inputs, each in its own process with its own copy:
 
-    seed -> get_init_inputs() ; seed -> Model(*init) ; seed + 1 -> get_inputs()
+    seed -> get_init_inputs() ; seed -> Model(*init) ; input_seed (default seed + 1) -> get_inputs()
 
 A case may override module-level globals of the problem (an entry of `EXTRA_SHAPES`); the
 override is applied around the calls and undone afterwards.
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 EXTRA_SHAPE_SEED_OFFSET = 1000
+RECHECK_SEED_OFFSET = 5000
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Case:
     label: str
     seed: int
     overrides: dict[str, Any] = field(default_factory=dict)
+    input_seed: int | None = None  # None: seed + 1
+    after_timing: bool = False  # the re-check run after timing, on the timed tensors
 
     def to_message(self) -> dict[str, Any]:
         return {
@@ -35,11 +38,13 @@ class Case:
             "label": self.label,
             "seed": self.seed,
             "overrides": self.overrides,
+            "input_seed": self.input_seed,
+            "after_timing": self.after_timing,
         }
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Case:
-        return cls(message["index"], message["label"], message["seed"], message["overrides"])
+        return cls(**message)
 
 
 class ProblemError(Exception):
@@ -59,6 +64,10 @@ def plan_cases(module: ModuleType, trials: int, seed: int) -> list[Case]:
         shape = ", ".join(f"{k}={v}" for k, v in overrides.items())
         s = seed + EXTRA_SHAPE_SEED_OFFSET + j
         cases.append(Case(trials + j, f"extra shape {shape} (seed {s})", s, dict(overrides)))
+    # Same weights as trial 0, new input values: after timing they are copied into the very
+    # tensors that were timed, so a cache keyed on addresses returns stale results and fails.
+    s = seed + RECHECK_SEED_OFFSET
+    cases.append(Case(len(cases), f"re-check after timing (inputs seed {s})", seed, {}, s, True))
     return cases
 
 
@@ -96,7 +105,7 @@ def build(
         init = _problem_step(problem.get_init_inputs, "get_init_inputs()", problem_step_errors)
         torch.manual_seed(case.seed)
         model = model_class(*init)
-        torch.manual_seed(case.seed + 1)
+        torch.manual_seed(case.seed + 1 if case.input_seed is None else case.input_seed)
         inputs = _problem_step(problem.get_inputs, "get_inputs()", problem_step_errors)
     if not isinstance(inputs, (list, tuple)):
         raise ProblemError(f"get_inputs() returned {type(inputs).__name__}, not a list")
@@ -141,3 +150,14 @@ def to_cpu(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
     raise TypeError(f"output of type {type(value).__name__} is not a tensor, tuple, list or number")
+
+
+def output_nbytes(value: Any) -> list[int]:
+    """Byte sizes of the tensors in an output structure (for poisoning the allocator)."""
+    if isinstance(value, torch.Tensor):
+        return [value.numel() * value.element_size()]
+    if isinstance(value, (list, tuple)):
+        return [n for v in value for n in output_nbytes(v)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in output_nbytes(v)]
+    return []

@@ -9,6 +9,7 @@ a crash or exception `runtime_error` with its traceback and log, a wrong output 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any
 import torch
 from kernelwright import paths
 from kernelwright.errors import BadInput
-from kernelwright.isolation import Exit, Worker, WorkerTimeout
+from kernelwright.isolation import Exit, Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.records import CaseResult, SampleStats, Status, TimingReport
 from kernelwright.verifier.cases import Case
 from kernelwright.verifier.compare import compare
+from kernelwright.verifier.static_checks import kernel_names, native_source
 from kernelwright.verifier.tolerances import Tolerance
 
 WORKER = "kernelwright.verifier.worker"
@@ -30,6 +32,7 @@ WORKER = "kernelwright.verifier.worker"
 class ReferenceOutputs:
     cases: list[Case]
     files: dict[int, tuple[Path, str]]  # case index -> (path, sha256)
+    nbytes: dict[int, list[int]]  # case index -> byte sizes of the output tensors
 
 
 @dataclass
@@ -40,6 +43,7 @@ class CandidateVerdict:
     timing: TimingReport | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     log: str = ""
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _sha256(path: Path) -> str:
@@ -58,6 +62,7 @@ def run_reference(
     out_dir.mkdir(parents=True, exist_ok=True)
     cases: list[Case] = []
     files: dict[int, tuple[Path, str]] = {}
+    nbytes: dict[int, list[int]] = {}
     with Worker(WORKER, out_dir, deadline_s=timeout_s) as worker:
         worker.send(
             {
@@ -77,10 +82,13 @@ def run_reference(
                     path = Path(message["path"])
                     cases.append(case)
                     files[case.index] = (path, _sha256(path))
+                    nbytes[case.index] = [int(n) for n in message.get("nbytes", [])]
                 elif kind == "done":
                     break
                 elif kind == "problem_error":
                     raise BadInput(f"problem {problem.name}: {message['message']}")
+        except WorkerOverLimit as exc:
+            raise BadInput(f"problem {problem.name}: the reference {exc}") from None
         except WorkerTimeout:
             raise BadInput(
                 f"problem {problem.name}: the reference did not finish within {timeout_s:g} s; "
@@ -90,7 +98,7 @@ def run_reference(
     if message is None or message.get("kind") != "done":
         detail = _last_line(end.stderr) or end.describe()
         raise BadInput(f"problem {problem.name}: the reference worker {end.describe()}: {detail}")
-    return ReferenceOutputs(cases, files)
+    return ReferenceOutputs(cases, files, nbytes)
 
 
 def run_candidate(
@@ -105,6 +113,9 @@ def run_candidate(
 ) -> CandidateVerdict:
     out_dir = scratch / "candidate"
     out_dir.mkdir(parents=True, exist_ok=True)
+    source = candidate.read_text(encoding="utf-8")
+    kernels = kernel_names(native_source(ast.parse(source))) if target == "cuda" else []
+    checked = [c for c in reference.cases if not c.after_timing]
     results: list[CaseResult] = []
     progress = "before any case finished"
     verdict: CandidateVerdict | None = None
@@ -119,6 +130,8 @@ def run_candidate(
                 "builds_root": str(paths.builds_dir()),
                 "cases": [c.to_message() for c in reference.cases],
                 "timing": timing_settings or {},
+                "nbytes": reference.nbytes,
+                "kernels": kernels,
             }
         )
         labels = {c.index: c.label for c in reference.cases}
@@ -134,7 +147,7 @@ def run_candidate(
                 elif kind == "outputs_done":
                     progress = "timing"
                     failed = [r for r in results if not r.ok]
-                    if len(results) != len(reference.cases):
+                    if len(results) != len(checked):
                         verdict = CandidateVerdict(
                             Status.RUNTIME_ERROR, "the worker skipped cases", results
                         )
@@ -147,11 +160,31 @@ def run_candidate(
                         verdict = CandidateVerdict(Status.INCORRECT, reason, results)
                     else:
                         worker.send({"cmd": "time"})
+                elif kind == "recheck":
+                    index = int(message["index"])
+                    recheck = _check_case(
+                        index, labels, reference, Path(message["path"]), tolerance
+                    )
+                    results.append(recheck)
+                    if not recheck.ok:
+                        reason = (
+                            "rejected by recheck_after_timing: correct before timing, wrong after "
+                            f"the timed inputs got new values (a result cache?); {recheck.reason}"
+                        )
+                        verdict = CandidateVerdict(Status.REJECTED, reason, results)
                 elif kind == "timing":
                     report = _timing_report(message["report"])
                     verdict = CandidateVerdict(
-                        Status.CORRECT, "", results, report, message.get("environment", {})
+                        Status.CORRECT,
+                        "",
+                        results,
+                        report,
+                        message.get("environment", {}),
+                        warnings=message.get("warnings", []),
                     )
+                elif kind == "rejected":
+                    reason = f"rejected by {message['check']}: {message['message']} ({progress})"
+                    verdict = CandidateVerdict(Status.REJECTED, reason, results)
                 elif kind == "runtime_error":
                     reason = f"{message['message']} (while {message['stage']})"
                     verdict = CandidateVerdict(
@@ -160,6 +193,10 @@ def run_candidate(
         except WorkerTimeout:
             verdict = CandidateVerdict(
                 Status.TIMEOUT, f"did not finish within {timeout_s:g} s ({progress})", results
+            )
+        except WorkerOverLimit as exc:
+            verdict = CandidateVerdict(
+                Status.RUNTIME_ERROR, f"the candidate {exc} ({progress})", results
             )
         if verdict is not None and verdict.status is Status.INCORRECT:
             worker.send({"cmd": "stop"})

@@ -55,7 +55,7 @@ def _save(value: Any, path: Path) -> None:
 def run_reference(channel: Channel, request: dict[str, Any]) -> None:
     import torch
     from kernelwright.compiler.loader import import_file
-    from kernelwright.verifier.cases import ProblemError, build, plan_cases
+    from kernelwright.verifier.cases import ProblemError, build, output_nbytes, plan_cases
 
     # An exact fp32 reference: TF32 would put ~1e-3 relative error into the expected values.
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -86,48 +86,73 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
             message = f"the reference failed on {case.label}: {_short(exc)}"
             channel.send({"kind": "problem_error", "message": message, "traceback": _tb()})
             return
+        sizes = output_nbytes(output)
         del model, inputs, output
-        channel.send({"kind": "case", "case": case.to_message(), "path": str(path)})
+        message = {"kind": "case", "case": case.to_message(), "path": str(path), "nbytes": sizes}
+        channel.send(message)
     channel.send({"kind": "done"})
 
 
 def run_candidate(channel: Channel, request: dict[str, Any]) -> None:
+    try:
+        _run_candidate(channel, request)
+    except BaseException as exc:
+        from kernelwright.verifier.guards import Rejected
+
+        if isinstance(exc, Rejected):
+            channel.send({"kind": "rejected", "check": exc.check, "message": exc.message})
+        else:
+            stage = getattr(exc, "kw_stage", "importing the candidate")
+            message = {"kind": "runtime_error", "stage": stage, "message": _short(exc)}
+            channel.send({**message, "traceback": _tb()})
+
+
+def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     import torch
     from kernelwright.compiler import loader
     from kernelwright.profiler import environment, timing
+    from kernelwright.records import to_jsonable
+    from kernelwright.verifier import cases as cases_module
+    from kernelwright.verifier import guards
     from kernelwright.verifier.cases import Case, build, clone_inputs
 
     device = _device(request["target"])
     out_dir = Path(request["out_dir"])
-    stage = "importing the candidate"
-    try:
-        problem = loader.import_file(Path(request["problem"]), "kw_problem")
-        candidate_path = Path(request["candidate"])
-        source = candidate_path.read_text(encoding="utf-8")
-        key = loader.build_key(source, request["target"])
-        with loader.locked_build_dir(Path(request["builds_root"]), key) as (build_dir, _):
-            loader.install_build_hooks(build_dir)
-            candidate = loader.import_file(candidate_path, "kw_candidate")
-            loader.mark_complete(build_dir)
-        model_new = candidate.ModelNew
-        for raw in request["cases"]:
-            case = Case.from_message(raw)
-            stage = f"running ModelNew on {case.label}"
+    guard = guards.HarnessGuard([timing, cases_module, guards, loader])
+    problem = loader.import_file(Path(request["problem"]), "kw_problem")
+    loader.install_build_hooks(Path(request["builds_root"]), request["target"])
+    candidate = loader.import_file(Path(request["candidate"]), "kw_candidate")
+    guard.check()
+    model_new = candidate.ModelNew
+    all_cases = [Case.from_message(raw) for raw in request["cases"]]
+    sizes = {int(k): v for k, v in request.get("nbytes", {}).items()}
+
+    def checked_call(model: Any, inputs: list[Any], case: Case) -> Any:
+        pristine = guards.snapshot_inputs(inputs)
+        guards.poison(device, sizes.get(case.index, []))
+        with torch.no_grad():
+            output = model(*inputs)
+        _sync(device)
+        guards.check_outputs(output, device)
+        guards.check_inputs_unchanged(pristine, inputs)
+        guard.check()
+        return output
+
+    for case in (c for c in all_cases if not c.after_timing):
+        with _stage(f"running ModelNew on {case.label}"):
             model, inputs = build(problem, model_new, case, device, also_override=[candidate])
-            with torch.no_grad():
-                output = model(*inputs)
-            _sync(device)
+            output = checked_call(model, inputs, case)
             path = out_dir / f"cand_{case.index}.pt"
             _save(output, path)
             del model, inputs, output
-            channel.send({"kind": "case", "index": case.index, "path": str(path)})
-        channel.send({"kind": "outputs_done"})
+        channel.send({"kind": "case", "index": case.index, "path": str(path)})
+    channel.send({"kind": "outputs_done"})
 
-        command = channel.recv()
-        if not command or command.get("cmd") != "time":
-            return
-        stage = "timing"
-        base = Case.from_message(request["cases"][0])
+    command = channel.recv()
+    if not command or command.get("cmd") != "time":
+        return
+    with _stage("timing"):
+        base = all_cases[0]
         ref_model, ref_inputs = build(problem, problem.Model, base, device)
         cand_model, cand_inputs = build(problem, model_new, base, device, also_override=[candidate])
         cand_inputs = clone_inputs(cand_inputs)  # never the same storage as the reference's
@@ -145,19 +170,80 @@ def run_candidate(channel: Channel, request: dict[str, Any]) -> None:
         before = environment.nvml_reading(device) if device.type == "cuda" else None
         report = timing.measure(reference, candidate_call, clock, settings)
         after = environment.nvml_reading(device) if device.type == "cuda" else None
-        from kernelwright.records import to_jsonable
+        guard.check()
+        warnings = []
+        if device.type == "cuda":
+            _check_hidden_work(report)
+            warnings += _check_own_kernels(candidate_call, request.get("kernels", []))
+    for case in (c for c in all_cases if c.after_timing):
+        with _stage(case.label):
+            _, fresh = build(problem, problem.Model, case, device)
+            for target, value in zip(cand_inputs, fresh, strict=True):
+                if isinstance(target, torch.Tensor) and target.shape == value.shape:
+                    target.copy_(value)  # same addresses as timed, new values
+            _sync(device)
+            output = checked_call(cand_model, cand_inputs, case)
+            path = out_dir / f"cand_{case.index}.pt"
+            _save(output, path)
+        channel.send({"kind": "recheck", "index": case.index, "path": str(path)})
+    env = environment.record(device, before, after)
+    message = {"kind": "timing", "report": to_jsonable(report), "environment": env}
+    channel.send({**message, "warnings": warnings})
 
-        channel.send(
-            {
-                "kind": "timing",
-                "report": to_jsonable(report),
-                "environment": environment.record(device, before, after),
-            }
+
+class _stage:
+    """Labels an exception escaping the block with what the worker was doing."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and not hasattr(exc, "kw_stage"):
+            try:
+                exc.kw_stage = self.label  # type: ignore[union-attr]
+            except AttributeError:
+                pass
+
+
+def _check_hidden_work(report: Any) -> None:
+    """Event time far below host wall time: work ran off the timed stream or on the host."""
+    from kernelwright.verifier.guards import Rejected
+
+    event_ms = report.candidate.median_ms
+    host_ms = report.host_candidate_ms
+    if host_ms > 3 * event_ms + 0.1:
+        raise Rejected(
+            "hidden_work",
+            f"a synchronised call takes {host_ms:.3f} ms of wall time but only {event_ms:.3f} ms "
+            "between its stream's events: work runs on another stream or on the host",
         )
-    except BaseException as exc:
-        channel.send(
-            {"kind": "runtime_error", "stage": stage, "message": _short(exc), "traceback": _tb()}
+
+
+def _check_own_kernels(call: Any, kernels: list[str]) -> list[dict[str, Any]]:
+    """The candidate's own __global__ kernels must be among those a call launches."""
+    import torch
+    from kernelwright.verifier.guards import Rejected
+    from torch.profiler import ProfilerActivity, profile
+
+    if not kernels:
+        return []
+    try:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            call()
+            torch.cuda.synchronize()
+        launched = {event.key for event in prof.key_averages()}
+    except Exception as exc:  # a profiler that cannot start must not fail the candidate
+        return [{"check": "kernel_launch_check", "message": f"could not profile: {_short(exc)}"}]
+    if not any(name in key for name in kernels for key in launched):
+        shown = ", ".join(sorted(launched)[:5]) or "none"
+        raise Rejected(
+            "own_kernels_not_launched",
+            f"none of its kernels ({', '.join(kernels[:5])}) ran; launched: {shown}",
         )
+    return []
 
 
 def _short(exc: BaseException) -> str:

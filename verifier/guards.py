@@ -1,0 +1,129 @@
+"""Dynamic anti-cheat checks that run inside the candidate's worker, around each call.
+
+Each check raises `Rejected(check, message)`; the worker reports it and the candidate ends
+`rejected` with that check's name. These complement the static checks (which refuse most of these
+constructs outright) for code that hides them: native code, obfuscated Python.
+
+- `patched_harness`: timers, synchronisation, copying and saving functions, and the harness's own
+  functions must be the very objects they were before the candidate was imported;
+- `threads`: no Python thread the candidate started may still be alive after a call;
+- `inputs_modified`: every input holds exactly its values from before the call;
+- `output_type`: outputs are plain `torch.Tensor`s (no subclass, no Parameter) with real storage on
+  the target device;
+- poisoning: before each call the caching allocator is handed blocks of the outputs' sizes filled
+  with NaN bytes, so a kernel that leaves part of its output unwritten returns NaN, not stale data.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import ModuleType
+from typing import Any
+
+import torch
+
+
+class Rejected(Exception):
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(f"{check}: {message}")
+        self.check = check
+        self.message = message
+
+
+def _protected(harness_modules: list[ModuleType]) -> list[tuple[Any, str]]:
+    pairs: list[tuple[Any, str]] = [
+        (time, "perf_counter"),
+        (time, "perf_counter_ns"),
+        (time, "time"),
+        (time, "monotonic"),
+        (torch, "save"),
+        (torch, "load"),
+        (torch, "equal"),
+        (torch, "allclose"),
+        (torch, "manual_seed"),
+        (torch, "no_grad"),
+        (torch, "empty"),
+        (torch.Tensor, "clone"),
+        (torch.Tensor, "copy_"),
+        (torch.Tensor, "to"),
+        (torch.Tensor, "cpu"),
+        (torch.Tensor, "detach"),
+        (torch.Tensor, "zero_"),
+        (torch.Tensor, "fill_"),
+        (torch.Tensor, "__eq__"),
+        (torch.nn.Module, "__call__"),
+        (torch.cuda, "synchronize"),
+        (torch.cuda.Event, "record"),
+        (torch.cuda.Event, "elapsed_time"),
+        (torch.cuda.Event, "synchronize"),
+        (threading, "enumerate"),
+    ]
+    for module in harness_modules:
+        pairs += [(module, name) for name, value in vars(module).items() if callable(value)]
+    return pairs
+
+
+class HarnessGuard:
+    """Remembers the harness's functions before candidate code runs; `check()` compares."""
+
+    def __init__(self, harness_modules: list[ModuleType]) -> None:
+        self._saved = [
+            (owner, name, getattr(owner, name)) for owner, name in _protected(harness_modules)
+        ]
+        self._threads = {t.ident for t in threading.enumerate()}
+
+    def check(self) -> None:
+        for owner, name, value in self._saved:
+            if getattr(owner, name, None) is not value:
+                where = getattr(owner, "__name__", type(owner).__name__)
+                raise Rejected("patched_harness", f"replaced `{where}.{name}`")
+        extra = [t for t in threading.enumerate() if t.ident not in self._threads and t.is_alive()]
+        if extra:
+            raise Rejected("threads", f"left {len(extra)} thread(s) running: {extra[0].name}")
+
+
+def poison(device: torch.device, sizes: list[int]) -> None:
+    """Hand the allocator NaN-filled blocks of the expected output sizes (0xFF.. is NaN)."""
+    blocks = [torch.empty(n, dtype=torch.uint8, device=device).fill_(0xFF) for n in sizes if n > 0]
+    del blocks
+
+
+def snapshot_inputs(inputs: list[Any]) -> list[Any]:
+    return [x.detach().clone() if isinstance(x, torch.Tensor) else x for x in inputs]
+
+
+def check_inputs_unchanged(before: list[Any], after: list[Any]) -> None:
+    for i, (old, new) in enumerate(zip(before, after, strict=True)):
+        if isinstance(old, torch.Tensor):
+            same = (
+                isinstance(new, torch.Tensor)
+                and new.shape == old.shape
+                and new.dtype == old.dtype
+                and _nan_equal(new, old)
+            )
+            if not same:
+                raise Rejected("inputs_modified", f"input {i} was changed by the candidate")
+
+
+def _nan_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if torch.equal(a, b):
+        return True
+    if not (a.dtype.is_floating_point or a.dtype.is_complex):
+        return False
+    return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+
+
+def check_outputs(value: Any, device: torch.device, where: str = "output") -> None:
+    if isinstance(value, torch.Tensor):
+        if type(value) is not torch.Tensor:
+            raise Rejected(
+                "output_type", f"{where} is a {type(value).__name__}, not a plain tensor"
+            )
+        if value.device.type != device.type:
+            raise Rejected("output_type", f"{where} is on {value.device}, not on {device.type}")
+        if value.is_meta:
+            raise Rejected("output_type", f"{where} has no real storage behind it")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_outputs(item, device, f"{where}[{i}]")

@@ -1,0 +1,440 @@
+"""Static anti-cheat checks on a candidate's source, before anything of it runs.
+
+Two layers: the Python module's AST (what `ModelNew` and module-level code do) and patterns over the
+C++/CUDA text embedded in it. Each rule has a name, a severity and a reason:
+
+- `reject`: the construct games the evaluation or replaces the kernel with PyTorch; the candidate
+  ends `rejected` with the rule's name;
+- `warn`: suspicious or worth knowing (reduced precision, library compute inside the extension);
+  stored with the result and shown to the judge, never a rejection.
+
+A legitimate kernel must pass: allocation, views and reading parameters in `forward` are fine, and
+calling cuBLAS/cuDNN/ATen from inside the extension is allowed and labelled `library_compute`.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+REJECT = "reject"
+WARN = "warn"
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    severity: str
+    message: str
+    line: int | None = None
+
+
+# PyTorch calls that compute (as opposed to allocate or reshape). Used in ModelNew's methods,
+# they mean the work is done by PyTorch, not by the candidate's kernel.
+TORCH_COMPUTE = {
+    "matmul",
+    "mm",
+    "bmm",
+    "addmm",
+    "addbmm",
+    "baddbmm",
+    "einsum",
+    "linear",
+    "bilinear",
+    "dot",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "softmax",
+    "log_softmax",
+    "layer_norm",
+    "batch_norm",
+    "group_norm",
+    "instance_norm",
+    "rms_norm",
+    "scaled_dot_product_attention",
+    "relu",
+    "gelu",
+    "silu",
+    "sigmoid",
+    "tanh",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "softplus",
+    "hardtanh",
+    "mish",
+    "dropout",
+    "sum",
+    "mean",
+    "prod",
+    "cumsum",
+    "cumprod",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "argmax",
+    "argmin",
+    "norm",
+    "var",
+    "std",
+    "exp",
+    "log",
+    "sqrt",
+    "rsqrt",
+    "pow",
+    "abs",
+    "clamp",
+    "where",
+    "maximum",
+    "minimum",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
+    "adaptive_avg_pool2d",
+    "interpolate",
+    "cross_entropy",
+    "nll_loss",
+    "mse_loss",
+    "topk",
+    "sort",
+    "logsumexp",
+    "erf",
+    "tensordot",
+    "outer",
+    "cdist",
+}
+# nn layers whose __call__ computes; building them in __init__ is fine (parameters), calling them
+# in forward is not.
+TORCH_LAYER_SUFFIXES = (
+    "Linear",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "LayerNorm",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "GroupNorm",
+    "InstanceNorm2d",
+    "RMSNorm",
+    "MultiheadAttention",
+    "Softmax",
+    "ReLU",
+    "GELU",
+    "Sequential",
+    "LSTM",
+    "GRU",
+    "Embedding",
+    "MaxPool2d",
+    "AvgPool2d",
+    "Dropout",
+    "Tanh",
+    "Sigmoid",
+)
+FORBIDDEN_IMPORTS = {
+    "inspect": ("frame_snooping", "inspects the caller's frames"),
+    "gc": ("frame_snooping", "walks the garbage collector's objects"),
+    "ctypes": ("frame_snooping", "reaches raw memory through ctypes"),
+    "threading": ("threads", "starts threads that can finish work after timing"),
+    "_thread": ("threads", "starts threads"),
+    "concurrent": ("threads", "starts worker threads or processes"),
+    "multiprocessing": ("threads", "starts processes"),
+    "asyncio": ("threads", "runs background tasks"),
+    "subprocess": ("threads", "starts processes"),
+    "socket": ("network", "opens network connections"),
+    "urllib": ("network", "opens network connections"),
+    "http": ("network", "opens network connections"),
+    "requests": ("network", "opens network connections"),
+    "pickle": ("file_replay", "persists objects across calls"),
+    "shelve": ("file_replay", "persists objects across calls"),
+    "kernelwright": ("harness_access", "imports the evaluation harness"),
+    "builtins": ("patching", "rebinds builtins"),
+    "importlib": ("patching", "loads modules dynamically"),
+}
+# Modules whose attributes a candidate must never rebind (timers, synchronisation, comparison).
+PROTECTED_ROOTS = {"torch", "time", "builtins", "sys", "os", "numpy", "np", "math", "kernelwright"}
+FORBIDDEN_CALLS = {
+    "setattr": ("patching", "rebinds attributes dynamically"),
+    "eval": ("patching", "evaluates code built at run time"),
+    "exec": ("patching", "executes code built at run time"),
+    "compile": ("patching", "compiles code at run time"),
+    "__import__": ("patching", "imports modules dynamically"),
+    "open": ("file_replay", "reads or writes files"),
+    "globals": ("frame_snooping", "reads the module's globals dynamically"),
+    "exit": ("process_exit", "ends the process before the checks run"),
+    "quit": ("process_exit", "ends the process before the checks run"),
+    "vars": ("frame_snooping", "reads objects' namespaces dynamically"),
+}
+FORBIDDEN_ATTRIBUTES = {
+    "_getframe": ("frame_snooping", "inspects the call stack"),
+    "_exit": ("process_exit", "ends the process before the checks run"),
+    "exit": ("process_exit", "ends the process before the checks run"),
+    "abort": ("process_exit", "ends the process before the checks run"),
+    "f_back": ("frame_snooping", "walks the call stack"),
+    "f_locals": ("frame_snooping", "reads the caller's variables"),
+    "f_globals": ("frame_snooping", "reads the caller's globals"),
+    "environ": ("env_access", "reads the process environment"),
+    "getenv": ("env_access", "reads the process environment"),
+    "_make_subclass": ("tensor_subclass", "builds a tensor subclass"),
+    "__torch_function__": ("tensor_subclass", "overrides tensor operations"),
+    "__torch_dispatch__": ("tensor_subclass", "overrides tensor operations"),
+    "Stream": ("streams", "uses a private CUDA stream that escapes the timed stream"),
+    "wait_stream": ("streams", "orders work across streams"),
+    "record_stream": ("streams", "orders work across streams"),
+    "set_stream": ("streams", "switches the current stream"),
+    "save": ("file_replay", "writes tensors to files"),
+    "load": ("file_replay", "reads tensors from files"),
+    "system": ("threads", "runs shell commands"),
+    "fork": ("threads", "forks the process"),
+    "popen": ("threads", "runs shell commands"),
+}
+
+# Patterns over the embedded C++/CUDA text: (name, severity, regex, reason)
+NATIVE_RULES = [
+    (
+        "persisting_l2",
+        REJECT,
+        r"accessPolicyWindow|cudaLimitPersistingL2CacheSize|hitProp|cudaAccessPropertyPersisting",
+        "marks data persisting in L2, which survives the cache flush between timed calls",
+    ),
+    (
+        "result_cache",
+        REJECT,
+        r"\bstatic\s+(?:std::)?(?:unordered_map|map|vector)\s*<[^;]*(?:Tensor|void\s*\*)"
+        r"|\bstatic\s+(?:at|torch)::Tensor\b|\bstatic\s+c10::optional\s*<\s*(?:at|torch)::Tensor",
+        "keeps tensors or pointers across calls, a cache that can replay earlier results",
+    ),
+    (
+        "file_replay",
+        REJECT,
+        r"\bfopen\s*\(|std::[io]?fstream|\bfwrite\s*\(|torch::(?:save|load)\b",
+        "reads or writes files from native code",
+    ),
+    (
+        "network",
+        REJECT,
+        r"\bsocket\s*\(|\bconnect\s*\(|#include\s*<(?:sys/socket|netinet)",
+        "opens network connections from native code",
+    ),
+    (
+        "env_access",
+        REJECT,
+        r"\bgetenv\s*\(|/proc/|\benviron\b",
+        "reads the environment from native code",
+    ),
+    (
+        "threads",
+        REJECT,
+        r"std::thread|pthread_create|std::async\b|\bfork\s*\(",
+        "starts threads or processes from native code",
+    ),
+    (
+        "streams",
+        WARN,
+        r"cudaStreamCreate|getStreamFromPool|cudaStreamNonBlocking|cublasSetStream",
+        "creates or switches CUDA streams; work off the current stream escapes event timing "
+        "(the timer synchronises the whole device, and host time is cross-checked)",
+    ),
+    (
+        "library_compute",
+        WARN,
+        r"\b(?:at|torch)::(?:matmul|mm|bmm|addmm|linear|conv\w*|einsum|softmax|layer_norm|"
+        r"scaled_dot_product_attention|baddbmm)\s*\(|\bcublas\w+\s*\(|\bcudnn\w+\s*\(",
+        "calls a library (ATen/cuBLAS/cuDNN) for part of the work",
+    ),
+    (
+        "precision",
+        WARN,
+        r"__float2half|__float2bfloat16|--use_fast_math|-use_fast_math|__fdividef|__expf\b|"
+        r"\bwmma::precision::tf32|\btf32\b",
+        "lowers precision or uses fast math; the tolerance check decides if it is still correct",
+    ),
+]
+
+
+def kernel_names(code: str) -> list[str]:
+    """Names of the `__global__` functions defined in CUDA source text."""
+    code = re.sub(r"__launch_bounds__\s*\([^)]*\)", " ", code)
+    return re.findall(r"__global__\s+[\w:<>,\s*&]*?(\w+)\s*\(", code)
+
+
+def check_candidate(source: str, target: str = "cuda") -> list[Finding]:
+    """All findings for a candidate file's source (AST plus embedded native code)."""
+    tree = ast.parse(source)
+    findings = _python_findings(tree)
+    native = native_source(tree)
+    findings += native_findings(native)
+    if target == "cuda" and not kernel_names(native):
+        message = "defines no __global__ kernel: the work is done by PyTorch or a library"
+        findings.append(Finding("no_custom_kernel", REJECT, message))
+    unique: dict[tuple[str, str], Finding] = {}
+    for finding in findings:
+        unique.setdefault((finding.check, finding.message), finding)
+    return list(unique.values())
+
+
+def native_source(tree: ast.Module) -> str:
+    """The C++/CUDA text of a candidate: its string constants, comments removed."""
+    strings = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    return _strip_comments("\n".join(strings))
+
+
+def _strip_comments(code: str) -> str:
+    code = re.sub(r"/\*.*?\*/", " ", code, flags=re.S)
+    return re.sub(r"//[^\n]*", " ", code)
+
+
+def native_findings(code: str) -> list[Finding]:
+    findings = []
+    for name, severity, pattern, reason in NATIVE_RULES:
+        match = re.search(pattern, code)
+        if match:
+            findings.append(Finding(name, severity, f"{reason} (`{match.group(0).strip()}`)"))
+    return findings
+
+
+def _dotted(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def _python_findings(tree: ast.Module) -> list[Finding]:
+    found: list[Finding] = []
+
+    def add(check: str, message: str, node: ast.AST, severity: str = REJECT) -> None:
+        found.append(Finding(check, severity, message, getattr(node, "lineno", None)))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                _import_rule(alias.name, node, add)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            _import_rule(node.module, node, add)
+        elif isinstance(node, ast.Try | ast.TryStar):
+            add("try_fallback", "try/except can fall back to PyTorch when the kernel fails", node)
+        elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
+            targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+            for target in targets:
+                root = _dotted(target).split(".")[0]
+                if isinstance(target, ast.Attribute) and root in PROTECTED_ROOTS:
+                    add("patching", f"rebinds `{_dotted(target)}`", node)
+        elif isinstance(node, ast.Call):
+            name = _dotted(node.func)
+            if name in FORBIDDEN_CALLS:
+                check, why = FORBIDDEN_CALLS[name]
+                add(check, f"`{name}()` {why}", node)
+        elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
+            check, why = FORBIDDEN_ATTRIBUTES[node.attr]
+            if node.attr in ("save", "load") and _dotted(node.value) not in (
+                "torch",
+                "np",
+                "numpy",
+            ):
+                continue
+            add(check, f"`{_dotted(node)}` {why}", node)
+        elif isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                base_name = _dotted(base)
+                if base_name.split(".")[-1] == "Tensor":
+                    add("tensor_subclass", f"class {node.name} subclasses torch.Tensor", node)
+                if node.name == "ModelNew" and base_name.split(".")[-1] == "Model":
+                    add("inherits_reference", "ModelNew inherits the reference Model", node)
+    model_new = next(
+        (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ModelNew"), None
+    )
+    if model_new is not None:
+        found += _torch_compute_findings(model_new, _extension_names(tree))
+    return found
+
+
+def _import_rule(module: str, node: ast.AST, add) -> None:
+    root = module.split(".")[0]
+    if root in FORBIDDEN_IMPORTS:
+        check, why = FORBIDDEN_IMPORTS[root]
+        add(check, f"imports `{module}`, which {why}", node)
+
+
+def _extension_names(tree: ast.Module) -> set[str]:
+    """Names bound to built extensions (`_ext = load_inline(...)`), and their `self.` aliases."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            if _dotted(node.value.func).split(".")[-1] in ("load_inline", "load"):
+                names |= {_dotted(t) for t in node.targets}
+    for node in ast.walk(tree):  # self._ops = _ext
+        if isinstance(node, ast.Assign) and _dotted(node.value) in names:
+            names |= {_dotted(t) for t in node.targets}
+    return names
+
+
+def _torch_compute_findings(cls: ast.ClassDef, extensions: set[str]) -> list[Finding]:
+    """PyTorch compute in ModelNew's methods other than __init__ (where layers may be built)."""
+    layers: set[str] = set()
+    tensors: set[str] = set()  # parameters and buffers: arithmetic on them is PyTorch compute
+    for node in ast.walk(cls):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            called = _dotted(node.value.func).split(".")[-1]
+            if called.endswith(TORCH_LAYER_SUFFIXES):
+                layers |= {_dotted(t) for t in node.targets}
+            if called == "Parameter":
+                tensors |= {_dotted(t) for t in node.targets}
+        if isinstance(node, ast.Call) and _dotted(node.func).endswith("register_buffer"):
+            if node.args and isinstance(node.args[0], ast.Constant):
+                tensors.add(f"self.{node.args[0].value}")
+    findings = []
+
+    def add(message: str, node: ast.AST) -> None:
+        findings.append(Finding("torch_compute", REJECT, message, getattr(node, "lineno", None)))
+
+    for method in cls.body:
+        if not isinstance(method, ast.FunctionDef) or method.name == "__init__":
+            continue
+        args = {a.arg for a in method.args.args[1:]}  # forward's inputs are tensors
+        operands = args | tensors
+        for node in ast.walk(method):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+                add("uses `@` (PyTorch matmul)", node)
+            elif isinstance(node, ast.BinOp | ast.UnaryOp):
+                sides = [node.left, node.right] if isinstance(node, ast.BinOp) else [node.operand]
+                hit = next((_dotted(s) for s in sides if _dotted(s) in operands), None)
+                if hit:
+                    add(f"computes with PyTorch arithmetic on `{hit}`", node)
+            if not isinstance(node, ast.Call):
+                continue
+            name = _dotted(node.func)
+            head, _, last = name.rpartition(".")
+            if head in extensions or head.startswith("torch.ops"):
+                continue  # the candidate's own compiled functions
+            if head.split(".")[0] in ("torch", "F", "nn"):
+                if last in TORCH_COMPUTE:
+                    add(f"computes with PyTorch: `{name}()`", node)
+            elif name in layers:
+                add(f"calls the PyTorch layer `{name}` in {method.name}", node)
+            elif head and head != "math" and last in TORCH_COMPUTE:
+                add(f"computes with a PyTorch tensor method: `{name}()`", node)
+    return findings
