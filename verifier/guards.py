@@ -64,6 +64,18 @@ def _protected(harness_modules: list[ModuleType]) -> list[tuple[Any, str]]:
     return pairs
 
 
+def settle_torch() -> None:
+    """Let torch rebind its own functions before a snapshot is taken.
+
+    Running the profiler (the kernel-launch check) imports torch._dynamo, which wraps
+    `torch.manual_seed` and friends; importing it first keeps that from looking like tampering.
+    """
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception:  # an old or trimmed torch without dynamo rebinds nothing
+        pass
+
+
 class HarnessGuard:
     """Remembers the harness's functions before candidate code runs; `check()` compares."""
 

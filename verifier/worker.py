@@ -118,6 +118,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
 
     device = _device(request["target"])
     out_dir = Path(request["out_dir"])
+    guards.settle_torch()
     guard = guards.HarnessGuard([timing, cases_module, guards, loader])
     problem = loader.import_file(Path(request["problem"]), "kw_problem")
     loader.install_build_hooks(Path(request["builds_root"]), request["target"])

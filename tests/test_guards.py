@@ -1,0 +1,66 @@
+"""In-worker guards: what counts as tampering, and what torch itself does that must not."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+from kernelwright.verifier import guards
+
+
+def test_torch_rebinding_itself_during_profiling_is_not_tampering():
+    guards.settle_torch()
+    guard = guards.HarnessGuard([guards])
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]):
+        torch.ones(3).add_(1)
+    guard.check()  # the profiler pulled in torch._dynamo; the snapshot already had it
+
+
+def test_replaced_timer_is_caught(monkeypatch):
+    guard = guards.HarnessGuard([])
+    monkeypatch.setattr(time, "perf_counter", lambda: 0.0)
+    with pytest.raises(guards.Rejected, match="patched_harness"):
+        guard.check()
+
+
+def test_lingering_thread_is_caught():
+    guard = guards.HarnessGuard([])
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name="late-writer")
+    thread.start()
+    try:
+        with pytest.raises(guards.Rejected, match="late-writer"):
+            guard.check()
+    finally:
+        stop.set()
+        thread.join()
+    guard.check()
+
+
+def test_inputs_must_keep_their_values():
+    x = torch.randn(4)
+    before = guards.snapshot_inputs([x])
+    guards.check_inputs_unchanged(before, [x])
+    x.zero_()
+    with pytest.raises(guards.Rejected, match="inputs_modified"):
+        guards.check_inputs_unchanged(before, [x])
+
+
+def test_nan_inputs_compare_equal_to_themselves():
+    x = torch.tensor([1.0, float("nan")])
+    guards.check_inputs_unchanged(guards.snapshot_inputs([x]), [x])
+
+
+def test_outputs_must_be_plain_tensors_on_the_target_device():
+    cpu = torch.device("cpu")
+    guards.check_outputs((torch.ones(2), [torch.zeros(1)]), cpu)
+    with pytest.raises(guards.Rejected, match="Parameter"):
+        guards.check_outputs(torch.nn.Parameter(torch.ones(2)), cpu)
+    with pytest.raises(guards.Rejected, match="not on cuda"):
+        guards.check_outputs(torch.ones(2), torch.device("cuda"))
+    with pytest.raises(guards.Rejected, match="no real storage"):
+        guards.check_outputs(torch.empty(2, device="meta"), torch.device("meta"))
