@@ -2,5 +2,5 @@
 
 `build.build_candidate` (parent side) starts `compiler.worker` in an isolated process; the worker
 imports the candidate with `compiler.loader`'s hooks, which route every `load_inline`/`load` into a
-content-addressed build directory under `$KERNELWRIGHT_HOME/builds` and keep the full compiler log.
+directory under `$KERNELWRIGHT_HOME/builds` keyed by what it compiles, and keep the full log.
 """

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from kernelwright.errors import KernelwrightError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -95,6 +96,12 @@ def _fmt(value: Any, unit: str = "", digits: int = 4) -> str:
 
 def _render_evaluation(r: dict[str, Any]) -> None:
     color = "green" if r["status"] == "correct" else "red"
+    # Candidate text (reasons, warnings, logs) may contain [brackets]: never read it as markup.
+    r = {
+        **r,
+        "reason": escape(r["reason"]),
+        "warnings": [{k: escape(str(v)) for k, v in w.items()} for w in r["warnings"]],
+    }
     table = Table(show_header=False, box=None)
     table.add_row("status", f"[bold {color}]{r['status']}[/]")
     if r["reason"]:
@@ -107,6 +114,8 @@ def _render_evaluation(r: dict[str, Any]) -> None:
     passed = sum(1 for c in r["cases"] if c["ok"])
     table.add_row("cases passed", f"{passed} of {len(r['cases'])}" if r["cases"] else "-")
     table.add_row("compile", f"{_fmt(r['compile_s'], ' s', 3)}{' (cached)' if r['cached'] else ''}")
+    for warning in r["warnings"]:
+        table.add_row("[yellow]warning[/]", f"{warning['check']}: {warning['message']}")
     env = r["environment"]
     if env:
         table.add_row("on", f"{env.get('gpu') or env.get('cpu')} / torch {env.get('torch')}")

@@ -189,15 +189,9 @@ FORBIDDEN_ATTRIBUTES = {
     "f_back": ("frame_snooping", "walks the call stack"),
     "f_locals": ("frame_snooping", "reads the caller's variables"),
     "f_globals": ("frame_snooping", "reads the caller's globals"),
-    "environ": ("env_access", "reads the process environment"),
-    "getenv": ("env_access", "reads the process environment"),
     "_make_subclass": ("tensor_subclass", "builds a tensor subclass"),
     "__torch_function__": ("tensor_subclass", "overrides tensor operations"),
     "__torch_dispatch__": ("tensor_subclass", "overrides tensor operations"),
-    "Stream": ("streams", "uses a private CUDA stream that escapes the timed stream"),
-    "wait_stream": ("streams", "orders work across streams"),
-    "record_stream": ("streams", "orders work across streams"),
-    "set_stream": ("streams", "switches the current stream"),
     "save": ("file_replay", "writes tensors to files"),
     "load": ("file_replay", "reads tensors from files"),
     "system": ("threads", "runs shell commands"),
@@ -235,8 +229,8 @@ NATIVE_RULES = [
     (
         "env_access",
         REJECT,
-        r"\bgetenv\s*\(|/proc/|\benviron\b",
-        "reads the environment from native code",
+        r"getenv\s*\(\s*(?:[^\"\s)]|\"[^\"]*(?:KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL))|/proc/|\benviron\b",
+        "reads secrets or the whole environment from native code",
     ),
     (
         "threads",
@@ -329,7 +323,15 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
     def add(check: str, message: str, node: ast.AST, severity: str = REJECT) -> None:
         found.append(Finding(check, severity, message, getattr(node, "lineno", None)))
 
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+            problem = _env_read(node, parents)
+            if problem:
+                add("env_access", problem, node)
+        if isinstance(node, ast.Attribute) and node.attr in STREAM_ATTRIBUTES:
+            message = f"`{_dotted(node)}` uses another CUDA stream; work off the timed stream is "
+            add("streams", message + "caught by the host-time cross-check", node, WARN)
         if isinstance(node, ast.Import):
             for alias in node.names:
                 _import_rule(alias.name, node, add)
@@ -345,7 +347,8 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
                     add("patching", f"rebinds `{_dotted(target)}`", node)
         elif isinstance(node, ast.Call):
             name = _dotted(node.func)
-            if name in FORBIDDEN_CALLS:
+            on_self = name == "setattr" and node.args and _dotted(node.args[0]) == "self"
+            if name in FORBIDDEN_CALLS and not on_self:  # setattr(self, ...) builds parameters
                 check, why = FORBIDDEN_CALLS[name]
                 add(check, f"`{name}()` {why}", node)
         elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
@@ -370,6 +373,37 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
     if model_new is not None:
         found += _torch_compute_findings(model_new, _extension_names(tree))
     return found
+
+
+SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+STREAM_ATTRIBUTES = {"Stream", "wait_stream", "record_stream", "set_stream", "ExternalStream"}
+
+
+def _env_read(node: ast.Attribute, parents: dict[ast.AST, ast.AST]) -> str | None:
+    """Why an `os.environ`/`os.getenv` use is a problem, or None where it only sets a variable
+    or reads one by a literal, harmless name (e.g. TORCH_CUDA_ARCH_LIST)."""
+
+    def named(arg: ast.AST | None) -> str | None:
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            return None if not SECRET.search(arg.value) else f"reads the secret `{arg.value}`"
+        return "reads environment variables by computed names"
+
+    parent = parents.get(node)
+    if node.attr == "getenv":
+        if isinstance(parent, ast.Call) and parent.func is node:
+            return named(parent.args[0] if parent.args else None)
+        return "passes os.getenv around"
+    if isinstance(parent, ast.Subscript) and parent.value is node:
+        if isinstance(parent.ctx, ast.Store | ast.Del):
+            return None
+        return named(parent.slice)
+    if isinstance(parent, ast.Attribute) and parent.value is node:
+        call = parents.get(parent)
+        if parent.attr in ("setdefault", "update", "__setitem__", "pop"):
+            return None
+        if parent.attr == "get" and isinstance(call, ast.Call):
+            return named(call.args[0] if call.args else None)
+    return "reads the whole process environment"
 
 
 def _import_rule(module: str, node: ast.AST, add) -> None:
@@ -416,12 +450,17 @@ def _torch_compute_findings(cls: ast.ClassDef, extensions: set[str]) -> list[Fin
             continue
         args = {a.arg for a in method.args.args[1:]}  # forward's inputs are tensors
         operands = args | tensors
+
+        def _is_tensor_operand(name: str, operands: set[str] = operands) -> bool:
+            # inputs, parameters, and the weights of nn layers (`self.linear.weight`)
+            return name in operands or any(name.startswith(f"{layer}.") for layer in layers)
+
         for node in ast.walk(method):
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
                 add("uses `@` (PyTorch matmul)", node)
             elif isinstance(node, ast.BinOp | ast.UnaryOp):
                 sides = [node.left, node.right] if isinstance(node, ast.BinOp) else [node.operand]
-                hit = next((_dotted(s) for s in sides if _dotted(s) in operands), None)
+                hit = next((_dotted(s) for s in sides if _is_tensor_operand(_dotted(s))), None)
                 if hit:
                     add(f"computes with PyTorch arithmetic on `{hit}`", node)
             if not isinstance(node, ast.Call):
@@ -435,6 +474,6 @@ def _torch_compute_findings(cls: ast.ClassDef, extensions: set[str]) -> list[Fin
                     add(f"computes with PyTorch: `{name}()`", node)
             elif name in layers:
                 add(f"calls the PyTorch layer `{name}` in {method.name}", node)
-            elif head and head != "math" and last in TORCH_COMPUTE:
+            elif head and head not in ("math", "np", "numpy") and last in TORCH_COMPUTE:
                 add(f"computes with a PyTorch tensor method: `{name}()`", node)
     return findings

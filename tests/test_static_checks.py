@@ -1,0 +1,118 @@
+"""Static checks: each rule fires on its construct and stays quiet on legitimate code."""
+
+from __future__ import annotations
+
+import pytest
+from kernelwright.verifier.static_checks import REJECT, WARN, check_candidate, kernel_names
+
+LEGIT = '''
+import os
+import math
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.cpp_extension import load_inline
+
+os.environ["TORCH_CUDA_ARCH_LIST"] = os.environ.get("TORCH_CUDA_ARCH_LIST", "9.0")
+
+cuda_src = """
+#include <torch/extension.h>
+template <typename T>
+__global__ void __launch_bounds__(256) fused_kernel(const T* x, T* y, int n) {
+    static_assert(sizeof(T) >= 2, "");
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i] > T(0) ? x[i] : T(0);
+}
+torch::Tensor fused(torch::Tensor x) {
+    auto y = torch::empty_like(x);
+    const int n = x.numel();
+    fused_kernel<float><<<(n + 255) / 256, 256, 0, at::cuda::getCurrentCUDAStream()>>>(
+        x.data_ptr<float>(), y.data_ptr<float>(), n);
+    return y;
+}
+"""
+ops = load_inline(name="legit", cpp_sources="torch::Tensor fused(torch::Tensor x);",
+                  cuda_sources=cuda_src, functions=["fused"])
+
+
+class ModelNew(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.ops = ops
+        self.linear = nn.Linear(dim, dim)  # parameters only; never called
+        self.scale = 1.0 / math.sqrt(dim // heads)
+        for i in range(2):
+            setattr(self, f"gain{i}", nn.Parameter(torch.ones(dim)))
+
+    def forward(self, x, mask=None):
+        n = x.size(0) * x.size(1)
+        rows = x.shape[0] * 2
+        buf = torch.empty(n, device=x.device)
+        y = self.ops.fused(x.contiguous().view(-1))
+        y = ops.fused(y)
+        limit = np.sqrt(float(rows))
+        return y.view_as(x), limit
+'''
+
+
+def _rejects(source: str, target: str = "cuda") -> list[str]:
+    return [f.check for f in check_candidate(source, target) if f.severity == REJECT]
+
+
+def test_legitimate_candidate_passes():
+    assert _rejects(LEGIT) == []
+
+
+def test_kernel_names_handle_templates_and_launch_bounds():
+    assert kernel_names(LEGIT) == ["fused_kernel"]
+
+
+@pytest.mark.parametrize(
+    ("change", "check"),
+    [
+        (("y = ops.fused(y)", "y = F.gelu(y)"), "torch_compute"),
+        (("y = ops.fused(y)", "y = self.linear(y)"), "torch_compute"),
+        (("y = ops.fused(y)", "y = y @ self.gain0"), "torch_compute"),
+        (("y = ops.fused(y)", "y = x + 1"), "torch_compute"),
+        (("y = ops.fused(y)", "y = self.linear.weight * y"), "torch_compute"),
+        (("y = ops.fused(y)", "y = y.softmax(-1)"), "torch_compute"),
+        (('"TORCH_CUDA_ARCH_LIST", "9.0")', '"OPENAI_API_KEY", "")'), "env_access"),
+        (("os.environ[", "print(dict(os.environ)); os.environ["), "env_access"),
+        (("import os\n", "import os\nimport threading\n"), "threads"),
+        (("self.ops = ops", "torch.backends.cudnn.enabled = False"), "patching"),
+        (("self.ops = ops", "setattr(torch, 'allclose', None)"), "patching"),
+        (("if (i < n)", "static std::vector<at::Tensor> kept; if (i < n)"), "result_cache"),
+        (
+            ("__global__ void __launch_bounds__(256) fused_kernel", "void fused_kernel"),
+            "no_custom_kernel",
+        ),
+    ],
+)
+def test_rule_fires(change, check):
+    source = LEGIT.replace(*change)
+    assert source != LEGIT
+    assert check in _rejects(source)
+
+
+def test_no_custom_kernel_applies_to_cuda_only():
+    cpu_source = LEGIT.replace(
+        "__global__ void __launch_bounds__(256) fused_kernel", "void fused_kernel"
+    )
+    assert "no_custom_kernel" not in _rejects(cpu_source, "cpu")
+
+
+@pytest.mark.parametrize(
+    ("snippet", "check"),
+    [
+        ("at::matmul(a, b)", "library_compute"),
+        ("cublasSgemm(h, 0, 0, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, 1)", "library_compute"),
+        ("__float2half(v)", "precision"),
+        ("cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)", "streams"),
+    ],
+)
+def test_warnings_are_not_rejections(snippet, check):
+    source = LEGIT.replace("if (i < n)", snippet + "; if (i < n)")
+    findings = check_candidate(source)
+    assert any(f.check == check and f.severity == WARN for f in findings)
+    assert _rejects(source) == []
