@@ -116,3 +116,19 @@ def test_warnings_are_not_rejections(snippet, check):
     findings = check_candidate(source)
     assert any(f.check == check and f.severity == WARN for f in findings)
     assert _rejects(source) == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "y = torch.ops.aten.relu(y)",
+        "y = torch.compile(lambda t: t * 2)(y)",
+        "y = getattr(torch, 'relu')(y)",
+    ],
+)
+def test_indirect_pytorch_compute_is_rejected(line):
+    assert "torch_compute" in _rejects(LEGIT.replace("y = ops.fused(y)", line))
+
+
+def test_own_registered_ops_are_allowed():
+    assert _rejects(LEGIT.replace("y = ops.fused(y)", "y = torch.ops.kw_legit.fused(y)")) == []

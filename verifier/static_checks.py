@@ -347,6 +347,13 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
                     add("patching", f"rebinds `{_dotted(target)}`", node)
         elif isinstance(node, ast.Call):
             name = _dotted(node.func)
+            if name in ("torch.compile", "torch.jit.script", "torch.jit.trace"):
+                add("torch_compute", f"`{name}()` compiles PyTorch code instead of a kernel", node)
+            if name == "getattr" and len(node.args) >= 2:
+                owner, attr = _dotted(node.args[0]).split(".")[0], node.args[1]
+                literal = isinstance(attr, ast.Constant) and isinstance(attr.value, str)
+                if owner in ("torch", "F", "nn") and (not literal or attr.value in TORCH_COMPUTE):
+                    add("torch_compute", "looks up a PyTorch function dynamically", node)
             on_self = name == "setattr" and node.args and _dotted(node.args[0]) == "self"
             if name in FORBIDDEN_CALLS and not on_self:  # setattr(self, ...) builds parameters
                 check, why = FORBIDDEN_CALLS[name]
@@ -467,8 +474,12 @@ def _torch_compute_findings(cls: ast.ClassDef, extensions: set[str]) -> list[Fin
                 continue
             name = _dotted(node.func)
             head, _, last = name.rpartition(".")
-            if head in extensions or head.startswith("torch.ops"):
+            aten = head.startswith(("torch.ops.aten", "torch.ops.prims", "torch._C", "torch._ops"))
+            if head in extensions or (head.startswith("torch.ops") and not aten):
                 continue  # the candidate's own compiled functions
+            if aten:
+                add(f"computes with ATen directly: `{name}()`", node)
+                continue
             if head.split(".")[0] in ("torch", "F", "nn"):
                 if last in TORCH_COMPUTE:
                     add(f"computes with PyTorch: `{name}()`", node)
