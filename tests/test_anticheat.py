@@ -188,3 +188,33 @@ def test_cli_shows_rejection_reason(cli):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["status"] == "rejected" and "patching" in result["reason"]
+
+
+def test_writing_inputs_is_allowed_where_the_reference_does_it(tmp_path):
+    body = """
+import torch
+import torch.nn as nn
+
+class {name}(nn.Module):
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x):
+        x.mul_(2.0)
+        return x
+
+def get_inputs():
+    return [torch.randn(8, 8)]
+
+def get_init_inputs():
+    return []
+"""
+    problem = tmp_path / "inplace.py"
+    problem.write_text(body.format(name="Model"))
+    candidate = tmp_path / "inplace_candidate.py"
+    candidate.write_text(body.format(name="ModelNew"))
+    scratch = tmp_path / "scratch"
+    reference = session.run_reference(problem, "cpu", 1, 42, scratch, 120)
+    assert reference.mutating  # the reference writes into its input
+    verdict = session.run_candidate(problem, candidate, "cpu", reference, Tolerance(), scratch, 120)
+    assert verdict.status is Status.CORRECT, verdict.reason

@@ -121,7 +121,11 @@ def test_get_inputs_raising(cli, fixtures_dir, tmp_path, kw_home):
         "p.py",
         PROBLEM_TEXT.replace("return [torch.randn(4, 4)]", "raise RuntimeError('no data here')"),
     )
-    candidate = _write(tmp_path, "c.py", PROBLEM_TEXT.replace("class Model", "class ModelNew"))
+    # a candidate that passes the static checks, so the problem is what fails
+    candidate_text = PROBLEM_TEXT.replace("class Model", "class ModelNew").replace(
+        "x * 2", "x.clone()"
+    )
+    candidate = _write(tmp_path, "c.py", candidate_text)
     _check(
         cli("evaluate", problem, candidate, "--target", "cpu"),
         "get_inputs() raised RuntimeError: no data here",

@@ -33,6 +33,7 @@ class ReferenceOutputs:
     cases: list[Case]
     files: dict[int, tuple[Path, str]]  # case index -> (path, sha256)
     nbytes: dict[int, list[int]]  # case index -> byte sizes of the output tensors
+    mutating: list[int]  # cases where the reference itself writes into its inputs
 
 
 @dataclass
@@ -63,6 +64,7 @@ def run_reference(
     cases: list[Case] = []
     files: dict[int, tuple[Path, str]] = {}
     nbytes: dict[int, list[int]] = {}
+    mutating: list[int] = []
     with Worker(WORKER, out_dir, deadline_s=timeout_s) as worker:
         worker.send(
             {
@@ -83,6 +85,8 @@ def run_reference(
                     cases.append(case)
                     files[case.index] = (path, _sha256(path))
                     nbytes[case.index] = [int(n) for n in message.get("nbytes", [])]
+                    if message.get("mutates_inputs"):
+                        mutating.append(case.index)
                 elif kind == "done":
                     break
                 elif kind == "problem_error":
@@ -98,7 +102,7 @@ def run_reference(
     if message is None or message.get("kind") != "done":
         detail = _last_line(end.stderr) or end.describe()
         raise BadInput(f"problem {problem.name}: the reference worker {end.describe()}: {detail}")
-    return ReferenceOutputs(cases, files, nbytes)
+    return ReferenceOutputs(cases, files, nbytes, mutating)
 
 
 def run_candidate(
@@ -131,6 +135,7 @@ def run_candidate(
                 "cases": [c.to_message() for c in reference.cases],
                 "timing": timing_settings or {},
                 "nbytes": reference.nbytes,
+                "mutating_cases": reference.mutating,
                 "kernels": kernels,
             }
         )

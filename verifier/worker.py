@@ -56,6 +56,7 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
     import torch
     from kernelwright.compiler.loader import import_file
     from kernelwright.verifier.cases import ProblemError, build, output_nbytes, plan_cases
+    from kernelwright.verifier.guards import Rejected, check_inputs_unchanged, snapshot_inputs
 
     # An exact fp32 reference: TF32 would put ~1e-3 relative error into the expected values.
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -74,9 +75,15 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
     for case in cases:
         try:
             model, inputs = build(problem, problem.Model, case, device)
+            pristine = snapshot_inputs(inputs)
             with torch.no_grad():
                 output = model(*inputs)
             _sync(device)
+            try:
+                check_inputs_unchanged(pristine, inputs)
+                mutates = False
+            except Rejected:
+                mutates = True
             path = out_dir / f"ref_{case.index}.pt"
             _save(output, path)
         except ProblemError as exc:
@@ -87,9 +94,9 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
             channel.send({"kind": "problem_error", "message": message, "traceback": _tb()})
             return
         sizes = output_nbytes(output)
-        del model, inputs, output
+        del model, inputs, output, pristine
         message = {"kind": "case", "case": case.to_message(), "path": str(path), "nbytes": sizes}
-        channel.send(message)
+        channel.send({**message, "mutates_inputs": mutates})
     channel.send({"kind": "done"})
 
 
@@ -118,24 +125,29 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
 
     device = _device(request["target"])
     out_dir = Path(request["out_dir"])
-    guards.settle_torch()
-    guard = guards.HarnessGuard([timing, cases_module, guards, loader])
+    if device.type == "cuda":
+        guards.settle_torch()  # the kernel-launch check runs the profiler, which imports dynamo
+    # The problem is the user's own code: whatever it rebinds on import is part of the baseline.
     problem = loader.import_file(Path(request["problem"]), "kw_problem")
+    guard = guards.HarnessGuard([timing, cases_module, guards, loader])
     loader.install_build_hooks(Path(request["builds_root"]), request["target"])
     candidate = loader.import_file(Path(request["candidate"]), "kw_candidate")
     guard.check()
     model_new = candidate.ModelNew
     all_cases = [Case.from_message(raw) for raw in request["cases"]]
     sizes = {int(k): v for k, v in request.get("nbytes", {}).items()}
+    # Where the reference itself writes into its inputs, the candidate may too.
+    mutating = set(request.get("mutating_cases", []))
 
     def checked_call(model: Any, inputs: list[Any], case: Case) -> Any:
-        pristine = guards.snapshot_inputs(inputs)
+        pristine = guards.snapshot_inputs(inputs) if case.index not in mutating else None
         guards.poison(device, sizes.get(case.index, []))
         with torch.no_grad():
             output = model(*inputs)
         _sync(device)
         guards.check_outputs(output, device)
-        guards.check_inputs_unchanged(pristine, inputs)
+        if pristine is not None:
+            guards.check_inputs_unchanged(pristine, inputs)
         guard.check()
         return output
 
@@ -179,9 +191,12 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     for case in (c for c in all_cases if c.after_timing):
         with _stage(case.label):
             _, fresh = build(problem, problem.Model, case, device)
-            for target, value in zip(cand_inputs, fresh, strict=True):
-                if isinstance(target, torch.Tensor) and target.shape == value.shape:
+            for i, (target, value) in enumerate(zip(cand_inputs, fresh, strict=True)):
+                same = isinstance(target, torch.Tensor) and isinstance(value, torch.Tensor)
+                if same and target.shape == value.shape and target.dtype == value.dtype:
                     target.copy_(value)  # same addresses as timed, new values
+                else:
+                    cand_inputs[i] = value
             _sync(device)
             output = checked_call(cand_model, cand_inputs, case)
             path = out_dir / f"cand_{case.index}.pt"
