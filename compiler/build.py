@@ -37,36 +37,19 @@ class BuildJob:
         # Traceback first, compiler output last: the end of the log is where its errors are.
         log = _join_log((message or {}).get("traceback", ""), end.stdout, end.stderr)
         _cleanup(worker.scratch)
+        failure = None
         if end.timed_out:
-            return BuildResult(
-                status=Status.TIMEOUT,
-                reason=f"build did not finish within {self.timeout_s:g} s",
-                log=log,
-                compile_s=self.timeout_s,
-                cached=False,
-                build_dir="",
-                key="",
+            failure = (Status.TIMEOUT, f"build did not finish within {self.timeout_s:g} s")
+        elif worker.over_limit:
+            failure = (Status.COMPILE_ERROR, f"the build {worker.over_limit}")
+        elif message is None or message.get("kind") != "build":
+            failure = (
+                Status.COMPILE_ERROR,
+                f"the build worker ended without a result ({end.describe()})",
             )
-        if worker.over_limit:
-            return BuildResult(
-                status=Status.COMPILE_ERROR,
-                reason=f"the build {worker.over_limit}",
-                log=log,
-                compile_s=0.0,
-                cached=False,
-                build_dir="",
-                key="",
-            )
-        if message is None or message.get("kind") != "build":
-            return BuildResult(
-                status=Status.COMPILE_ERROR,
-                reason=f"the build worker ended without a result ({end.describe()})",
-                log=log,
-                compile_s=0.0,
-                cached=False,
-                build_dir="",
-                key="",
-            )
+        if failure is not None:
+            spent = self.timeout_s if end.timed_out else 0.0
+            return BuildResult(failure[0], failure[1], log, spent, False, "", "")
         ok = bool(message["ok"])
         return BuildResult(
             status=None if ok else Status.COMPILE_ERROR,

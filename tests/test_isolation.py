@@ -6,14 +6,15 @@ import os
 import time
 
 import pytest
-from kernelwright.isolation import Worker, WorkerTimeout
+from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout
 
 
-def _worker(fixtures_dir, tmp_path, deadline_s: float) -> Worker:
+def _worker(fixtures_dir, tmp_path, deadline_s: float, memory_limit: int | None = None) -> Worker:
     return Worker(
         "probe_worker",
         tmp_path / "scratch",
         deadline_s,
+        memory_limit=memory_limit,
         env_extra={
             "PYTHONPATH": os.pathsep.join(
                 [str(fixtures_dir / "workers"), os.environ.get("PYTHONPATH", "")]
@@ -57,3 +58,13 @@ def test_deadline_kills_the_whole_process_group(fixtures_dir, tmp_path):
         time.sleep(0.1)
     else:
         pytest.fail("the worker's child survived the deadline")
+
+
+def test_memory_watchdog_kills_a_hoarding_worker(fixtures_dir, tmp_path):
+    with _worker(fixtures_dir, tmp_path, 60, memory_limit=300 << 20) as worker:
+        worker.send({"action": "hog", "bytes": 600 << 20})
+        with pytest.raises(WorkerOverLimit, match="GiB of host memory"):
+            while worker.recv() is not None:
+                pass
+        end = worker.finish()
+    assert not end.timed_out and "host memory" in worker.over_limit
