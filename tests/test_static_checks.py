@@ -71,12 +71,6 @@ def test_kernel_names_handle_templates_and_launch_bounds():
 @pytest.mark.parametrize(
     ("change", "check"),
     [
-        (("y = ops.fused(y)", "y = F.gelu(y)"), "torch_compute"),
-        (("y = ops.fused(y)", "y = self.linear(y)"), "torch_compute"),
-        (("y = ops.fused(y)", "y = y @ self.gain0"), "torch_compute"),
-        (("y = ops.fused(y)", "y = x + 1"), "torch_compute"),
-        (("y = ops.fused(y)", "y = self.linear.weight * y"), "torch_compute"),
-        (("y = ops.fused(y)", "y = y.softmax(-1)"), "torch_compute"),
         (('"TORCH_CUDA_ARCH_LIST", "9.0")', '"OPENAI_API_KEY", "")'), "env_access"),
         (("os.environ[", "print(dict(os.environ)); os.environ["), "env_access"),
         (("import os\n", "import os\nimport threading\n"), "threads"),
@@ -118,15 +112,39 @@ def test_warnings_are_not_rejections(snippet, check):
     assert _rejects(source) == []
 
 
+KERNEL_CALLS = "y = self.ops.fused(x.contiguous().view(-1))\n        y = ops.fused(y)"
+COMPUTE = [
+    "y = F.gelu(x)",
+    "y = self.linear(x)",
+    "y = x @ self.gain0",
+    "y = x + 1",
+    "y = self.linear.weight * x",
+    "y = x.softmax(-1)",
+    "y = torch.ops.aten.relu(x)",
+    "y = getattr(torch, 'relu')(x)",
+]
+
+
+@pytest.mark.parametrize("line", COMPUTE)
+def test_pytorch_in_place_of_a_kernel_is_rejected(line):
+    assert KERNEL_CALLS in LEGIT
+    assert "torch_compute" in _rejects(LEGIT.replace(KERNEL_CALLS, line))
+
+
+@pytest.mark.parametrize("line", [c for c in COMPUTE if "getattr" not in c])
+def test_pytorch_beside_a_kernel_is_a_warning(line):
+    source = LEGIT.replace(
+        "y = ops.fused(y)", "y = ops.fused(y)\n        " + line.replace("y =", "z =")
+    )
+    findings = check_candidate(source)
+    assert any(f.check == "torch_compute_partial" and f.severity == WARN for f in findings)
+    assert _rejects(source) == []
+
+
 @pytest.mark.parametrize(
-    "line",
-    [
-        "y = torch.ops.aten.relu(y)",
-        "y = torch.compile(lambda t: t * 2)(y)",
-        "y = getattr(torch, 'relu')(y)",
-    ],
+    "line", ["y = torch.compile(lambda t: t * 2)(y)", "y = getattr(torch, 'relu')(y)"]
 )
-def test_indirect_pytorch_compute_is_rejected(line):
+def test_compiled_or_obfuscated_pytorch_is_rejected_even_beside_a_kernel(line):
     assert "torch_compute" in _rejects(LEGIT.replace("y = ops.fused(y)", line))
 
 
