@@ -28,7 +28,8 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
+    """One line on stderr, exit code 2: for bad input and missing toolchains."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
@@ -60,6 +61,12 @@ def evaluate(
     ] = 180.0,
     build_timeout: Annotated[float, typer.Option(help="Seconds allowed for building.")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    save: Annotated[
+        bool, typer.Option("--save", help="Record the evaluation in the history.")
+    ] = False,
+    db: Annotated[
+        str | None, typer.Option("--db", help="History database URL (with --save).")
+    ] = None,
 ) -> None:
     """Build, verify and time CANDIDATE against PROBLEM."""
     from kernelwright.evaluate import EvaluateOptions
@@ -67,6 +74,11 @@ def evaluate(
     from kernelwright.targets import default_target
 
     try:
+        engine = None
+        if save:  # open (and migrate) first: a bad database must fail before the work is done
+            from kernelwright.store.db import open_engine
+
+            engine = open_engine(db)
         options = EvaluateOptions(
             target=target or default_target(),
             trials=trials,
@@ -77,13 +89,48 @@ def evaluate(
             build_timeout_s=build_timeout,
         )
         result = run_evaluation(problem, candidate, options)
+        data = result.to_dict()
+        if engine is not None:
+            data.update(_record(engine, problem, candidate, options, result))
     except KernelwrightError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
-    _render_evaluation(result.to_dict())
+    _render_evaluation(data)
+    if engine is not None:
+        out.print(f"saved as run {data['run_id']}, candidate {data['candidate_id']}")
+
+
+def _record(
+    engine: Any, problem: Path, candidate: Path, options: Any, result: Any
+) -> dict[str, str]:
+    """One `evaluate` run with its one candidate, committed before returning."""
+    import dataclasses
+    import hashlib
+
+    from kernelwright.problem import load_problem
+    from kernelwright.store import repo
+
+    spec = load_problem(problem)
+    source = candidate.read_text(encoding="utf-8")
+    run_id = repo.start_run(engine, "evaluate", options.target, dataclasses.asdict(options))
+    candidate_id = repo.add_candidate(
+        engine,
+        run_id,
+        {
+            "content_hash": spec.content_hash,
+            "name": spec.name,
+            "path": str(spec.path),
+            "source": spec.source,
+        },
+        source,
+        hashlib.sha256(source.encode()).hexdigest(),
+        result,
+    )
+    repo.finish_run(engine, run_id, environment=result.environment)
+    return {"run_id": run_id, "candidate_id": candidate_id}
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 4) -> str:
@@ -143,7 +190,7 @@ def suite(
     try:
         problems = load_problem_dir(folder or builtin_dir())
     except KernelwrightError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     rows = []
     for p in problems:
@@ -170,6 +217,16 @@ def suite(
             row["path"],
         )
     out.print(table)
+
+
+def _register_history() -> None:
+    from kernelwright.cli_history import candidates_app, runs_app
+
+    app.add_typer(runs_app, name="runs")
+    app.add_typer(candidates_app, name="candidates")
+
+
+_register_history()
 
 
 def main() -> None:

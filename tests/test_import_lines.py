@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Modules of the core package that are plain records or helpers, usable from any stage.
 SHARED = {
     "kernelwright",
+    "kernelwright.__version__",
     "kernelwright.records",
     "kernelwright.errors",
     "kernelwright.paths",

@@ -1,0 +1,266 @@
+"""`kernelwright runs ...` and `kernelwright candidates ...`: review the history.
+
+Thin: each command opens the store, calls one query in `store.repo`, renders. Unknown ids and
+unusable databases print one line and exit 2 (via the shared error handling in `cli`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from kernelwright.errors import KernelwrightError
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+runs_app = typer.Typer(no_args_is_help=True, help="Review recorded runs.")
+candidates_app = typer.Typer(no_args_is_help=True, help="Review recorded candidates.")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL (default: $KERNELWRIGHT_DB or $KERNELWRIGHT_HOME/history.db)."
+    ),
+]
+
+
+def _engine(db: str | None) -> Any:
+    from kernelwright.store.db import open_engine
+
+    return open_engine(db)
+
+
+def _guard(fn: Any) -> Any:
+    """Run a command body; our own errors become one line and exit 2."""
+    from kernelwright.cli import fail
+
+    try:
+        return fn()
+    except KernelwrightError as exc:
+        fail(str(exc))
+
+
+def _out() -> Any:
+    from kernelwright.cli import out
+
+    return out
+
+
+def _dump(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _f(value: float | None, unit: str = "x") -> str:
+    return "-" if value is None else f"{value:.3g}{unit}"
+
+
+@runs_app.command("list")
+def runs_list(
+    db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """All runs, newest first."""
+    from kernelwright.store import repo
+
+    rows = _guard(lambda: repo.list_runs(_engine(db)))
+    if as_json:
+        _dump(rows)
+        return
+    table = Table(
+        "run", "kind", "status", "target", "started", "candidates", "correct", "best", "problems"
+    )
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["kind"],
+            r["status"],
+            r["target"],
+            r["started_at"],
+            str(r["candidates"]),
+            str(r["correct"]),
+            _f(r["best_speedup"]),
+            escape(", ".join(r["problems"])),
+        )
+    _out().print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run: str, db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """One run: best speedup, progress per round, tokens and cost."""
+    from kernelwright.store import repo
+
+    data = _guard(lambda: repo.show_run(_engine(db), run))
+    if as_json:
+        _dump(data)
+        return
+    best = data["best"]
+    out = _out()
+    out.print(
+        f"run [bold]{data['id']}[/] ({data['kind']}, {data['target']}, {data['status']}), "
+        f"started {data['started_at']}"
+    )
+    out.print(
+        f"best: {_f(best['speedup'])} by candidate {best['candidate']}"
+        if best
+        else "best: none correct"
+    )
+    out.print(
+        f"tokens in/out: {data['tokens_in']}/{data['tokens_out']}, cost ${data['cost_usd']:.4f}"
+    )
+    table = Table("round", "candidates", "correct", "best speedup")
+    for r in data["rounds"]:
+        table.add_row(
+            str(r["round"]), str(r["candidates"]), str(r["correct"]), _f(r["best_speedup"])
+        )
+    out.print(table)
+
+
+@runs_app.command("tree")
+def runs_tree(run: str, db: DbOption = None) -> None:
+    """The run's lineage: each candidate under its parent, with status and speedup."""
+    from kernelwright.store import repo
+
+    rows = _guard(lambda: repo.candidate_rows(_engine(db), run))
+    ids = {r.id for r in rows}
+    root = Tree(f"run {run}")
+    nodes: dict[str | None, Any] = {}
+    for row in rows:  # ordered by round, so parents come first
+        parent = nodes.get(row.parent_id) if row.parent_id in ids else root
+        label = f"{row.id} r{row.round} {row.status} {_f(row.speedup)} {escape(row.problem)}"
+        nodes[row.id] = (parent or root).add(label)
+    _out().print(root)
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_a: str,
+    run_b: str,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Two runs side by side: per problem, the best correct speedup of each."""
+    from kernelwright.store import repo
+
+    def load() -> tuple[Any, Any]:
+        engine = _engine(db)
+        return repo.candidate_rows(engine, run_a), repo.candidate_rows(engine, run_b)
+
+    rows_a, rows_b = _guard(load)
+
+    def best(rows: list[Any]) -> dict[str, float | None]:
+        found: dict[str, float | None] = {}
+        for r in rows:
+            found.setdefault(r.problem, None)
+            if r.status == "correct" and r.speedup is not None:
+                found[r.problem] = max(found[r.problem] or 0.0, r.speedup)
+        return found
+
+    best_a, best_b = best(rows_a), best(rows_b)
+    problems = sorted(set(best_a) | set(best_b))
+    data = [{"problem": p, run_a: best_a.get(p), run_b: best_b.get(p)} for p in problems]
+    if as_json:
+        _dump(data)
+        return
+    table = Table("problem", run_a, run_b)
+    for p in problems:
+        table.add_row(escape(p), _f(best_a.get(p)), _f(best_b.get(p)))
+    _out().print(table)
+
+
+@runs_app.command("delete")
+def runs_delete(run: str, db: DbOption = None) -> None:
+    """Delete a run and everything recorded under it."""
+    from kernelwright.store import repo
+
+    count = _guard(lambda: repo.delete_run(_engine(db), run))
+    _out().print(f"deleted run {run} ({count} candidates)")
+
+
+@runs_app.command("export")
+def runs_export(
+    run: str,
+    db: DbOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """The run's best correct candidate as a standalone drop-in file."""
+    from kernelwright.export import render
+    from kernelwright.store import repo
+
+    text = render(_guard(lambda: repo.best_candidate(_engine(db), run)))
+    if out is None:
+        sys.stdout.write(text)
+        return
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(out)  # never a half-written file at the destination
+    _out().print(f"wrote {out}")
+
+
+@candidates_app.command("show")
+def candidates_show(
+    candidate: str,
+    db: DbOption = None,
+    code: Annotated[bool, typer.Option("--code", help="Print the source.")] = False,
+    log: Annotated[bool, typer.Option("--log", help="Print the build/run log.")] = False,
+    metrics: Annotated[
+        bool, typer.Option("--metrics", help="Print timing and environment as JSON.")
+    ] = False,
+) -> None:
+    """One candidate: status, speedup, warnings; or its code, log or metrics."""
+    from kernelwright.store import repo
+
+    data = _guard(lambda: repo.get_candidate(_engine(db), candidate))
+    evaluation = data["evaluation"] or {}
+    if code:
+        sys.stdout.write(data["source"])
+        return
+    if log:
+        sys.stdout.write(evaluation.get("log", ""))
+        return
+    if metrics:
+        _dump(
+            {
+                "timing": evaluation.get("timing"),
+                "environment": evaluation.get("environment"),
+                "build": data["build"],
+            }
+        )
+        return
+    out = _out()
+    out.print(
+        f"candidate [bold]{data['id']}[/] of run {data['run_id']} (round {data['round']}, "
+        f"parent {data['parent_id'] or '-'}), problem {escape(data['problem']['name'])}"
+    )
+    out.print(f"status: {data['status']} {escape(data['reason'])}")
+    out.print(f"speedup: {_f(evaluation.get('speedup'))}")
+    for warning in data["warnings"]:
+        out.print(
+            f"warning: {escape(str(warning.get('check')))}: {escape(str(warning.get('message')))}"
+        )
+
+
+@candidates_app.command("diff")
+def candidates_diff(candidate_a: str, candidate_b: str, db: DbOption = None) -> None:
+    """Unified diff of two candidates' sources."""
+    from kernelwright.store import repo
+
+    def load() -> tuple[Any, Any]:
+        engine = _engine(db)
+        return repo.get_candidate(engine, candidate_a), repo.get_candidate(engine, candidate_b)
+
+    a, b = _guard(load)
+    diff = difflib.unified_diff(
+        a["source"].splitlines(keepends=True),
+        b["source"].splitlines(keepends=True),
+        fromfile=candidate_a,
+        tofile=candidate_b,
+    )
+    sys.stdout.writelines(diff)

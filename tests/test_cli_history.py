@@ -1,0 +1,216 @@
+"""`kernelwright runs ...` / `candidates ...` on recorded data, and the exported drop-in file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kernelwright.problem import load_problem
+from kernelwright.records import EvaluationResult, Status
+from kernelwright.store import repo
+from kernelwright.store.db import open_engine
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PROBLEM = FIXTURES / "problems" / "scale_add.py"
+
+
+def _problem() -> dict[str, str]:
+    p = load_problem(PROBLEM)
+    return {"content_hash": p.content_hash, "name": p.name, "path": str(p.path), "source": p.source}
+
+
+def _result(status: Status, speedup: float | None) -> EvaluationResult:
+    return EvaluationResult(
+        status=status,
+        reason="" if speedup else "wrong",
+        target="cpu",
+        problem=str(PROBLEM),
+        problem_hash="x",
+        candidate="c",
+        trials=3,
+        speedup=speedup,
+        log="the log\n",
+        environment={"cpu": "test cpu"},
+    )
+
+
+@pytest.fixture
+def history(tmp_path):
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    engine = open_engine(db)
+    ok = (FIXTURES / "candidates" / "scale_add_ok.py").read_text()
+    wrong = (FIXTURES / "candidates" / "scale_add_wrong.py").read_text()
+    run_a = repo.start_run(engine, "optimize", "cpu", {})
+    a1 = repo.add_candidate(engine, run_a, _problem(), wrong, "w", _result(Status.INCORRECT, None))
+    a2 = repo.add_candidate(
+        engine,
+        run_a,
+        _problem(),
+        ok,
+        "o",
+        _result(Status.CORRECT, 1.7),
+        parents=[a1],
+        round_index=1,
+    )
+    repo.finish_run(engine, run_a)
+    run_b = repo.start_run(engine, "optimize", "cpu", {})
+    repo.add_candidate(engine, run_b, _problem(), ok, "o", _result(Status.CORRECT, 1.1))
+    engine.dispose()
+    return {"db": db, "a": run_a, "b": run_b, "a1": a1, "a2": a2}
+
+
+def _cli(cli, history, *args):
+    return cli(*args, env_extra={"KERNELWRIGHT_DB": history["db"]})
+
+
+def test_runs_list_show_tree_compare(cli, history):
+    listed = json.loads(_cli(cli, history, "runs", "list", "--json").stdout)
+    assert {r["id"] for r in listed} == {history["a"], history["b"]}
+    shown = json.loads(_cli(cli, history, "runs", "show", history["a"], "--json").stdout)
+    assert shown["best"]["candidate"] == history["a2"] and shown["best"]["speedup"] == 1.7
+    assert [r["round"] for r in shown["rounds"]] == [0, 1]
+    tree = _cli(cli, history, "runs", "tree", history["a"])
+    assert tree.returncode == 0
+    lines = tree.stdout.splitlines()
+    child = next(i for i, line in enumerate(lines) if history["a2"] in line)
+    parent = next(i for i, line in enumerate(lines) if history["a1"] in line)
+    assert child > parent and "correct" in lines[child] and "1.7x" in lines[child]
+    assert len(lines[child]) - len(lines[child].lstrip("│ └├─")) > len(lines[parent]) - len(
+        lines[parent].lstrip("│ └├─")
+    )  # indented under its parent
+    compared = json.loads(
+        _cli(cli, history, "runs", "compare", history["a"], history["b"], "--json").stdout
+    )
+    assert compared == [{"problem": "scale_add", history["a"]: 1.7, history["b"]: 1.1}]
+
+
+def test_candidates_show_and_diff(cli, history):
+    code = _cli(cli, history, "candidates", "show", history["a2"], "--code").stdout
+    assert code == (FIXTURES / "candidates" / "scale_add_ok.py").read_text()
+    assert _cli(cli, history, "candidates", "show", history["a2"], "--log").stdout == "the log\n"
+    metrics = json.loads(
+        _cli(cli, history, "candidates", "show", history["a2"], "--metrics").stdout
+    )
+    assert metrics["environment"] == {"cpu": "test cpu"}
+    summary = _cli(cli, history, "candidates", "show", history["a1"]).stdout
+    assert "incorrect" in summary and history["a"] in summary
+    diff = _cli(cli, history, "candidates", "diff", history["a1"], history["a2"]).stdout
+    assert "-            po[r * cols + c] = px[r * cols + c] * pw[c];" in diff
+    assert "+            po[r * cols + c] = px[r * cols + c] * pw[c] + pb[c];" in diff
+
+
+def test_delete_and_unknown_ids(cli, history):
+    for args in (
+        ("runs", "show", "nope"),
+        ("runs", "tree", "nope"),
+        ("runs", "delete", "nope"),
+        ("runs", "export", "nope"),
+        ("runs", "compare", history["a"], "nope"),
+        ("candidates", "show", "nope"),
+        ("candidates", "diff", history["a1"], "nope"),
+    ):
+        proc = _cli(cli, history, *args)
+        assert proc.returncode == 2, args
+        assert proc.stderr.startswith("error: no ") and "Traceback" not in proc.stderr
+    assert _cli(cli, history, "runs", "delete", history["b"]).returncode == 0
+    listed = json.loads(_cli(cli, history, "runs", "list", "--json").stdout)
+    assert [r["id"] for r in listed] == [history["a"]]
+
+
+def test_evaluate_save_records_a_run(cli, tmp_path):
+    db = f"sqlite:///{tmp_path / 'saved.db'}"
+    proc = cli(
+        "evaluate",
+        str(PROBLEM),
+        str(FIXTURES / "cheats" / "timer_patch.py"),
+        "--target",
+        "cpu",
+        "--json",
+        "--save",
+        "--db",
+        db,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    engine = open_engine(db)
+    shown = repo.show_run(engine, data["run_id"])
+    assert shown["kind"] == "evaluate" and shown["status"] == "finished"
+    assert shown["candidates"][0]["status"] == "rejected"
+
+
+def test_bad_database_fails_before_evaluating(cli, tmp_path):
+    proc = cli(
+        "evaluate",
+        str(PROBLEM),
+        str(FIXTURES / "candidates" / "scale_add_ok.py"),
+        "--target",
+        "cpu",
+        "--save",
+        "--db",
+        "nosuchdialect://x",
+    )
+    assert proc.returncode == 2 and "cannot use history database" in proc.stderr
+
+
+CHECK_EXPORT = """
+import importlib.util, os, sys, torch
+spec = importlib.util.spec_from_file_location("exported", sys.argv[1])
+exported = importlib.util.module_from_spec(spec); spec.loader.exec_module(exported)
+assert not os.listdir(os.environ["TORCH_EXTENSIONS_DIR"]), "built at import"
+pspec = importlib.util.spec_from_file_location("problem", sys.argv[2])
+problem = importlib.util.module_from_spec(pspec); pspec.loader.exec_module(problem)
+torch.manual_seed(0); ref = problem.Model(*problem.get_init_inputs())
+torch.manual_seed(0); new = exported.ModelNew(*problem.get_init_inputs())
+x = torch.randn(5, problem.dim)
+try:
+    got = new(x)
+except RuntimeError as exc:
+    print("RAISED", str(exc)[:4000]); sys.exit(3)
+torch.testing.assert_close(got, ref(x), atol=1e-5, rtol=1e-5)
+print("MATCH")
+"""
+
+
+@pytest.mark.slow
+def test_exported_file_matches_the_reference_in_a_fresh_process(cli, history, tmp_path):
+    out = tmp_path / "drop_in.py"
+    proc = _cli(cli, history, "runs", "export", history["a"], "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "Exported by kernelwright" in text and "_kw_lazy(lambda: load_inline(" in text
+    ext_dir = tmp_path / "ext"
+    ext_dir.mkdir()
+    env = {
+        "TORCH_EXTENSIONS_DIR": str(ext_dir),
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+    }
+    check = subprocess.run(
+        [sys.executable, "-c", CHECK_EXPORT, str(out), str(PROBLEM)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert "MATCH" in check.stdout, check.stdout + check.stderr
+    # a build that fails raises with the compiler's log, never falls back to PyTorch
+    broken = tmp_path / "broken.py"
+    broken.write_text(
+        text.replace("return out;", "return out  // broken").replace(
+            "kw_test_scale_add_ok", "kw_test_scale_add_export_broken"
+        )
+    )
+    ext_dir2 = tmp_path / "ext2"
+    ext_dir2.mkdir()
+    env["TORCH_EXTENSIONS_DIR"] = str(ext_dir2)
+    check = subprocess.run(
+        [sys.executable, "-c", CHECK_EXPORT, str(broken), str(PROBLEM)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert check.returncode == 3, check.stdout + check.stderr
+    assert "building the kernel extension failed" in check.stdout and "error" in check.stdout
