@@ -1,0 +1,1 @@
+"""Chat model adapters: OpenAI (and OpenAI-compatible servers), Anthropic, and replay files."""

@@ -1,0 +1,78 @@
+"""A model that replays scripted replies from a JSONL file: for demos and for testing the loop.
+
+Each line is an object with `role` ("coder" or "judge"), `text`, and optionally `problem` (a
+problem's file name without `.py`). A request takes the first unused line, in file order, whose
+role matches and whose problem matches or is absent. When none is left the model raises
+`RepliesExhausted`, and the run ends as if its budget were spent, results kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from kernelwright.agents.llm import Completion, Message, RepliesExhausted, Usage
+from kernelwright.errors import BadInput
+
+ROLES = ("coder", "judge")
+
+
+@dataclass
+class _Reply:
+    role: str
+    text: str
+    problem: str | None
+    used: bool = False
+
+
+class ReplayModel:
+    provider = "replay"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.model = self.path.name
+        self._replies = _load(self.path)
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        role: str,
+        problem: str | None = None,
+        max_tokens: int = 8192,
+    ) -> Completion:
+        for reply in self._replies:
+            if not reply.used and reply.role == role and reply.problem in (None, problem):
+                reply.used = True
+                prompt_chars = sum(len(m.content) for m in messages)
+                usage = Usage(prompt_chars // 4, len(reply.text) // 4)
+                return Completion(reply.text, usage, 0.0, self.model, self.provider, 0.0)
+        where = f" for problem {problem!r}" if problem else ""
+        raise RepliesExhausted(f"replay file {self.path.name} has no more {role} replies{where}")
+
+
+def _load(path: Path) -> list[_Reply]:
+    if not path.is_file():
+        raise BadInput(f"replay file not found: {path}")
+    replies = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"replay file {path} line {number} is not JSON: {exc.msg}") from exc
+        if (
+            not isinstance(data, dict)
+            or data.get("role") not in ROLES
+            or not isinstance(data.get("text"), str)
+        ):
+            raise BadInput(
+                f'replay file {path} line {number} needs "role" (coder or judge) and "text"'
+            )
+        problem = data.get("problem")
+        if problem is not None and not isinstance(problem, str):
+            raise BadInput(f'replay file {path} line {number}: "problem" must be a string')
+        replies.append(_Reply(data["role"], data["text"], problem))
+    return replies

@@ -1,0 +1,71 @@
+"""Turn a model spec (`openai:MODEL`, `anthropic:MODEL`, `replay:FILE.jsonl`) into a ChatModel.
+
+API keys come only from the environment (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`); a missing key is
+one line naming the variable. An OpenAI-compatible server given with `base_url` may run without a
+key (local vLLM, SGLang and Ollama servers usually need none).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kernelwright.agents.llm import ChatModel, MissingKey
+from kernelwright.agents.pricing import model_info
+from kernelwright.errors import BadInput
+
+KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+def _key(provider: str, optional: bool = False) -> str:
+    variable = KEY_VARIABLES[provider]
+    value = os.environ.get(variable, "").strip()
+    if not value and not optional:
+        raise MissingKey(f"{variable} is not set; export it to use {provider} models")
+    return value or "not-needed"
+
+
+def make_model(
+    spec: str,
+    *,
+    base_url: str | None = None,
+    timeout_s: float = 600.0,
+    reasoning: str | None = None,
+    **client: Any,
+) -> ChatModel:
+    """A ChatModel for `spec`. `reasoning`: an OpenAI effort ("low"/"medium"/"high") or, for
+    Claude, a thinking budget in tokens (as a string of digits)."""
+    provider, sep, name = spec.partition(":")
+    if not sep or not name:
+        raise BadInput(
+            f"model {spec!r} must look like openai:MODEL, anthropic:MODEL or replay:FILE"
+        )
+    if provider == "replay":
+        from kernelwright.agents.providers.replay import ReplayModel
+
+        return ReplayModel(name)
+    if provider == "openai":
+        from kernelwright.agents.providers.openai_chat import OpenAIChat
+
+        return OpenAIChat(
+            name,
+            model_info("openai", name),
+            _key("openai", optional=bool(base_url)),
+            base_url=base_url,
+            timeout_s=timeout_s,
+            reasoning_effort=reasoning,
+            **client,
+        )
+    if provider == "anthropic":
+        from kernelwright.agents.providers.anthropic_chat import AnthropicChat
+
+        thinking = int(reasoning) if reasoning and reasoning.isdigit() else None
+        return AnthropicChat(
+            name,
+            model_info("anthropic", name),
+            _key("anthropic"),
+            timeout_s=timeout_s,
+            thinking_tokens=thinking,
+            **client,
+        )
+    raise BadInput(f"unknown model provider {provider!r}; use openai, anthropic or replay")
