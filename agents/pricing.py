@@ -7,6 +7,7 @@ it past `--budget-usd`.
 
 from __future__ import annotations
 
+import threading
 import tomllib
 from dataclasses import dataclass
 from functools import cache
@@ -67,9 +68,33 @@ def estimate_tokens(text: str) -> int:
 
 
 class Budget:
-    def __init__(self, limit_usd: float | None) -> None:
+    """Spend so far against `--budget-usd`. Safe to share between threads: concurrent calls
+    reserve their worst case first, so K calls at once cannot together pass the limit."""
+
+    def __init__(self, limit_usd: float | None, spent_usd: float = 0.0) -> None:
         self.limit_usd = limit_usd
-        self.spent_usd = 0.0
+        self.spent_usd = spent_usd
+        self._reserved = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self, info: ModelInfo | None, prompt: str, max_tokens: int) -> float:
+        """Check and hold a call's worst case; pair with `settle`. `info` None: a free model."""
+        if info is None or self.limit_usd is None:
+            return 0.0
+        worst = cost(info, Usage(estimate_tokens(prompt), max_tokens))
+        with self._lock:
+            self.spent_usd += self._reserved  # check against what is spent and held
+            try:
+                self.check(info, prompt, max_tokens)
+            finally:
+                self.spent_usd -= self._reserved
+            self._reserved += worst or 0.0
+        return worst or 0.0
+
+    def settle(self, reserved: float, actual: float | None) -> None:
+        with self._lock:
+            self._reserved -= reserved
+            self.spent_usd += actual or 0.0
 
     def check(self, info: ModelInfo, prompt: str, max_tokens: int) -> None:
         """Raise BudgetExceeded if a call with this prompt could pass the limit."""

@@ -221,7 +221,9 @@ def suite(
 
 def _register_history() -> None:
     from kernelwright.cli_history import candidates_app, runs_app
+    from kernelwright.cli_optimize import optimize
 
+    app.command()(optimize)
     app.add_typer(runs_app, name="runs")
     app.add_typer(candidates_app, name="candidates")
 

@@ -105,6 +105,10 @@ def runs_show(
         f"run [bold]{data['id']}[/] ({data['kind']}, {data['target']}, {data['status']}), "
         f"started {data['started_at']}"
     )
+    if data["stop_reason"]:
+        out.print(f"stopped: {escape(data['stop_reason'])}")
+    if data["status"] in ("interrupted", "running") and data["kind"] == "optimize":
+        out.print(f"resume: kernelwright optimize --resume {data['id']}")
     out.print(
         f"best: {_f(best['speedup'])} by candidate {best['candidate']}"
         if best

@@ -13,6 +13,7 @@ import logging
 import shutil
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,14 @@ class EvaluateOptions:
 
 
 def evaluate(
-    problem_path: Path | str, candidate_path: Path | str, options: EvaluateOptions
+    problem_path: Path | str,
+    candidate_path: Path | str,
+    options: EvaluateOptions,
+    device_lock: AbstractContextManager[Any] | None = None,
 ) -> EvaluationResult:
+    """`device_lock`: held while problem or candidate code runs (verify and time), so that
+    evaluations running side by side build concurrently but never share the device."""
+    device = device_lock if device_lock is not None else nullcontext()
     started = time.perf_counter()
     if options.trials < 1:
         raise BadInput("--trials must be at least 1")
@@ -81,14 +88,15 @@ def evaluate(
     try:
         job = start_build(candidate.path, options.target, options.build_timeout_s)
         try:
-            reference = session.run_reference(
-                problem.path,
-                options.target,
-                options.trials,
-                options.seed,
-                scratch,
-                options.timeout_s,
-            )
+            with device:
+                reference = session.run_reference(
+                    problem.path,
+                    options.target,
+                    options.trials,
+                    options.seed,
+                    scratch,
+                    options.timeout_s,
+                )
         except BaseException:
             job.worker.kill()
             job.result()
@@ -106,16 +114,17 @@ def evaluate(
                 duration_s=time.perf_counter() - started,
                 **common,
             )
-        verdict = session.run_candidate(
-            problem.path,
-            candidate.path,
-            options.target,
-            reference,
-            tolerance,
-            scratch,
-            options.timeout_s,
-            options.timing,
-        )
+        with device:
+            verdict = session.run_candidate(
+                problem.path,
+                candidate.path,
+                options.target,
+                reference,
+                tolerance,
+                scratch,
+                options.timeout_s,
+                options.timing,
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     errors = [c for c in verdict.cases if c.max_abs_error is not None]

@@ -29,6 +29,7 @@ import signal
 import site
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +162,19 @@ class WorkerOverLimit(Exception):
     """The worker's group held too much memory or too many processes; it has been killed."""
 
 
+_LIVE: set[Worker] = set()  # every started worker not yet finished, for kill_all()
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_all() -> int:
+    """SIGKILL every live worker's process group (Ctrl-C of a run); return how many."""
+    with _LIVE_LOCK:
+        workers = list(_LIVE)
+    for worker in workers:
+        worker.kill()
+    return len(workers)
+
+
 class Worker:
     """A worker process running `python -m module`, with a deadline counted from its start."""
 
@@ -195,6 +209,8 @@ class Worker:
                 preexec_fn=_limit_child,
             )
         os.close(write_fd)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
         self._reader = os.fdopen(read_fd, "rb")
         self._buffer = b""
         self._timed_out = False
@@ -271,6 +287,7 @@ class Worker:
             self.proc.wait()
             # A worker that had sent its answer but would not exit is not a timeout of its work.
         self.kill()  # stray grandchildren left in the group
+        self._forget()
         self._reader.close()
         return Exit(
             returncode=self.proc.returncode,
@@ -279,6 +296,10 @@ class Worker:
             stderr=_tail(self._stderr_path, self.LOG_LIMIT),
         )
 
+    def _forget(self) -> None:
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+
     def __enter__(self) -> Worker:
         return self
 
@@ -286,6 +307,7 @@ class Worker:
         if self.proc.poll() is None:
             self.kill()
             self.proc.wait()
+        self._forget()
         if not self._reader.closed:
             self._reader.close()
 

@@ -31,3 +31,10 @@ def scratch_dir() -> Path:
     path = home() / "scratch"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_dir(run_id: str) -> Path:
+    """An optimize run's candidate files, named by candidate id (the history keeps them too)."""
+    path = home() / "runs" / run_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -20,6 +20,8 @@ class Status(enum.StrEnum):
     INCORRECT = "incorrect"
     REJECTED = "rejected"
     CORRECT = "correct"
+    # The optimize loop's own: the coder's reply held no candidate. `evaluate` never returns it.
+    NO_CODE = "no_code"
 
 
 @dataclass(frozen=True)

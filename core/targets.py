@@ -39,6 +39,23 @@ def visible_gpus() -> int:
     return count
 
 
+def first_gpu_name() -> str | None:
+    """The NVML name of the first visible GPU (e.g. "NVIDIA H100 80GB HBM3"), or None."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            index = int(visible) if visible.isdigit() else 0
+            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(index))
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return None
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def torch_has_cuda() -> bool:
     import torch
 

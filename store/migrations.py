@@ -165,9 +165,15 @@ def m0002_lookup_indexes(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_problems_name ON problems (name)"))
 
 
+def m0003_run_stop_reason(conn: Connection) -> None:
+    """Why an optimize run ended (rounds done, budget, target speedup, time limit, Ctrl-C)."""
+    conn.execute(sa.text("ALTER TABLE runs ADD COLUMN stop_reason TEXT NOT NULL DEFAULT ''"))
+
+
 STEPS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", m0001_initial),
     ("0002_lookup_indexes", m0002_lookup_indexes),
+    ("0003_run_stop_reason", m0003_run_stop_reason),
 ]
 
 _LEDGER = sa.Table(

@@ -7,6 +7,7 @@ message says how to list the ids that exist.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,14 +62,40 @@ def start_run(
 
 
 def finish_run(
-    engine: Engine, run_id: str, status: str = "finished", environment: dict[str, Any] | None = None
+    engine: Engine,
+    run_id: str,
+    status: str = "finished",
+    environment: dict[str, Any] | None = None,
+    stop_reason: str = "",
 ) -> None:
     with session(engine) as s:
         run = _run(s, run_id)
         run.status = status
         run.finished_at = now()
+        run.stop_reason = stop_reason
         if environment:
             run.environment = environment
+
+
+def reopen_run(engine: Engine, run_id: str) -> dict[str, Any]:
+    """Mark a run as running again (for --resume) and return its stored facts."""
+    with session(engine) as s:
+        run = _run(s, run_id)
+        facts = {
+            "id": run.id,
+            "kind": run.kind,
+            "status": run.status,
+            "target": run.target,
+            "models": dict(run.models),
+            "config": dict(run.config),
+            "cost_usd": run.cost_usd,
+            "tokens_in": run.tokens_in,
+            "tokens_out": run.tokens_out,
+        }
+        run.status = "running"
+        run.finished_at = None
+        run.stop_reason = ""
+        return facts
 
 
 def problem_id(s: Session, content_hash: str, name: str, path: str, source: str) -> int:
@@ -92,53 +119,108 @@ def add_candidate(
     round_index: int = 0,
 ) -> str:
     """Record one finished candidate and its evaluation, in one transaction."""
-    candidate_id = new_id()
-    data = to_jsonable(result)
     with session(engine) as s:
-        _run(s, run_id)
-        pid = problem_id(
-            s, problem["content_hash"], problem["name"], problem["path"], problem["source"]
+        candidate_id = _new_candidate(
+            s, run_id, problem, source, source_hash, parents, round_index, "pending", ""
         )
-        s.add(
-            Candidate(
-                id=candidate_id,
-                run_id=run_id,
-                problem_id=pid,
-                parent_id=(parents or [None])[0],
-                parents=parents or [],
-                round=round_index,
-                source=source,
-                source_hash=source_hash,
-                status=data["status"],
-                reason=data["reason"],
-                build={"compile_s": data["compile_s"], "cached": data["cached"]},
-                warnings=data["warnings"],
-            )
-        )
-        s.flush()
-        s.add(
-            Evaluation(
-                candidate_id=candidate_id,
-                status=data["status"],
-                reason=data["reason"],
-                speedup=data["speedup"],
-                candidate_ms=data["candidate_ms"],
-                reference_ms=data["reference_ms"],
-                max_abs_error=data["max_abs_error"],
-                max_rel_error=data["max_rel_error"],
-                compile_s=data["compile_s"],
-                cached=data["cached"],
-                trials=data["trials"],
-                cases=data["cases"],
-                timing=data["timing"] or {},
-                environment=data["environment"],
-                log=data["log"],
-            )
-        )
+        _attach_result(s, candidate_id, result)
     return candidate_id
 
 
+def add_pending_candidate(
+    engine: Engine,
+    run_id: str,
+    problem: dict[str, str],
+    source: str,
+    source_hash: str,
+    parents: list[str] | None = None,
+    round_index: int = 0,
+    status: str = "pending",
+    reason: str = "",
+    candidate_id: str | None = None,
+) -> str:
+    """Record a candidate before it is evaluated (its code is paid for; keep it), or one that
+    ends without an evaluation (`no_code`)."""
+    with session(engine) as s:
+        return _new_candidate(
+            s, run_id, problem, source, source_hash, parents, round_index, status, reason,
+            candidate_id,
+        )  # fmt: skip
+
+
+def record_result(engine: Engine, candidate_id: str, result: EvaluationResult) -> None:
+    """Attach an evaluation to a pending candidate and set its status, in one transaction."""
+    with session(engine) as s:
+        _attach_result(s, candidate_id, result)
+
+
+def _new_candidate(
+    s: Session,
+    run_id: str,
+    problem: dict[str, str],
+    source: str,
+    source_hash: str,
+    parents: list[str] | None,
+    round_index: int,
+    status: str,
+    reason: str,
+    candidate_id: str | None = None,
+) -> str:
+    candidate_id = candidate_id or new_id()
+    _run(s, run_id)
+    pid = problem_id(
+        s, problem["content_hash"], problem["name"], problem["path"], problem["source"]
+    )
+    s.add(
+        Candidate(
+            id=candidate_id,
+            run_id=run_id,
+            problem_id=pid,
+            parent_id=(parents or [None])[0],
+            parents=parents or [],
+            round=round_index,
+            source=source,
+            source_hash=source_hash,
+            status=status,
+            reason=reason,
+            build={},
+            warnings=[],
+        )
+    )
+    s.flush()
+    return candidate_id
+
+
+def _attach_result(s: Session, candidate_id: str, result: EvaluationResult) -> None:
+    data = to_jsonable(result)
+    cand = _candidate(s, candidate_id)
+    cand.status = data["status"]
+    cand.reason = data["reason"]
+    cand.build = {"compile_s": data["compile_s"], "cached": data["cached"]}
+    cand.warnings = data["warnings"]
+    s.add(
+        Evaluation(
+            candidate_id=candidate_id,
+            status=data["status"],
+            reason=data["reason"],
+            speedup=data["speedup"],
+            candidate_ms=data["candidate_ms"],
+            reference_ms=data["reference_ms"],
+            max_abs_error=data["max_abs_error"],
+            max_rel_error=data["max_rel_error"],
+            compile_s=data["compile_s"],
+            cached=data["cached"],
+            trials=data["trials"],
+            cases=data["cases"],
+            timing=data["timing"] or {},
+            environment=data["environment"],
+            log=data["log"],
+        )
+    )
+
+
 def add_llm_call(engine: Engine, run_id: str, **fields: Any) -> None:
+    """Record one LLM call and add its tokens and cost to the run's totals."""
     with session(engine) as s:
         run = _run(s, run_id)
         call = LlmCall(run_id=run_id, **fields)
@@ -236,6 +318,7 @@ def show_run(engine: Engine, run_id: str) -> dict[str, Any]:
             "id": run.id,
             "kind": run.kind,
             "status": run.status,
+            "stop_reason": run.stop_reason,
             "target": run.target,
             "models": run.models,
             "config": run.config,
@@ -325,3 +408,74 @@ def delete_run(engine: Engine, run_id: str) -> int:
         s.execute(sa.delete(Candidate).where(Candidate.run_id == run_id))
         s.execute(sa.delete(Run).where(Run.id == run_id))
         return len(ids)
+
+
+def loop_state(engine: Engine, run_id: str) -> dict[str, Any]:
+    """What an optimize run needs to go on: every candidate with its latest evaluation, the
+    judge's replies by the candidate they reviewed, and how many calls each role made."""
+    with session(engine) as s:
+        _run(s, run_id)
+        candidates = []
+        query = (
+            sa.select(Candidate)
+            .where(Candidate.run_id == run_id)
+            .order_by(Candidate.round, Candidate.created_at)
+        )
+        for cand in s.scalars(query):
+            evaluation = s.scalar(
+                sa.select(Evaluation)
+                .where(Evaluation.candidate_id == cand.id)
+                .order_by(Evaluation.id.desc())
+            )
+            candidates.append(
+                {
+                    "id": cand.id,
+                    "round": cand.round,
+                    "parents": list(cand.parents),
+                    "source": cand.source,
+                    "status": cand.status,
+                    "reason": cand.reason,
+                    "warnings": list(cand.warnings),
+                    "evaluation": None
+                    if evaluation is None
+                    else {
+                        "speedup": evaluation.speedup,
+                        "candidate_ms": evaluation.candidate_ms,
+                        "reference_ms": evaluation.reference_ms,
+                        "max_abs_error": evaluation.max_abs_error,
+                        "timing": evaluation.timing,
+                        "log": evaluation.log,
+                    },
+                }
+            )
+        calls = s.execute(
+            sa.select(LlmCall.role, LlmCall.candidate_id, LlmCall.reply, LlmCall.error)
+            .where(LlmCall.run_id == run_id)
+            .order_by(LlmCall.id)
+        ).all()
+        coder_replies = {
+            cid: reply for role, cid, reply, error in calls if role == "coder" and cid and not error
+        }
+        verdicts = {
+            cid: reply for role, cid, reply, error in calls if role == "judge" and cid and not error
+        }
+        served: dict[str, int] = {}
+        for role, _, _, error in calls:
+            if not error:
+                served[role] = served.get(role, 0) + 1
+        return {
+            "candidates": candidates,
+            "verdicts": verdicts,
+            "coder_replies": coder_replies,
+            "served": served,
+        }
+
+
+def run_totals(engine: Engine, run_id: str) -> dict[str, Any]:
+    with session(engine) as s:
+        run = _run(s, run_id)
+        return {"tokens_in": run.tokens_in, "tokens_out": run.tokens_out, "cost_usd": run.cost_usd}
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()

@@ -42,6 +42,7 @@ class Run(Base):
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    stop_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Problem(Base):
@@ -67,6 +68,7 @@ class Candidate(Base):
     round: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[str] = mapped_column(Text)
     source_hash: Mapped[str] = mapped_column(String(64))
+    # pending (written, not yet evaluated), no_code, or an evaluation status
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
     build: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # compile_s, cached, regs...

@@ -210,8 +210,11 @@ NATIVE_RULES = [
     (
         "result_cache",
         REJECT,
-        r"\bstatic\s+(?:std::)?(?:unordered_map|map|vector)\s*<[^;]*(?:Tensor|void\s*\*)"
-        r"|\bstatic\s+(?:at|torch)::Tensor\b|\bstatic\s+c10::optional\s*<\s*(?:at|torch)::Tensor",
+        # static *variables* only: `static at::Tensor fn(...)` is a function with internal linkage
+        r"\bstatic\s+(?:std::)?(?:unordered_map|map|vector)\s*<[^;(]*(?:Tensor|void\s*\*)[^;(]*>"
+        r"\s*\w+\s*[;={]"
+        r"|\bstatic\s+(?:const\s+)?(?:at|torch)::Tensor\s*[&*]?\s*\w+\s*[;={]"
+        r"|\bstatic\s+(?:c10|std)::optional\s*<\s*(?:at|torch)::Tensor\s*>\s*\w+\s*[;={]",
         "keeps tensors or pointers across calls, a cache that can replay earlier results",
     ),
     (

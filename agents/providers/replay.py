@@ -9,6 +9,7 @@ role matches and whose problem matches or is absent. When none is left the model
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,18 @@ class ReplayModel:
         self.path = Path(path)
         self.model = self.path.name
         self._replies = _load(self.path)
+        self._lock = threading.Lock()  # the loop asks from several threads at once
+
+    def skip(self, role: str, problem: str | None, count: int) -> None:
+        """Mark the first `count` replies for role and problem used: a resumed run goes on where
+        the interrupted one stopped instead of replaying its replies again."""
+        with self._lock:
+            for reply in self._replies:
+                if count <= 0:
+                    break
+                if not reply.used and reply.role == role and reply.problem in (None, problem):
+                    reply.used = True
+                    count -= 1
 
     def complete(
         self,
@@ -42,12 +55,21 @@ class ReplayModel:
         problem: str | None = None,
         max_tokens: int = 8192,
     ) -> Completion:
-        for reply in self._replies:
-            if not reply.used and reply.role == role and reply.problem in (None, problem):
+        with self._lock:
+            reply = next(
+                (
+                    r
+                    for r in self._replies
+                    if not r.used and r.role == role and r.problem in (None, problem)
+                ),
+                None,
+            )
+            if reply is not None:
                 reply.used = True
-                prompt_chars = sum(len(m.content) for m in messages)
-                usage = Usage(prompt_chars // 4, len(reply.text) // 4)
-                return Completion(reply.text, usage, 0.0, self.model, self.provider, 0.0)
+        if reply is not None:
+            prompt_chars = sum(len(m.content) for m in messages)
+            usage = Usage(prompt_chars // 4, len(reply.text) // 4)
+            return Completion(reply.text, usage, 0.0, self.model, self.provider, 0.0)
         where = f" for problem {problem!r}" if problem else ""
         raise RepliesExhausted(f"replay file {self.path.name} has no more {role} replies{where}")
 

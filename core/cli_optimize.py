@@ -1,0 +1,256 @@
+"""`kernelwright optimize`: the coder/judge loop on one problem, with progress and a summary.
+
+Which model: `--model`, else the stored one (`--resume`), else one chosen from the API key that
+is set, else, for a shipped problem with a shipped demo, the demo's replay file on the cpu
+target (so a newcomer sees the whole loop run without a key or a GPU). Exit codes: 0 when the run
+ended (whatever it found), 2 on bad input, 130 when Ctrl-C stopped it (resumable), 1 on a fault.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from kernelwright.errors import BadInput, KernelwrightError
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_MODELS = (
+    ("OPENAI_API_KEY", "openai:gpt-5"),
+    ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-4"),
+)
+
+
+def demo_replay(problem_name: str) -> Path | None:
+    """The shipped demo replay for a shipped problem, if there is one."""
+    demo = resources.files("kernelwright.suite") / "demo" / f"{problem_name}.jsonl"
+    return Path(str(demo)) if demo.is_file() else None
+
+
+def _choose_model(problem: Path, explicit: str | None, err: Console) -> tuple[str, bool]:
+    """(model spec, is the demo)."""
+    if explicit:
+        return explicit, False
+    for variable, spec in DEFAULT_MODELS:
+        if os.environ.get(variable, "").strip():
+            return spec, False
+    suite = Path(str(resources.files("kernelwright.suite") / "problems"))
+    demo = demo_replay(problem.stem) if problem.parent == suite.resolve() else None
+    if demo is None:
+        raise BadInput(
+            "no model: set OPENAI_API_KEY or ANTHROPIC_API_KEY, or pass --model "
+            "(openai:MODEL, anthropic:MODEL, or replay:FILE.jsonl)"
+        )
+    err.print(
+        "no API key is set: running the shipped demo (scripted replies, cpu target); "
+        "set OPENAI_API_KEY or ANTHROPIC_API_KEY to use a real model",
+        highlight=False,
+    )
+    return f"replay:{demo}", True
+
+
+def optimize(
+    problem: Annotated[
+        str | None,
+        typer.Argument(
+            help="A problem file (KernelBench format), a shipped problem's name, or "
+            "module.py:ClassName with --inputs or --get-inputs. Not needed with --resume."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Coder model: openai:MODEL, anthropic:MODEL or replay:FILE.jsonl."),
+    ] = None,
+    judge_model: Annotated[
+        str | None, typer.Option(help="Judge model (default: the coder's).")
+    ] = None,
+    rounds: Annotated[int | None, typer.Option(help="Rounds to run (default 10).")] = None,
+    width: Annotated[
+        int | None, typer.Option(help="Candidates per round, from the best so far (default 1).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="cuda or cpu; default: cuda where a GPU is visible.")
+    ] = None,
+    budget_usd: Annotated[
+        float | None, typer.Option(help="Stop before a call that could pass this spend.")
+    ] = None,
+    target_speedup: Annotated[
+        float | None, typer.Option(help="Stop once a correct candidate is this much faster.")
+    ] = None,
+    time_limit: Annotated[
+        float | None, typer.Option(help="Stop starting new work after this many seconds.")
+    ] = None,
+    resume: Annotated[str | None, typer.Option(help="Go on with an earlier run (its id).")] = None,
+    inputs: Annotated[
+        str | None,
+        typer.Option(help='Inputs for module.py:ClassName, e.g. "float32[8192,4096] int64[16]".'),
+    ] = None,
+    get_inputs: Annotated[
+        str | None, typer.Option(help="file.py:function returning the inputs (a list).")
+    ] = None,
+    init_args: Annotated[
+        str | None, typer.Option(help="Constructor arguments of ClassName, as a JSON list.")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="An OpenAI-compatible server (vLLM, SGLang, Ollama).")
+    ] = None,
+    reasoning: Annotated[
+        str | None,
+        typer.Option(help="OpenAI reasoning effort (low/medium/high) or Claude thinking tokens."),
+    ] = None,
+    trials: Annotated[int, typer.Option(help="Seeded correctness trials per candidate.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the first trial.")] = 42,
+    timeout: Annotated[float, typer.Option(help="Seconds for verify + time.")] = 180.0,
+    build_timeout: Annotated[float, typer.Option(help="Seconds for a build.")] = 300.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    db: Annotated[str | None, typer.Option("--db", help="History database URL.")] = None,
+) -> None:
+    """Turn PROBLEM into a faster kernel with the coder and judge agents."""
+    args = dict(locals())  # every option above, by name
+    from kernelwright.cli import fail
+
+    err = Console(stderr=True)
+    try:
+        optimizer = _build(args, err)
+    except KernelwrightError as exc:
+        fail(str(exc))
+        return
+    display = _Display(err, enabled=True)
+    optimizer.on_progress = display.update
+    try:
+        with display:
+            outcome = optimizer.run()
+    except BadInput as exc:
+        fail(str(exc))
+        return
+    except KernelwrightError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    data = outcome.to_json()
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        _summary(Console(), data)
+    if outcome.status == "interrupted":
+        err.print(f"resume with: kernelwright optimize --resume {outcome.run_id}", highlight=False)
+        raise typer.Exit(130)
+
+
+def _build(a: dict[str, Any], err: Console) -> Any:
+    """Everything checked and opened before the run starts: bad input fails here, whole."""
+    from kernelwright.agents.registry import make_model
+    from kernelwright.loop import Optimizer
+    from kernelwright.loop_config import OptimizeConfig
+    from kernelwright.store import repo
+    from kernelwright.store.db import open_engine
+    from kernelwright.targets import TARGETS, default_target
+    from kernelwright.user_problem import resolve_problem
+
+    for name in ("rounds", "width", "trials"):
+        if a[name] is not None and a[name] < 1:
+            raise BadInput(f"--{name} must be at least 1")
+    if a["target"] is not None and a["target"] not in TARGETS:
+        raise BadInput(f"unknown target {a['target']!r}; use cuda or cpu")
+    limits = {
+        "rounds": a["rounds"],
+        "width": a["width"],
+        "budget_usd": a["budget_usd"],
+        "target_speedup": a["target_speedup"],
+        "time_limit_s": a["time_limit"],
+    }
+    engine = open_engine(a["db"])
+    if a["resume"] is not None:
+        stored = repo.show_run(engine, a["resume"])
+        if stored["kind"] != "optimize":
+            raise BadInput(
+                f"run {a['resume']} is a {stored['kind']} run; only optimize runs resume"
+            )
+        config = OptimizeConfig.from_json(
+            stored["config"], **limits, coder_model=a["model"], judge_model=a["judge_model"]
+        )
+    else:
+        if a["problem"] is None:
+            raise BadInput("name a PROBLEM to optimize, or --resume RUN")
+        path = resolve_problem(
+            a["problem"], inputs=a["inputs"], get_inputs=a["get_inputs"], init_args=a["init_args"]
+        )
+        spec, demo = _choose_model(path, a["model"], err)
+        config = OptimizeConfig(
+            problem=str(path),
+            target=a["target"] or ("cpu" if demo else default_target()),
+            coder_model=spec,
+            judge_model=a["judge_model"] or spec,
+            base_url=a["base_url"],
+            reasoning=a["reasoning"],
+            trials=a["trials"],
+            seed=a["seed"],
+            timeout_s=a["timeout"],
+            build_timeout_s=a["build_timeout"],
+            **{k: v for k, v in limits.items() if v is not None},
+        )
+    coder_model = make_model(
+        config.coder_model, base_url=config.base_url, reasoning=config.reasoning
+    )
+    judge = (
+        coder_model
+        if config.judge_model == config.coder_model
+        else make_model(config.judge_model, base_url=config.base_url, reasoning=config.reasoning)
+    )
+    return Optimizer(engine, config, coder_model, judge, resume=a["resume"])
+
+
+class _Display:
+    """One live status line on a terminal; plain lines elsewhere (logs, CI)."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.console = console
+        self.enabled = enabled
+        self._status: Any = None
+
+    def __enter__(self) -> _Display:
+        if self.enabled and self.console.is_terminal:
+            self._status = self.console.status("starting")
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)
+
+    def update(self, p: Any) -> None:
+        best = f"{p.best_speedup:.2f}x ({p.best_id})" if p.best_speedup is not None else "-"
+        line = (
+            f"round {p.round}/{p.rounds} · {p.candidates} candidates, {p.correct} correct · "
+            f"best {best} · ${p.cost_usd:.4f} · {p.message}"
+        )
+        if self._status is not None:
+            self._status.update(line)
+        elif self.enabled:
+            self.console.print(line, highlight=False, soft_wrap=True)
+
+
+def _summary(console: Console, data: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    best = data["best_speedup"]
+    rows = [
+        ("run", data["run_id"]),
+        ("status", f"{data['status']}: {data['stop_reason']}"),
+        ("rounds", str(data["rounds"])),
+        ("candidates", f"{data['candidates']} ({data['correct']} correct)"),
+        ("best", f"{best:.2f}x, candidate {data['best_candidate_id']}" if best else "none correct"),
+        ("tokens", f"{data['tokens']['input']} in, {data['tokens']['output']} out"),
+        ("cost", f"${data['cost_usd']:.4f}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    if data["export_command"]:
+        console.print(f"export it: {data['export_command']} --out kernel.py", highlight=False)
+    console.print(f"review it: kernelwright runs show {data['run_id']}", highlight=False)

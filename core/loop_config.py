@@ -1,0 +1,79 @@
+"""The settings of one optimize run, as stored with the run (so `--resume` can go on with them)
+and as the outcome is reported."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    problem: str  # path of a KernelBench-format problem file
+    target: str
+    coder_model: str
+    judge_model: str
+    base_url: str | None = None
+    reasoning: str | None = None
+    rounds: int = 10
+    width: int = 1
+    budget_usd: float | None = None
+    target_speedup: float | None = None
+    time_limit_s: float | None = None
+    trials: int = 5
+    seed: int = 42
+    atol: float | None = None
+    rtol: float | None = None
+    timeout_s: float = 180.0
+    build_timeout_s: float = 300.0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], **overrides: Any) -> OptimizeConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot for the progress display, sent after every recorded event."""
+
+    run_id: str
+    round: int
+    rounds: int
+    candidates: int
+    correct: int
+    pending: int
+    best_speedup: float | None
+    best_id: str | None
+    cost_usd: float
+    tokens: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    status: str  # finished | interrupted | failed
+    stop_reason: str
+    rounds: int
+    candidates: int
+    correct: int
+    best_candidate_id: str | None
+    best_speedup: float | None
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["tokens"] = {"input": self.tokens_in, "output": self.tokens_out}
+        data["export_command"] = (
+            f"kernelwright runs export {self.run_id}" if self.best_candidate_id else None
+        )
+        return data
