@@ -14,9 +14,22 @@ import jinja2
 from kernelwright.agents.llm import Message
 
 
+def _ms(value: float) -> str:
+    return f"{value:.4g} ms"  # 4 significant digits: 0.04512 ms and 812.3 ms alike
+
+
+def _speedup(value: float) -> str:
+    return f"{value:.3g}x"
+
+
+def _cell(value: str) -> str:
+    """Text made safe for one markdown table cell."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
 @cache
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("kernelwright.prompts", "."),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -24,6 +37,8 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=False,
         autoescape=False,  # plain text for a model, not HTML
     )
+    env.filters.update(ms=_ms, speedup=_speedup, cell=_cell)
+    return env
 
 
 def render(template: str, **variables: Any) -> str:
@@ -32,12 +47,17 @@ def render(template: str, **variables: Any) -> str:
 
 
 def _squeeze(text: str) -> str:
-    """At most one blank line in a row: optional sections leave no holes."""
+    """At most one blank line in a row outside code blocks, so optional sections leave no
+    holes; inside a fenced block (code, logs) every line stays as it was."""
     out: list[str] = []
+    fenced = False
     for line in text.splitlines():
-        if not line.strip() and out and not out[-1].strip():
+        if line.startswith("```"):
+            fenced = not fenced
+        blank = not line.strip()
+        if blank and not fenced and out and not out[-1].strip():
             continue
-        out.append(line.rstrip() if not line.strip() else line)
+        out.append("" if blank and not fenced else line)
     return "\n".join(out)
 
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from kernelwright.verifier.static_checks import REJECT, WARN, check_candidate, kernel_names
+from kernelwright.verifier.static_checks import (
+    REJECT,
+    WARN,
+    check_candidate,
+    kernel_names,
+    native_findings,
+)
 
 LEGIT = '''
 import os
@@ -150,3 +156,23 @@ def test_compiled_or_obfuscated_pytorch_is_rejected_even_beside_a_kernel(line):
 
 def test_own_registered_ops_are_allowed():
     assert _rejects(LEGIT.replace("y = ops.fused(y)", "y = torch.ops.kw_legit.fused(y)")) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "is_cache"),
+    [
+        ("static std::unordered_map<const void*, torch::Tensor> cache;", True),
+        ("static at::Tensor last;", True),
+        ("static at::Tensor last = at::empty({1});", True),
+        ("static torch::Tensor& last{};", True),
+        ("static c10::optional<at::Tensor> saved;", True),
+        ("static std::optional<at::Tensor> saved = std::nullopt;", True),
+        # functions with internal linkage, as the fast-building layout writes them
+        ("static at::Tensor row_sum(const at::Tensor& x) {", False),
+        ("static std::vector<at::Tensor> split(const at::Tensor& x) {", False),
+        ("static const at::Tensor& same(const at::Tensor& x) {", False),
+    ],
+)
+def test_result_cache_means_static_variables_not_static_functions(line, is_cache):
+    found = any(f.check == "result_cache" for f in native_findings(line))
+    assert found == is_cache

@@ -1,0 +1,119 @@
+"""`kernelwright optimize` as a user runs it: the shipped demo end to end (real C++ builds on the
+cpu target), --width 2, and bad input answered with one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kernelwright.store import repo
+from kernelwright.store.db import open_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+NO_KEYS = {"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""}
+
+
+def _one_line_error(result, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.stderr
+    text = " ".join(result.stderr.split())
+    for needle in needles:
+        assert needle in text, result.stderr
+
+
+@pytest.mark.slow
+def test_the_shipped_demo_runs_the_whole_loop_without_a_key(cli, tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    result = cli("optimize", "02_row_sum", "--json", "--db", url, env_extra=NO_KEYS)
+    assert result.returncode == 0, result.stderr
+    assert "running the shipped demo" in result.stderr
+    data = json.loads(result.stdout)
+    for key in ("run_id", "best_candidate_id", "best_speedup", "status", "rounds", "tokens"):
+        assert key in data
+    assert data["status"] == "finished" and "no more" in data["stop_reason"]
+    assert data["cost_usd"] == 0.0 and data["tokens"]["input"] > 0
+    engine = open_engine(url)
+    rows = repo.candidate_rows(engine, data["run_id"])
+    assert [(r.round, r.status) for r in rows] == [
+        (1, "compile_error"),
+        (2, "correct"),
+        (3, "correct"),
+    ]
+    assert rows[2].speedup > 2 * rows[1].speedup  # the demo's third kernel is much faster
+    assert data["best_candidate_id"] == rows[2].id and data["best_speedup"] == rows[2].speedup
+    assert data["rounds"] == 3
+    exported = tmp_path / "kernel.py"
+    result = cli("runs", "export", data["run_id"], "--out", str(exported), "--db", url)
+    assert result.returncode == 0, result.stderr
+    assert "class ModelNew" in exported.read_text()
+
+
+@pytest.mark.slow
+def test_width_two_proposes_two_candidates_a_round_and_keeps_the_best(cli, tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    replay = ROOT / "tests" / "fixtures" / "replay" / "row_sum_width2.jsonl"
+    result = cli(
+        "optimize",
+        "02_row_sum",
+        "--model",
+        f"replay:{replay}",
+        "--width",
+        "2",
+        "--target",
+        "cpu",
+        "--json",
+        "--db",
+        url,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    rows = repo.candidate_rows(open_engine(url), data["run_id"])
+    assert sorted((r.round, r.status) for r in rows) == [
+        (1, "compile_error"),
+        (1, "compile_error"),
+        (2, "correct"),
+        (2, "correct"),
+        (3, "correct"),
+        (3, "correct"),
+    ]
+    best = max((r for r in rows if r.status == "correct"), key=lambda r: r.speedup)
+    assert best.round == 3 and data["best_candidate_id"] == best.id
+
+
+def test_bad_input_is_one_line_and_exit_two(cli, tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    scale_add = str(ROOT / "tests" / "fixtures" / "problems" / "scale_add.py")
+    cases = [
+        (["optimize"], ["name a PROBLEM"]),
+        (["optimize", "--resume", "nope"], ["no run 'nope'"]),
+        (["optimize", "02_row_sum", "--width", "0"], ["--width must be at least 1"]),
+        (["optimize", "02_row_sum", "--target", "gpu"], ["unknown target 'gpu'"]),
+        (["optimize", "no_such_problem"], ["kernelwright suite"]),
+        (["optimize", scale_add], ["no model", "OPENAI_API_KEY"]),
+        (["optimize", "02_row_sum", "--model", "replay:/nowhere.jsonl"], ["not found"]),
+        (["optimize", "02_row_sum", "--model", "openai:gpt-5"], ["OPENAI_API_KEY is not set"]),
+    ]
+    for args, needles in cases:
+        _one_line_error(cli(*args, "--db", url, env_extra=NO_KEYS), *needles)
+    priced = cli(
+        "optimize",
+        "02_row_sum",
+        "--model",
+        "openai:mystery-model",
+        "--budget-usd",
+        "1",
+        "--db",
+        url,
+        env_extra={"OPENAI_API_KEY": "sk-test"},
+    )
+    _one_line_error(priced, "no price")
+    assert repo.list_runs(open_engine(url)) == []  # nothing half-written
+
+
+def test_resume_of_an_evaluate_run_is_refused(cli, tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    run_id = repo.start_run(open_engine(url), "evaluate", "cpu", {})
+    _one_line_error(cli("optimize", "--resume", run_id, "--db", url), "only optimize runs")
