@@ -3,7 +3,8 @@
 Which model: `--model`, else the stored one (`--resume`), else one chosen from the API key that
 is set, else, for a shipped problem with a shipped demo, the demo's replay file on the cpu
 target (so a newcomer sees the whole loop run without a key or a GPU). Exit codes: 0 when the run
-ended (whatever it found), 2 on bad input, 130 when Ctrl-C stopped it (resumable), 1 on a fault.
+ended (whatever it found), 2 on bad input, 130 when Ctrl-C stopped it (resumable), 1 when every
+LLM call of a round failed (the reason is in the summary) or on a fault.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rich.table import Table
 
 DEFAULT_MODELS = (
     ("OPENAI_API_KEY", "openai:gpt-5"),
-    ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-4"),
+    ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-4-5"),
 )
 
 
@@ -139,6 +140,8 @@ def optimize(
     if outcome.status == "interrupted":
         err.print(f"resume with: kernelwright optimize --resume {outcome.run_id}", highlight=False)
         raise typer.Exit(130)
+    if outcome.status == "failed":
+        raise typer.Exit(1)
 
 
 def _build(a: dict[str, Any], err: Console) -> Any:

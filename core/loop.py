@@ -45,9 +45,10 @@ log = logging.getLogger(__name__)
 
 
 class _Stop(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, status: str = "finished") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.status = status
 
 
 class Optimizer:
@@ -129,7 +130,7 @@ class Optimizer:
                 parents = choose_parents(self.entries, self.config.width)
                 self._round([(p, None) for p in parents])
         except _Stop as stop:
-            self.stop_reason = stop.reason
+            self.stop_reason, status = stop.reason, stop.status
         except KeyboardInterrupt:
             self.stopping.set()
             kill_all()
@@ -164,7 +165,7 @@ class Optimizer:
                 daemon=True,  # Ctrl-C must not wait for an LLM call in flight
             )
             worker.start()
-        running, provider_failures = len(slots), 0
+        running, failures = len(slots), []
         crash: BaseException | None = None
         while running:
             try:
@@ -181,7 +182,7 @@ class Optimizer:
             elif kind == "evaluated":
                 self._record_result(event[1], event[2])
             elif kind == "provider_failed":
-                provider_failures += 1
+                failures.append(event[1])
             elif kind == "stop":
                 self.stop_reason = self.stop_reason or event[1]
             elif kind == "crash":
@@ -190,8 +191,8 @@ class Optimizer:
             raise crash
         if self.stop_reason:
             raise _Stop(self.stop_reason)
-        if provider_failures == len(slots):
-            raise _Stop("every LLM call of this round failed; see `kernelwright runs show`")
+        if len(failures) == len(slots):
+            raise _Stop(f"every LLM call of this round failed; the last: {failures[-1]}", "failed")
         self._check_limits()
 
     # -- one slot (runs in its own thread; posts events, writes nothing) ---------------------
@@ -258,7 +259,7 @@ class Optimizer:
             )
         if proposal.call.error:
             self._events.put(("call", proposal.call, None))
-            self._events.put(("provider_failed",))
+            self._events.put(("provider_failed", proposal.call.error))
             return None
         entry = Entry(
             id=repo.new_id(),

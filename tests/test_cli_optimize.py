@@ -4,6 +4,11 @@ cpu target), --width 2, and bad input answered with one line and exit code 2."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +122,79 @@ def test_resume_of_an_evaluate_run_is_refused(cli, tmp_path):
     url = f"sqlite:///{tmp_path / 'h.db'}"
     run_id = repo.start_run(open_engine(url), "evaluate", "cpu", {})
     _one_line_error(cli("optimize", "--resume", run_id, "--db", url), "only optimize runs")
+
+
+def _start_demo(url: str, home: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, **NO_KEYS, "KERNELWRIGHT_HOME": str(home)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kernelwright.cli", "optimize", "02_row_sum", "--db", url],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(proc: subprocess.Popen[str], needle: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if needle in line:
+            return
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"never saw {needle!r}")
+
+
+def _workers_under(home: Path) -> list[int]:
+    """Processes whose working directory is inside `home` (every worker runs in a scratch
+    folder there)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(home) in os.readlink(entry / "cwd"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_kill_minus_nine_loses_nothing_committed(cli, kw_home, tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    proc = _start_demo(url, kw_home)
+    _wait_for(proc, "building and checking")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert "resume with: kernelwright optimize --resume" in proc.stderr.read()
+    time.sleep(0.5)
+    assert _workers_under(kw_home / "scratch") == []  # no worker outlives the run
+    engine = open_engine(url)
+    (run,) = repo.list_runs(engine)
+    assert run["status"] == "interrupted"
+    assert [r.status for r in repo.candidate_rows(engine, run["id"])] == ["pending"]
+
+    proc = _start_demo(url, kw_home)  # a second run, killed without a chance to clean up
+    _wait_for(proc, "building and checking")
+    proc.kill()
+    proc.wait(timeout=60)
+    second = next(r for r in repo.list_runs(engine) if r["id"] != run["id"])
+    assert second["status"] == "running"
+    assert [r.status for r in repo.candidate_rows(engine, second["id"])] == ["pending"]
+
+    for run_id in (run["id"], second["id"]):
+        result = cli("optimize", "--resume", run_id, "--json", "--db", url, env_extra=NO_KEYS)
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        rows = repo.candidate_rows(engine, run_id)
+        assert [(r.round, r.status) for r in rows] == [
+            (1, "compile_error"),
+            (2, "correct"),
+            (3, "correct"),
+        ]
+        assert data["run_id"] == run_id and data["best_candidate_id"] == rows[2].id
+        assert repo.show_run(engine, run_id)["status"] == "finished"

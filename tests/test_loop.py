@@ -275,6 +275,7 @@ def test_unpriced_model_with_a_budget_is_refused_before_the_run(engine, tmp_path
 def test_failed_calls_are_recorded_and_end_the_run(engine, tmp_path, fake_eval):
     outcome = make(engine, PricedModel("", fail=True), rounds=5).run()
     assert "every LLM call of this round failed" in outcome.stop_reason
+    assert "HTTP 400" in outcome.stop_reason and outcome.status == "failed"
     recorded = calls(engine, outcome.run_id)
     assert len(recorded) == 1 and "HTTP 400" in recorded[0].error
 
