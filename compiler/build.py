@@ -3,6 +3,8 @@
 `start_build` returns at once, so the orchestrator can run the reference meanwhile;
 `BuildJob.result()` waits for the verdict. A failed build is a `compile_error` result carrying the
 full compiler log; one past its limit is a `timeout` result (the whole compiler tree is killed).
+A kernel-only CUDA extension that the worker's nvcc pre-check rejected is a `compile_error` whose
+log is nvcc's output and whose reason is its first error, tagged `PRECHECK_TAG`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 from kernelwright import paths
 from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout
@@ -50,6 +53,11 @@ class BuildJob:
         if failure is not None:
             spent = self.timeout_s if end.timed_out else 0.0
             return BuildResult(failure[0], failure[1], log, spent, False, "", "")
+        precheck_s = message.get("precheck_s")
+        kernels = list(message.get("kernels") or [])
+        precheck_s = float(precheck_s) if precheck_s is not None else None
+        if message.get("precheck_error"):
+            return _precheck_rejection(message, kernels, precheck_s)
         ok = bool(message["ok"])
         return BuildResult(
             status=None if ok else Status.COMPILE_ERROR,
@@ -61,7 +69,32 @@ class BuildJob:
             cached=bool(message["cached"]),
             build_dir=str(message["build_dir"]),
             key=str(message["key"]),
+            kernels=kernels,
+            precheck_s=precheck_s,
         )
+
+
+PRECHECK_TAG = "(nvcc pre-check; full build skipped)"
+
+
+def _precheck_rejection(
+    message: dict[str, Any], kernels: list[dict[str, Any]], precheck_s: float | None
+) -> BuildResult:
+    """nvcc rejected a kernel-only unit: its output is the whole log, its first error the reason."""
+    rejected = message["precheck_error"]
+    output = str(rejected.get("output", ""))
+    first = first_error(output) or _last_line(output)
+    return BuildResult(
+        status=Status.COMPILE_ERROR,
+        reason=f"{first} {PRECHECK_TAG}",
+        log=_join_log(f"$ {rejected.get('command', 'nvcc')}", output),
+        compile_s=float(message["compile_s"]),
+        cached=False,
+        build_dir=str(message["build_dir"]),
+        key=str(message["key"]),
+        kernels=kernels,
+        precheck_s=precheck_s,
+    )
 
 
 def start_build(

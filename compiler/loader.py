@@ -12,7 +12,11 @@ Runs only in worker processes (it imports torch and executes candidate code). Gu
   before building (which also clears torch's own stale `lock` file inside it); a failed build's
   directory is removed;
 - builds are verbose, so the full compiler output lands in the worker's stdout log; candidates
-  cannot choose where they build.
+  cannot choose where they build;
+- on the cuda target, a kernel-only extension that is not cached is pre-checked with a quick
+  `nvcc -cubin` (`compiler.precheck_run`) before its directory is created: when nvcc rejects it,
+  `PrecheckFailed` is raised and no full build runs. The per-kernel ptxas stats are collected in
+  `KERNELS` and kept beside a successful build, so a cache hit reports them too.
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from kernelwright.compiler.precheck_run import PrecheckFailed, PrecheckOutcome, precheck_call
+
 HOOK_VERSION = "2"
 COMPLETE_MARKER = ".kw-complete"
+KERNELS_FILE = ".kw-kernels.json"
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,10 @@ class ExtensionBuild:
 
 # What this process built or loaded, in order (the worker reports it).
 BUILDS: list[ExtensionBuild] = []
+# Per-kernel ptxas stats of every extension pre-checked or loaded from the cache, and the seconds
+# each pre-check took (kept even when the full build fails afterwards).
+KERNELS: list[dict[str, Any]] = []
+PRECHECK_SECONDS: list[float] = []
 
 
 def gpu_arches() -> str:
@@ -108,8 +119,13 @@ def install_build_hooks(builds_root: Path, target: str) -> None:
             with open(builds_root / f"{key}.lock", "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 cached = (directory / COMPLETE_MARKER).exists()
-                if not cached:
+                outcome = None
+                if cached:
+                    KERNELS.extend(_read_kernels(directory))
+                else:
                     shutil.rmtree(directory, ignore_errors=True)
+                    if target == "cuda":  # before mkdir: a rejected extension leaves nothing
+                        outcome = _precheck(fn, original, args, kwargs)
                 directory.mkdir(parents=True, exist_ok=True)
                 kwargs["build_directory"] = str(directory)
                 kwargs["verbose"] = True
@@ -118,6 +134,8 @@ def install_build_hooks(builds_root: Path, target: str) -> None:
                 except BaseException:
                     shutil.rmtree(directory, ignore_errors=True)
                     raise
+                if outcome is not None and not outcome.timed_out:
+                    (directory / KERNELS_FILE).write_text(json.dumps(outcome.kernels))
                 (directory / COMPLETE_MARKER).write_text("ok\n")
             BUILDS.append(ExtensionBuild(str(name), key, cached))
             return module
@@ -129,6 +147,31 @@ def install_build_hooks(builds_root: Path, target: str) -> None:
         original = getattr(cpp_extension, fn)
         if not hasattr(original, "__wrapped__"):
             setattr(cpp_extension, fn, routed(fn, original))
+
+
+def _precheck(
+    fn: str, original: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> PrecheckOutcome | None:
+    """Run the nvcc pre-check of one call; raise PrecheckFailed when nvcc rejects it."""
+    outcome = precheck_call(fn, original, args, kwargs, gpu_arches())
+    if outcome is None:
+        return None
+    PRECHECK_SECONDS.append(outcome.seconds)
+    KERNELS.extend(outcome.kernels)
+    # Into the build log too: a candidate that catches and re-raises still shows nvcc's errors.
+    print(f"[kernelwright] nvcc pre-check ({outcome.seconds:.2f} s): {outcome.command}", flush=True)
+    print(outcome.output.rstrip(), flush=True)
+    if not outcome.ok:
+        raise PrecheckFailed(outcome)
+    return outcome
+
+
+def _read_kernels(directory: Path) -> list[dict[str, Any]]:
+    try:
+        kernels = json.loads((directory / KERNELS_FILE).read_text())
+    except (OSError, ValueError):
+        return []  # built before pre-checks existed, or not kernel-only
+    return [k for k in kernels if isinstance(k, dict)] if isinstance(kernels, list) else []
 
 
 def import_file(path: Path, module_name: str) -> ModuleType:

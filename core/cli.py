@@ -219,16 +219,19 @@ def suite(
     out.print(table)
 
 
-def _register_history() -> None:
-    from kernelwright.cli_history import candidates_app, runs_app
+def _register_commands() -> None:
+    from kernelwright.cli_bench import bench
+    from kernelwright.cli_history import candidates_app, report, runs_app
     from kernelwright.cli_optimize import optimize
 
     app.command()(optimize)
+    app.command()(bench)
+    app.command()(report)
     app.add_typer(runs_app, name="runs")
     app.add_typer(candidates_app, name="candidates")
 
 
-_register_history()
+_register_commands()
 
 
 def main() -> None:

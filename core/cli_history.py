@@ -268,3 +268,19 @@ def candidates_diff(candidate_a: str, candidate_b: str, db: DbOption = None) -> 
         tofile=candidate_b,
     )
     sys.stdout.writelines(diff)
+
+
+def report(
+    run: Annotated[str, typer.Argument(help="A run id (`kernelwright runs list`).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="HTML file to write (default: kernelwright-report-RUN.html)."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """One self-contained HTML page for a run: fast_p, speedup per round, lineage, code, logs."""
+    from kernelwright.report import write_report
+
+    target = out or Path(f"kernelwright-report-{run}.html")
+    written = _guard(lambda: write_report(_engine(db), run, target))
+    _out().print(f"wrote {written}", highlight=False)

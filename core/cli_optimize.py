@@ -146,7 +146,6 @@ def optimize(
 
 def _build(a: dict[str, Any], err: Console) -> Any:
     """Everything checked and opened before the run starts: bad input fails here, whole."""
-    from kernelwright.agents.registry import make_model
     from kernelwright.loop import Optimizer
     from kernelwright.loop_config import OptimizeConfig
     from kernelwright.store import repo
@@ -196,15 +195,20 @@ def _build(a: dict[str, Any], err: Console) -> Any:
             build_timeout_s=a["build_timeout"],
             **{k: v for k, v in limits.items() if v is not None},
         )
-    coder_model = make_model(
-        config.coder_model, base_url=config.base_url, reasoning=config.reasoning
-    )
-    judge = (
-        coder_model
-        if config.judge_model == config.coder_model
-        else make_model(config.judge_model, base_url=config.base_url, reasoning=config.reasoning)
-    )
+    coder_model, judge = make_models(config)
     return Optimizer(engine, config, coder_model, judge, resume=a["resume"])
+
+
+def make_models(config: Any) -> tuple[Any, Any]:
+    """The coder and the judge; one object when they are the same model."""
+    from kernelwright.agents.registry import make_model
+
+    def one(spec: str) -> Any:
+        return make_model(spec, base_url=config.base_url, reasoning=config.reasoning)
+
+    coder_model = one(config.coder_model)
+    same = config.judge_model == config.coder_model
+    return coder_model, coder_model if same else one(config.judge_model)
 
 
 class _Display:

@@ -44,6 +44,7 @@ class EvaluateOptions:
     timeout_s: float = DEFAULT_TIMEOUT_S
     build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
     timing: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None  # a CUDA device index for the workers (CUDA_VISIBLE_DEVICES)
 
 
 def evaluate(
@@ -55,6 +56,7 @@ def evaluate(
     """`device_lock`: held while problem or candidate code runs (verify and time), so that
     evaluations running side by side build concurrently but never share the device."""
     device = device_lock if device_lock is not None else nullcontext()
+    device_env = {"CUDA_VISIBLE_DEVICES": options.device} if options.device is not None else None
     started = time.perf_counter()
     if options.trials < 1:
         raise BadInput("--trials must be at least 1")
@@ -96,6 +98,7 @@ def evaluate(
                     options.seed,
                     scratch,
                     options.timeout_s,
+                    env_extra=device_env,
                 )
         except BaseException:
             job.worker.kill()
@@ -111,6 +114,8 @@ def evaluate(
                 log=build.log,
                 compile_s=build.compile_s,
                 cached=build.cached,
+                kernels=build.kernels,
+                precheck_s=build.precheck_s,
                 duration_s=time.perf_counter() - started,
                 **common,
             )
@@ -124,6 +129,7 @@ def evaluate(
                 scratch,
                 options.timeout_s,
                 options.timing,
+                env_extra=device_env,
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -147,6 +153,8 @@ def evaluate(
         timing=timing,
         compile_s=build.compile_s,
         cached=build.cached,
+        kernels=build.kernels,
+        precheck_s=build.precheck_s,
         log=verdict.log,
         environment=verdict.environment,
         warnings=warnings + verdict.warnings,

@@ -30,14 +30,15 @@ from kernelwright.agents.llm import BudgetExceeded, ChatModel, RepliesExhausted
 from kernelwright.agents.parsing import parse_verdict
 from kernelwright.agents.pricing import Budget
 from kernelwright.errors import BadInput
-from kernelwright.evaluate import EvaluateOptions, evaluate
+from kernelwright.evaluate import EvaluateOptions
+from kernelwright.executors import Executor, LocalExecutor
 from kernelwright.isolation import kill_all
 from kernelwright.loop_config import OptimizeConfig, Outcome, Progress
 from kernelwright.problem import Problem, load_candidate, load_problem
 from kernelwright.profiler.sheets import sheet_for
 from kernelwright.records import EvaluationResult, Status
 from kernelwright.search import Entry, best, choose_parents
-from kernelwright.store import repo
+from kernelwright.store import loop_state, repo
 from kernelwright.targets import check_toolchain, first_gpu_name
 from sqlalchemy.engine import Engine
 
@@ -60,7 +61,13 @@ class Optimizer:
         judge_model: ChatModel,
         resume: str | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        *,
+        executor: Executor | None = None,
+        bench_run: str | None = None,
+        budget: Budget | None = None,
     ) -> None:
+        """`resume`: go on with that optimize run. `bench_run`: work on this problem inside a
+        bench run (which this loop neither starts nor finishes), sharing the bench's `budget`."""
         self.engine = engine
         self.config = config
         self.coder_model = coder_model
@@ -83,13 +90,18 @@ class Optimizer:
         self.round = 0
         self.stopping = threading.Event()
         self.stop_reason = ""
-        self.device_lock = threading.Lock()
         self._review_locks: dict[str, threading.Lock] = {}
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._deadline = (
             time.monotonic() + config.time_limit_s if config.time_limit_s is not None else None
         )
-        if resume is None:
+        self._interrupted = threading.Event()
+        self.executor: Executor = executor or LocalExecutor(config.target)
+        self.owns_run = bench_run is None
+        if bench_run is not None:
+            self.run_id = bench_run
+            spent = self._load(bench_run, reopen=False)
+        elif resume is None:
             self.run_id = repo.start_run(
                 engine,
                 "optimize",
@@ -100,8 +112,8 @@ class Optimizer:
             spent = 0.0
         else:
             self.run_id = resume
-            spent = self._load(resume)
-        self.budget = Budget(config.budget_usd, spent)
+            spent = self._load(resume, reopen=True)
+        self.budget = budget or Budget(config.budget_usd, spent)
         self.tokens = 0
         self.files = paths.run_dir(self.run_id)
         self.options = EvaluateOptions(
@@ -132,16 +144,22 @@ class Optimizer:
         except _Stop as stop:
             self.stop_reason, status = stop.reason, stop.status
         except KeyboardInterrupt:
-            self.stopping.set()
-            kill_all()
+            self.interrupt()
             status, self.stop_reason = "interrupted", "interrupted (Ctrl-C)"
         except BaseException as exc:
-            self.stopping.set()
-            kill_all()
-            repo.finish_run(self.engine, self.run_id, "failed", stop_reason=f"error: {exc}")
+            self.interrupt()
+            if self.owns_run:
+                repo.finish_run(self.engine, self.run_id, "failed", stop_reason=f"error: {exc}")
             raise
-        repo.finish_run(self.engine, self.run_id, status, stop_reason=self.stop_reason)
+        if self.owns_run:
+            repo.finish_run(self.engine, self.run_id, status, stop_reason=self.stop_reason)
         return self.outcome(status)
+
+    def interrupt(self) -> None:
+        """Stop now (Ctrl-C): kill the workers and record nothing more. Safe from any thread."""
+        self._interrupted.set()
+        self.stopping.set()
+        kill_all()
 
     def _check_limits(self) -> None:
         top = best(self.entries)
@@ -168,6 +186,8 @@ class Optimizer:
         running, failures = len(slots), []
         crash: BaseException | None = None
         while running:
+            if self._interrupted.is_set():  # results of killed workers are not results
+                raise KeyboardInterrupt
             try:
                 event = self._events.get(timeout=0.2)
             except queue.Empty:
@@ -302,7 +322,7 @@ class Optimizer:
                 trials=self.config.trials,
                 log=str(exc) + "\n",
             )
-        return evaluate(self.problem.path, path, self.options, device_lock=self.device_lock)
+        return self.executor.evaluate(self.problem.path, path, self.options)
 
     # -- recording (main thread only) -----------------------------------------------------------
 
@@ -315,7 +335,13 @@ class Optimizer:
         }
 
     def _record_call(self, call: Call, candidate_id: str | None) -> None:
-        repo.add_llm_call(self.engine, self.run_id, candidate_id=candidate_id, **call.fields())
+        repo.add_llm_call(
+            self.engine,
+            self.run_id,
+            candidate_id=candidate_id,
+            problem=self.problem.name,
+            **call.fields(),
+        )
         self.tokens += call.tokens_in + call.tokens_out
         self._progress(f"{call.role} replied" if not call.error else f"{call.role} call failed")
 
@@ -332,7 +358,13 @@ class Optimizer:
             reason=entry.reason,
             candidate_id=entry.id,
         )
-        repo.add_llm_call(self.engine, self.run_id, candidate_id=entry.id, **call.fields())
+        repo.add_llm_call(
+            self.engine,
+            self.run_id,
+            candidate_id=entry.id,
+            problem=self.problem.name,
+            **call.fields(),
+        )
         self.tokens += call.tokens_in + call.tokens_out
         self.entries.append(entry)
         what = "building and checking" if entry.status == "pending" else entry.status
@@ -354,6 +386,7 @@ class Optimizer:
         self.on_progress(
             Progress(
                 run_id=self.run_id,
+                problem=self.problem.name,
                 round=self.round,
                 rounds=self.config.rounds,
                 candidates=len(self.entries),
@@ -369,15 +402,17 @@ class Optimizer:
 
     # -- resume and outcome ---------------------------------------------------------------------
 
-    def _load(self, run_id: str) -> float:
-        facts = repo.reopen_run(self.engine, run_id)
+    def _load(self, run_id: str, reopen: bool) -> float:
+        facts = repo.reopen_run(self.engine, run_id) if reopen else {"cost_usd": 0.0, "config": {}}
         stored_hash = facts["config"].get("problem_hash")
         if stored_hash and stored_hash != self.problem.content_hash:
             raise BadInput(
                 f"problem {self.problem.path} changed since run {run_id} started; "
                 "restore it or start a new run"
             )
-        state = repo.loop_state(self.engine, run_id)
+        state = loop_state.loop_state(
+            self.engine, run_id, self.problem.content_hash, self.problem.name
+        )
         for data in state["candidates"]:
             evaluation = data["evaluation"] or {}
             entry = Entry(
@@ -407,7 +442,7 @@ class Optimizer:
 
     def outcome(self, status: str) -> Outcome:
         top = best(self.entries)
-        totals = repo.run_totals(self.engine, self.run_id)
+        totals = loop_state.run_totals(self.engine, self.run_id)
         return Outcome(
             run_id=self.run_id,
             status=status,

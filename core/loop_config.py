@@ -44,6 +44,7 @@ class Progress:
     """A snapshot for the progress display, sent after every recorded event."""
 
     run_id: str
+    problem: str
     round: int
     rounds: int
     candidates: int

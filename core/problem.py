@@ -122,7 +122,8 @@ def _method_params(cls: ast.ClassDef, method: str) -> list[str] | None:
     return None
 
 
-def _level_of(path: Path) -> int | None:
+def level_of(path: Path) -> int | None:
+    """The N of a `levelN/` folder a problem file sits in (KernelBench layout), else None."""
     match = re.fullmatch(r"level(\d+)", path.parent.name)
     return int(match.group(1)) if match else None
 
@@ -144,7 +145,7 @@ def load_problem(path: Path | str) -> Problem:
         path=path,
         source=source,
         content_hash=content_hash(source),
-        level=_level_of(path),
+        level=level_of(path),
         extra_shapes=extra,
     )
 

@@ -35,6 +35,9 @@ class BuildResult:
     cached: bool
     build_dir: str
     key: str
+    # ptxas stats per kernel from the nvcc pre-check (or the cached build's), see compiler.ptxas
+    kernels: list[dict[str, Any]] = field(default_factory=list)
+    precheck_s: float | None = None  # None: no pre-check ran (not kernel-only, cached, CPU)
 
     @property
     def ok(self) -> bool:
@@ -106,6 +109,8 @@ class EvaluationResult:
     tolerance: dict[str, Any] = field(default_factory=dict)
     warnings: list[dict[str, Any]] = field(default_factory=list)  # suspicious, not rejected
     duration_s: float = 0.0
+    kernels: list[dict[str, Any]] = field(default_factory=list)  # BuildResult.kernels
+    precheck_s: float | None = None  # BuildResult.precheck_s
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(self)

@@ -165,15 +165,19 @@ def m0002_lookup_indexes(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_problems_name ON problems (name)"))
 
 
-def m0003_run_stop_reason(conn: Connection) -> None:
-    """Why an optimize run ended (rounds done, budget, target speedup, time limit, Ctrl-C)."""
+def m0003_loop_columns(conn: Connection) -> None:
+    """Why a run ended (rounds done, budget, target speedup, time limit, Ctrl-C), and which
+    problem each LLM call was about (a bench run holds many; a failed call has no candidate)."""
     conn.execute(sa.text("ALTER TABLE runs ADD COLUMN stop_reason TEXT NOT NULL DEFAULT ''"))
+    conn.execute(
+        sa.text("ALTER TABLE llm_calls ADD COLUMN problem VARCHAR(255) NOT NULL DEFAULT ''")
+    )
 
 
 STEPS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", m0001_initial),
     ("0002_lookup_indexes", m0002_lookup_indexes),
-    ("0003_run_stop_reason", m0003_run_stop_reason),
+    ("0003_loop_columns", m0003_loop_columns),
 ]
 
 _LEDGER = sa.Table(

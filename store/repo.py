@@ -196,7 +196,7 @@ def _attach_result(s: Session, candidate_id: str, result: EvaluationResult) -> N
     cand = _candidate(s, candidate_id)
     cand.status = data["status"]
     cand.reason = data["reason"]
-    cand.build = {"compile_s": data["compile_s"], "cached": data["cached"]}
+    cand.build = {k: data[k] for k in ("compile_s", "cached", "kernels", "precheck_s")}
     cand.warnings = data["warnings"]
     s.add(
         Evaluation(
@@ -347,11 +347,7 @@ def candidate_rows(engine: Engine, run_id: str) -> list[CandidateRow]:
 def get_candidate(engine: Engine, candidate_id: str) -> dict[str, Any]:
     with session(engine) as s:
         cand = _candidate(s, candidate_id)
-        evaluation = s.scalar(
-            sa.select(Evaluation)
-            .where(Evaluation.candidate_id == candidate_id)
-            .order_by(Evaluation.id.desc())
-        )
+        evaluation = _latest_evaluation(s, candidate_id)
         problem = s.get(Problem, cand.problem_id)
         assert problem is not None
         return {
@@ -370,19 +366,31 @@ def get_candidate(engine: Engine, candidate_id: str) -> dict[str, Any]:
                 "source": problem.source,
                 "content_hash": problem.content_hash,
             },
-            "evaluation": None
-            if evaluation is None
-            else {
-                "speedup": evaluation.speedup,
-                "candidate_ms": evaluation.candidate_ms,
-                "reference_ms": evaluation.reference_ms,
-                "max_abs_error": evaluation.max_abs_error,
-                "timing": evaluation.timing,
-                "environment": evaluation.environment,
-                "log": evaluation.log,
-                "cases": evaluation.cases,
-            },
+            "evaluation": _evaluation_view(evaluation),
         }
+
+
+def _latest_evaluation(s: Session, candidate_id: str) -> Evaluation | None:
+    return s.scalar(
+        sa.select(Evaluation)
+        .where(Evaluation.candidate_id == candidate_id)
+        .order_by(Evaluation.id.desc())
+    )
+
+
+def _evaluation_view(evaluation: Evaluation | None) -> dict[str, Any] | None:
+    if evaluation is None:
+        return None
+    return {
+        "speedup": evaluation.speedup,
+        "candidate_ms": evaluation.candidate_ms,
+        "reference_ms": evaluation.reference_ms,
+        "max_abs_error": evaluation.max_abs_error,
+        "timing": evaluation.timing,
+        "environment": evaluation.environment,
+        "log": evaluation.log,
+        "cases": evaluation.cases,
+    }
 
 
 def best_candidate(engine: Engine, run_id: str) -> dict[str, Any]:
@@ -408,73 +416,6 @@ def delete_run(engine: Engine, run_id: str) -> int:
         s.execute(sa.delete(Candidate).where(Candidate.run_id == run_id))
         s.execute(sa.delete(Run).where(Run.id == run_id))
         return len(ids)
-
-
-def loop_state(engine: Engine, run_id: str) -> dict[str, Any]:
-    """What an optimize run needs to go on: every candidate with its latest evaluation, the
-    judge's replies by the candidate they reviewed, and how many calls each role made."""
-    with session(engine) as s:
-        _run(s, run_id)
-        candidates = []
-        query = (
-            sa.select(Candidate)
-            .where(Candidate.run_id == run_id)
-            .order_by(Candidate.round, Candidate.created_at)
-        )
-        for cand in s.scalars(query):
-            evaluation = s.scalar(
-                sa.select(Evaluation)
-                .where(Evaluation.candidate_id == cand.id)
-                .order_by(Evaluation.id.desc())
-            )
-            candidates.append(
-                {
-                    "id": cand.id,
-                    "round": cand.round,
-                    "parents": list(cand.parents),
-                    "source": cand.source,
-                    "status": cand.status,
-                    "reason": cand.reason,
-                    "warnings": list(cand.warnings),
-                    "evaluation": None
-                    if evaluation is None
-                    else {
-                        "speedup": evaluation.speedup,
-                        "candidate_ms": evaluation.candidate_ms,
-                        "reference_ms": evaluation.reference_ms,
-                        "max_abs_error": evaluation.max_abs_error,
-                        "timing": evaluation.timing,
-                        "log": evaluation.log,
-                    },
-                }
-            )
-        calls = s.execute(
-            sa.select(LlmCall.role, LlmCall.candidate_id, LlmCall.reply, LlmCall.error)
-            .where(LlmCall.run_id == run_id)
-            .order_by(LlmCall.id)
-        ).all()
-        coder_replies = {
-            cid: reply for role, cid, reply, error in calls if role == "coder" and cid and not error
-        }
-        verdicts = {
-            cid: reply for role, cid, reply, error in calls if role == "judge" and cid and not error
-        }
-        served: dict[str, int] = {}
-        for role, _, _, error in calls:
-            if not error:
-                served[role] = served.get(role, 0) + 1
-        return {
-            "candidates": candidates,
-            "verdicts": verdicts,
-            "coder_replies": coder_replies,
-            "served": served,
-        }
-
-
-def run_totals(engine: Engine, run_id: str) -> dict[str, Any]:
-    with session(engine) as s:
-        run = _run(s, run_id)
-        return {"tokens_in": run.tokens_in, "tokens_out": run.tokens_out, "cost_usd": run.cost_usd}
 
 
 def source_hash(source: str) -> str:

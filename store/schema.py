@@ -125,6 +125,7 @@ class LlmCall(Base):
         ForeignKey("candidates.id", ondelete="SET NULL"), nullable=True
     )
     role: Mapped[str] = mapped_column(String(16))  # coder | judge
+    problem: Mapped[str] = mapped_column(String(255), default="", server_default="")
     provider: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(128))
     prompt: Mapped[str] = mapped_column(Text)

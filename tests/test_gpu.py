@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from kernelwright.compiler.build import start_build
@@ -93,3 +94,32 @@ def test_gpu_cheat_is_caught(cli, prebuilt, fixtures_dir, name, expected):
     assert result["status"] == status, (result["reason"], result["log"][-2000:])
     if check:
         assert f"rejected by {check}" in result["reason"]
+
+
+@pytest.mark.gpu
+def test_optimize_on_cuda_builds_the_fast_layout_and_reads_the_gpu_sheet(cli, tmp_path):
+    """The loop on the cuda target: a replayed candidate in the layout the coder is asked for
+    (kernel-only .cu, TORCH_LIBRARY binding) builds and is correct; the prompt names the GPU."""
+    import sqlalchemy as sa
+    from kernelwright.store import repo
+    from kernelwright.store.db import open_engine
+    from kernelwright.store.schema import LlmCall
+
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    replay = Path(__file__).parent / "fixtures" / "replay" / "row_sum_cuda.jsonl"
+    result = cli(
+        "optimize", "02_row_sum", "--model", f"replay:{replay}", "--target", "cuda",
+        "--rounds", "1", "--json", "--db", url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    engine = open_engine(url)
+    (row,) = repo.candidate_rows(engine, data["run_id"])
+    details = repo.get_candidate(engine, row.id)
+    assert row.status == "correct", (row.reason, details["evaluation"])
+    print("fast layout build:", details["build"], "speedup:", row.speedup)
+    with sa.orm.Session(engine) as s:
+        prompt = s.scalars(sa.select(LlmCall.prompt)).first()
+    hardware = [line for line in prompt.splitlines() if line.startswith("Hardware: ")]
+    assert hardware and "CPU" not in hardware[0]
+    print(hardware)

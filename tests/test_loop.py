@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from kernelwright import loop as loop_module
+from kernelwright import executors as executors_module
 from kernelwright.agents.llm import Completion, ProviderError, Usage
 from kernelwright.agents.pricing import model_info
 from kernelwright.agents.providers.replay import ReplayModel
@@ -75,7 +75,7 @@ def fake_evaluate(problem_path, candidate_path, options, device_lock=None) -> Ev
 
 @pytest.fixture
 def fake_eval(monkeypatch):
-    monkeypatch.setattr(loop_module, "evaluate", fake_evaluate)
+    monkeypatch.setattr(executors_module, "evaluate", fake_evaluate)
 
 
 @pytest.fixture

@@ -56,7 +56,13 @@ def _sha256(path: Path) -> str:
 
 
 def run_reference(
-    problem: Path, target: str, trials: int, seed: int, scratch: Path, timeout_s: float
+    problem: Path,
+    target: str,
+    trials: int,
+    seed: int,
+    scratch: Path,
+    timeout_s: float,
+    env_extra: dict[str, str] | None = None,
 ) -> ReferenceOutputs:
     """Expected outputs for every case. A problem that cannot run raises BadInput."""
     out_dir = scratch / "reference"
@@ -65,7 +71,7 @@ def run_reference(
     files: dict[int, tuple[Path, str]] = {}
     nbytes: dict[int, list[int]] = {}
     mutating: list[int] = []
-    with Worker(WORKER, out_dir, deadline_s=timeout_s) as worker:
+    with Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra) as worker:
         worker.send(
             {
                 "mode": "reference",
@@ -114,6 +120,7 @@ def run_candidate(
     scratch: Path,
     timeout_s: float,
     timing_settings: dict[str, Any] | None = None,
+    env_extra: dict[str, str] | None = None,
 ) -> CandidateVerdict:
     out_dir = scratch / "candidate"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +130,7 @@ def run_candidate(
     results: list[CaseResult] = []
     progress = "before any case finished"
     verdict: CandidateVerdict | None = None
-    with Worker(WORKER, out_dir, deadline_s=timeout_s) as worker:
+    with Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra) as worker:
         worker.send(
             {
                 "mode": "candidate",

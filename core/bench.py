@@ -1,0 +1,258 @@
+"""`kernelwright bench`: the optimize loop over many problems in one run, and its summary.
+
+One bench run holds every problem's candidates and calls. Problems run `workers` at a time, each
+in its own optimize loop (`loop.Optimizer` on the shared run, budget and executor); evaluations
+go through the executor, so on a local machine no two share a device. Ctrl-C interrupts every
+loop, kills the workers and leaves the run resumable (`--resume RUN` goes on with each problem
+where it stopped). The summary (fast_p, geometric mean, per level, per problem tokens and cost)
+is computed from the history, so it is the same for a finished, resumed or reviewed run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from kernelwright.agents.llm import ChatModel
+from kernelwright.agents.pricing import Budget
+from kernelwright.errors import BadInput
+from kernelwright.executors import Executor
+from kernelwright.loop import Optimizer
+from kernelwright.loop_config import OptimizeConfig, Progress
+from kernelwright.metrics import fast_p_table, geomean
+from kernelwright.problem import level_of, load_problem, load_problem_dir
+from kernelwright.store import repo
+from kernelwright.store.repo import session
+from kernelwright.store.schema import LlmCall
+from sqlalchemy.engine import Engine
+
+
+def select_problems(suite: str, levels: str | None, numbers: str | None) -> list[Path]:
+    """The suite's problem files, filtered by `--levels 1,2` and `--problems 1-10,23` (the
+    number a file name starts with)."""
+    if suite == "builtin":
+        from kernelwright.suite import builtin_dir
+
+        root = builtin_dir()
+    else:
+        root = Path(suite).expanduser()
+        if not root.is_dir():
+            raise BadInput(f"suite {suite!r} is neither `builtin` nor a folder of problems")
+    problems = load_problem_dir(root)
+    if levels:
+        wanted = _numbers(levels, "--levels")
+        if all(p.level is None for p in problems):
+            raise BadInput(f"suite {suite!r} has no level folders; drop --levels")
+        problems = [p for p in problems if p.level in wanted]
+    if numbers:
+        wanted = _numbers(numbers, "--problems")
+        problems = [p for p in problems if _number_of(p.path) in wanted]
+    if not problems:
+        raise BadInput(f"no problem of suite {suite!r} matches; `kernelwright suite` lists them")
+    return [p.path for p in problems]
+
+
+def _numbers(spec: str, flag: str) -> set[int]:
+    found: set[int] = set()
+    for part in spec.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise BadInput(f"{flag} takes numbers and ranges like 1-10,23, not {spec!r}")
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        found.update(range(low, high + 1))
+    return found
+
+
+def _number_of(path: Path) -> int | None:
+    match = re.match(r"(\d+)", path.name)
+    return int(match.group(1)) if match else None
+
+
+class Bench:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: OptimizeConfig,
+        problems: list[Path],
+        coder_model: ChatModel,
+        judge_model: ChatModel,
+        executor: Executor,
+        workers: int,
+        suite: str,
+        resume: str | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.workers = workers
+        self.on_progress = on_progress or (lambda _p: None)
+        loaded = [load_problem(p) for p in problems]  # bad input fails before the run exists
+        if resume is None:
+            config = {
+                "suite": suite,
+                "problems": [str(p.path) for p in loaded],
+                "problem_hashes": {p.name: p.content_hash for p in loaded},
+                "settings": {**settings.to_json(), "problem": ""},
+                "workers": workers,
+            }
+            models = {"coder": settings.coder_model, "judge": settings.judge_model}
+            self.run_id = repo.start_run(engine, "bench", settings.target, config, models)
+            spent = 0.0
+        else:
+            self.run_id = resume
+            facts = repo.reopen_run(engine, resume)
+            spent = float(facts["cost_usd"])
+            for p in loaded:
+                if facts["config"]["problem_hashes"].get(p.name) != p.content_hash:
+                    raise BadInput(f"problem {p.path} changed since bench run {resume} started")
+        budget = Budget(settings.budget_usd, spent)
+        self.loops = [
+            Optimizer(
+                engine,
+                dataclasses.replace(settings, problem=str(p.path)),
+                coder_model,
+                judge_model,
+                executor=executor,
+                bench_run=self.run_id,
+                budget=budget,
+            )
+            for p in loaded
+        ]
+        self._done: list[str] = []
+        self._progress_lock = threading.Lock()
+        self._latest: dict[str, Progress] = {}
+
+    def run(self) -> dict[str, Any]:
+        todo: queue.Queue[Optimizer] = queue.Queue()
+        for loop in self.loops:
+            loop.on_progress = self._progress
+            todo.put(loop)
+        errors: list[BaseException] = []
+        threads = [
+            threading.Thread(target=self._work, args=(todo, errors), daemon=True)
+            for _ in range(min(self.workers, len(self.loops)))
+        ]
+        status, reason = "finished", f"{len(self.loops)} problems done"
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.2)
+        except KeyboardInterrupt:
+            for loop in self.loops:
+                loop.interrupt()
+            status, reason = "interrupted", "interrupted (Ctrl-C)"
+        if errors and status == "finished":
+            status, reason = "failed", f"error: {errors[0]}"
+        repo.finish_run(self.engine, self.run_id, status, stop_reason=reason)
+        if errors and status == "failed":
+            raise errors[0]
+        return bench_summary(self.engine, self.run_id)
+
+    def _work(self, todo: queue.Queue[Optimizer], errors: list[BaseException]) -> None:
+        while not errors:
+            try:
+                loop = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                loop.run()
+            except BaseException as exc:  # recorded; the other problems stop starting
+                errors.append(exc)
+                return
+            finally:
+                with self._progress_lock:
+                    self._done.append(loop.problem.name)
+                self._progress(None)
+
+    def _progress(self, progress: Progress | None) -> None:
+        with self._progress_lock:
+            if progress is not None:
+                self._latest[progress.problem] = progress
+            latest = list(self._latest.values())
+            done = len(self._done)
+        self.on_progress(
+            {
+                "done": done,
+                "problems": len(self.loops),
+                "solved": sum(p.best_speedup is not None for p in latest),
+                "cost_usd": max((p.cost_usd for p in latest), default=0.0),
+                "message": f"{progress.problem}: {progress.message}" if progress else "",
+            }
+        )
+
+
+def problem_totals(engine: Engine, run_id: str) -> dict[str, dict[str, float]]:
+    """Tokens and cost per problem name."""
+    with session(engine) as s:
+        rows = s.execute(
+            sa.select(
+                LlmCall.problem,
+                sa.func.sum(LlmCall.tokens_in),
+                sa.func.sum(LlmCall.tokens_out),
+                sa.func.sum(LlmCall.cost_usd),
+            )
+            .where(LlmCall.run_id == run_id)
+            .group_by(LlmCall.problem)
+        ).all()
+    return {
+        name: {"tokens_in": int(tin or 0), "tokens_out": int(tout or 0), "cost_usd": cost or 0.0}
+        for name, tin, tout, cost in rows
+    }
+
+
+def bench_summary(engine: Engine, run_id: str) -> dict[str, Any]:
+    """KernelBench's figures for a run, from the history: fast_p, geometric mean, per level."""
+    run = repo.show_run(engine, run_id)
+    rows = repo.candidate_rows(engine, run_id)
+    totals = problem_totals(engine, run_id)
+    paths = run["config"].get("problems") or sorted({r.problem for r in rows})
+    problems = []
+    for path in paths:
+        name = Path(path).stem
+        mine = [r for r in rows if r.problem == name]
+        correct = [r for r in mine if r.status == "correct" and r.speedup is not None]
+        best = max(correct, key=lambda r: r.speedup or 0.0, default=None)
+        problems.append(
+            {
+                "name": name,
+                "level": level_of(Path(path)),
+                "candidates": len(mine),
+                "correct": len(correct),
+                "best_speedup": best.speedup if best else None,
+                "best_candidate_id": best.id if best else None,
+                **totals.get(name, {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}),
+            }
+        )
+    levels: dict[str, Any] = {}
+    for level in sorted({p["level"] for p in problems if p["level"] is not None}):
+        subset = [p for p in problems if p["level"] == level]
+        levels[str(level)] = _figures(subset)
+    return {
+        "run_id": run_id,
+        "status": run["status"],
+        "stop_reason": run["stop_reason"],
+        "target": run["target"],
+        "models": run["models"],
+        **_figures(problems),
+        "levels": levels,
+        "problems": problems,
+        "tokens": {"input": run["tokens_in"], "output": run["tokens_out"]},
+        "cost_usd": run["cost_usd"],
+    }
+
+
+def _figures(problems: list[dict[str, Any]]) -> dict[str, Any]:
+    best = {p["name"]: p["best_speedup"] for p in problems}
+    return {
+        "fast_p": fast_p_table(best),
+        "geomean_speedup": geomean([s for s in best.values() if s is not None]),
+        "solved": sum(s is not None for s in best.values()),
+        "total": len(best),
+    }

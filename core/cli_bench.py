@@ -1,0 +1,180 @@
+"""`kernelwright bench`: the optimize loop over a suite, with KernelBench's summary figures.
+
+Exit codes as for `optimize`: 0 when the run ended, 2 on bad input, 130 on Ctrl-C (resumable
+with `--resume RUN`), 1 on a fault.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from kernelwright.errors import BadInput, KernelwrightError
+from rich.console import Console
+from rich.table import Table
+
+
+def bench(
+    suite: Annotated[
+        str | None,
+        typer.Argument(help="`builtin` (the shipped problems) or a KernelBench checkout's folder."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Coder model: openai:MODEL, anthropic:MODEL or replay:FILE.jsonl."),
+    ] = None,
+    judge_model: Annotated[
+        str | None, typer.Option(help="Judge model (default: the coder's).")
+    ] = None,
+    levels: Annotated[str | None, typer.Option(help="Levels to run, e.g. 1,2.")] = None,
+    problems: Annotated[
+        str | None, typer.Option(help="Problem numbers, e.g. 1-10,23 (a file's leading number).")
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="Rounds per problem.")] = 10,
+    width: Annotated[int, typer.Option(help="Candidates per round.")] = 1,
+    target: Annotated[
+        str | None, typer.Option(help="cuda or cpu; default: cuda where a GPU is visible.")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Problems at once (default: one per GPU, or per Ray slot)."),
+    ] = None,
+    executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="A Ray cluster's address (default: start a local one).")
+    ] = None,
+    budget_usd: Annotated[
+        float | None, typer.Option(help="Stop before a call that could pass this total spend.")
+    ] = None,
+    resume: Annotated[str | None, typer.Option(help="Go on with an earlier bench run.")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="An OpenAI-compatible server (vLLM, SGLang, Ollama).")
+    ] = None,
+    trials: Annotated[int, typer.Option(help="Seeded correctness trials per candidate.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    db: Annotated[str | None, typer.Option("--db", help="History database URL.")] = None,
+) -> None:
+    """Optimize every problem of SUITE and report fast_p and speedups."""
+    args = dict(locals())
+    from kernelwright.cli import fail
+
+    err = Console(stderr=True)
+    try:
+        runner = _build(args)
+    except KernelwrightError as exc:
+        fail(str(exc))
+        return
+    live = err.status("starting") if err.is_terminal else None
+
+    def show(p: dict[str, Any]) -> None:
+        line = (
+            f"problems {p['done']}/{p['problems']} done · {p['solved']} with a correct kernel · "
+            f"${p['cost_usd']:.4f} · {p['message']}"
+        )
+        if live is not None:
+            live.update(line)
+        else:
+            err.print(line, highlight=False, soft_wrap=True)
+
+    runner.on_progress = show
+    try:
+        if live is not None:
+            live.start()
+        summary = runner.run()
+    except BadInput as exc:
+        fail(str(exc))
+        return
+    except KernelwrightError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        if live is not None:
+            live.stop()
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        _render(Console(), summary)
+    if summary["status"] == "interrupted":
+        err.print(f"resume with: kernelwright bench --resume {summary['run_id']}", highlight=False)
+        raise typer.Exit(130)
+
+
+def _build(a: dict[str, Any]) -> Any:
+    from kernelwright.bench import Bench, select_problems
+    from kernelwright.cli_optimize import make_models
+    from kernelwright.executors import make_executor
+    from kernelwright.loop_config import OptimizeConfig
+    from kernelwright.store import repo
+    from kernelwright.store.db import open_engine
+    from kernelwright.targets import TARGETS, default_target
+
+    for name in ("rounds", "width", "trials", "workers"):
+        if a[name] is not None and a[name] < 1:
+            raise BadInput(f"--{name} must be at least 1")
+    if a["target"] is not None and a["target"] not in TARGETS:
+        raise BadInput(f"unknown target {a['target']!r}; use cuda or cpu")
+    engine = open_engine(a["db"])
+    if a["resume"] is not None:
+        stored = repo.show_run(engine, a["resume"])
+        if stored["kind"] != "bench":
+            raise BadInput(f"run {a['resume']} is a {stored['kind']} run, not a bench run")
+        config = stored["config"]
+        settings = OptimizeConfig.from_json(config["settings"], budget_usd=a["budget_usd"])
+        paths, suite, workers = config["problems"], config["suite"], config["workers"]
+    else:
+        if a["suite"] is None:
+            raise BadInput("name a SUITE (`builtin` or a folder), or --resume RUN")
+        if a["model"] is None:
+            raise BadInput("bench needs --model (openai:MODEL, anthropic:MODEL or replay:FILE)")
+        paths = select_problems(a["suite"], a["levels"], a["problems"])
+        suite, workers = a["suite"], a["workers"]
+        settings = OptimizeConfig(
+            problem="",
+            target=a["target"] or default_target(),
+            coder_model=a["model"],
+            judge_model=a["judge_model"] or a["model"],
+            base_url=a["base_url"],
+            rounds=a["rounds"],
+            width=a["width"],
+            budget_usd=a["budget_usd"],
+            trials=a["trials"],
+        )
+    executor = make_executor(a["executor"], settings.target, a["ray_address"])
+    coder_model, judge = make_models(settings)
+    return Bench(
+        engine,
+        settings,
+        [Path(p) for p in paths],
+        coder_model,
+        judge,
+        executor,
+        workers or executor.slots,
+        suite,
+        resume=a["resume"],
+    )
+
+
+def _render(console: Console, s: dict[str, Any]) -> None:
+    table = Table("problem", "level", "best", "candidates", "correct", "tokens", "cost")
+    for p in s["problems"]:
+        best = f"{p['best_speedup']:.2f}x" if p["best_speedup"] is not None else "-"
+        table.add_row(
+            p["name"],
+            str(p["level"] or "-"),
+            best,
+            str(p["candidates"]),
+            str(p["correct"]),
+            str(p["tokens_in"] + p["tokens_out"]),
+            f"${p['cost_usd']:.4f}",
+        )
+    console.print(table)
+    fast = "  ".join(f"{k}={v:.2f}" for k, v in s["fast_p"].items())
+    geo = s["geomean_speedup"]
+    console.print(f"{fast}\ngeomean speedup over solved: {f'{geo:.2f}x' if geo else '-'}")
+    console.print(
+        f"run {s['run_id']}: {s['status']} ({s['stop_reason']}); cost ${s['cost_usd']:.4f}"
+    )
+    console.print(f"review it: kernelwright runs show {s['run_id']}", highlight=False)
