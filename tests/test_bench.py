@@ -122,3 +122,58 @@ def test_bench_bad_input(cli, tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith("error:") and needle in result.stderr, result.stderr
     assert repo.list_runs(open_engine(url)) == []
+
+
+def test_bench_resume_goes_on_per_problem(tmp_path, monkeypatch):
+    """Two problems in one bench run (evaluation faked); a resumed run keeps each problem's own
+    candidates and replies apart and only runs what is left."""
+    from fakes import coder, fake_evaluate, judge
+    from kernelwright import executors
+    from kernelwright.agents.providers.replay import ReplayModel
+    from kernelwright.bench import Bench
+    from kernelwright.executors import LocalExecutor
+    from kernelwright.loop_config import OptimizeConfig
+
+    monkeypatch.setattr(executors, "evaluate", fake_evaluate)
+    source = (ROOT / "tests" / "fixtures" / "problems" / "scale_add.py").read_text()
+    problems = []
+    for name in ("1_alpha.py", "2_beta.py"):
+        (tmp_path / name).write_text(source + f"\n# {name}\n" + f"_NAME = {name!r}\n")
+        problems.append(tmp_path / name)
+    lines = []
+    for stem, speedups in (("1_alpha", ("0.5", "1.5")), ("2_beta", ("2.0", "3.0"))):
+        lines += [
+            {**coder(f"correct {speedups[0]}"), "problem": stem},
+            {**judge("optimize"), "problem": stem},
+            {**coder(f"correct {speedups[1]}"), "problem": stem},
+        ]
+    replay = tmp_path / "r.jsonl"
+    replay.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    engine = open_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    settings = OptimizeConfig(
+        problem="", target="cpu", coder_model="replay:r", judge_model="replay:r", rounds=1
+    )
+
+    def bench(resume=None, rounds=1):
+        model = ReplayModel(replay)
+        config = OptimizeConfig.from_json(settings.to_json(), rounds=rounds)
+        return Bench(
+            engine, config, problems, model, model, LocalExecutor("cpu"), 2, str(tmp_path),
+            resume=resume,
+        )  # fmt: skip
+
+    first = bench().run()
+    assert {p["name"]: p["best_speedup"] for p in first["problems"]} == {
+        "1_alpha": 0.5,
+        "2_beta": 2.0,
+    }
+    second = bench(resume=first["run_id"], rounds=2).run()
+    assert second["run_id"] == first["run_id"] and second["status"] == "finished"
+    assert {p["name"]: p["best_speedup"] for p in second["problems"]} == {
+        "1_alpha": 1.5,
+        "2_beta": 3.0,
+    }
+    assert all(p["candidates"] == 2 for p in second["problems"])
+    assert second["fast_p"]["fast_1"] == 1.0 and second["geomean_speedup"] == pytest.approx(
+        (1.5 * 3.0) ** 0.5
+    )
