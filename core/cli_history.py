@@ -180,9 +180,13 @@ def runs_compare(
 @runs_app.command("delete")
 def runs_delete(run: str, db: DbOption = None) -> None:
     """Delete a run and everything recorded under it."""
+    import shutil
+
+    from kernelwright import paths
     from kernelwright.store import repo
 
     count = _guard(lambda: repo.delete_run(_engine(db), run))
+    shutil.rmtree(paths.home() / "runs" / run, ignore_errors=True)  # the loop's candidate files
     _out().print(f"deleted run {run} ({count} candidates)")
 
 
