@@ -96,6 +96,7 @@ class Optimizer:
             time.monotonic() + config.time_limit_s if config.time_limit_s is not None else None
         )
         self._interrupted = threading.Event()
+        self.tokens = 0
         self.executor: Executor = executor or LocalExecutor(config.target)
         self.owns_run = bench_run is None
         if bench_run is not None:
@@ -114,7 +115,6 @@ class Optimizer:
             self.run_id = resume
             spent = self._load(resume, reopen=True)
         self.budget = budget or Budget(config.budget_usd, spent)
-        self.tokens = 0
         self.files = paths.run_dir(self.run_id)
         self.options = EvaluateOptions(
             target=config.target,
@@ -404,6 +404,7 @@ class Optimizer:
 
     def _load(self, run_id: str, reopen: bool) -> float:
         facts = repo.reopen_run(self.engine, run_id) if reopen else {"cost_usd": 0.0, "config": {}}
+        self.tokens = int(facts.get("tokens_in", 0)) + int(facts.get("tokens_out", 0))
         stored_hash = facts["config"].get("problem_hash")
         if stored_hash and stored_hash != self.problem.content_hash:
             raise BadInput(
