@@ -69,6 +69,18 @@ def test_wheel_contents(tmp_path):
     shipped = [n for n in names if n.startswith("kernelwright/suite/problems/")]
     assert len(shipped) >= 12
     assert "kernelwright/py.typed" in names
+    # data the installed tool reads at run time: a missing file breaks only installed copies
+    root = Path(__file__).resolve().parent.parent
+    for folder, pattern in (("prompts", "*.j2"), ("core/suite/demo", "*.jsonl")):
+        for path in (root / folder).glob(pattern):
+            packaged = "kernelwright/" + str(path.relative_to(root)).removeprefix("core/")
+            assert packaged in names, f"{packaged} is not in the wheel"
+    for data in (
+        "kernelwright/report.html.j2",
+        "kernelwright/agents/models.toml",
+        "kernelwright/profiler/gpu_sheets.toml",
+    ):
+        assert data in names, f"{data} is not in the wheel"
 
 
 def test_bare_stage_names_do_not_import_from_elsewhere(tmp_path):
