@@ -96,7 +96,7 @@ def bench(
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
-        _render(Console(), summary)
+        render_summary(Console(), summary)
     if summary["status"] == "interrupted":
         err.print(f"resume with: kernelwright bench --resume {summary['run_id']}", highlight=False)
         raise typer.Exit(130)
@@ -157,7 +157,8 @@ def _build(a: dict[str, Any]) -> Any:
     )
 
 
-def _render(console: Console, s: dict[str, Any]) -> None:
+def render_summary(console: Console, s: dict[str, Any]) -> None:
+    """Per problem best speedup, tokens and cost; fast_p and the geometric mean."""
     table = Table("problem", "level", "best", "candidates", "correct", "tokens", "cost")
     for p in s["problems"]:
         best = f"{p['best_speedup']:.2f}x" if p["best_speedup"] is not None else "-"

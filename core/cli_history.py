@@ -107,8 +107,8 @@ def runs_show(
     )
     if data["stop_reason"]:
         out.print(f"stopped: {escape(data['stop_reason'])}")
-    if data["status"] in ("interrupted", "running") and data["kind"] == "optimize":
-        out.print(f"resume: kernelwright optimize --resume {data['id']}")
+    if data["status"] in ("interrupted", "running") and data["kind"] in ("optimize", "bench"):
+        out.print(f"resume: kernelwright {data['kind']} --resume {data['id']}")
     out.print(
         f"best: {_f(best['speedup'])} by candidate {best['candidate']}"
         if best
@@ -123,6 +123,11 @@ def runs_show(
             str(r["round"]), str(r["candidates"]), str(r["correct"]), _f(r["best_speedup"])
         )
     out.print(table)
+    if data["kind"] == "bench":
+        from kernelwright.bench import bench_summary
+        from kernelwright.cli_bench import render_summary
+
+        render_summary(out, bench_summary(_engine(db), run))
 
 
 @runs_app.command("tree")

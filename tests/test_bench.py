@@ -62,7 +62,14 @@ def test_bench_over_three_shipped_problems_locally(cli, tmp_path):
     args += ["--rounds", "2", "--target", "cpu", "--json", "--db", url]
     result = cli(*args)
     assert result.returncode == 0, result.stderr
-    _check_summary(json.loads(result.stdout), url)
+    data = json.loads(result.stdout)
+    _check_summary(data, url)
+    shown = cli("runs", "show", data["run_id"], "--db", url)
+    assert shown.returncode == 0 and "fast_0=0.67" in shown.stdout, shown.stdout
+    page = tmp_path / "report.html"
+    made = cli("report", data["run_id"], "--out", str(page), "--db", url)
+    assert made.returncode == 0, made.stderr
+    assert "02_row_sum" in page.read_text() and "<svg" in page.read_text()
 
 
 @pytest.mark.slow
