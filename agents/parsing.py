@@ -16,12 +16,14 @@ import json
 import re
 from dataclasses import dataclass
 
+from kernelwright import pyast
+
 _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
 
 def _defines_model_new(code: str) -> bool:
     try:
-        tree = ast.parse(code)
+        tree = pyast.parse(code)
     except SyntaxError:
         return "class ModelNew" in code  # still the candidate; the build will report the error
     return any(isinstance(n, ast.ClassDef) and n.name == "ModelNew" for n in tree.body)
@@ -36,7 +38,7 @@ def extract_candidate(reply: str) -> str | None:
         return with_model[-1].rstrip() + "\n"
     if not blocks and _defines_model_new(reply):
         try:
-            ast.parse(reply)
+            pyast.parse(reply)
         except SyntaxError:
             return None
         return reply.strip() + "\n"

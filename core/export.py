@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from kernelwright import pyast
+
 PRELUDE = '''
 class _KwLazyExtension:
     """Builds the extension on first attribute access; raises with the build log on failure."""
@@ -49,7 +51,7 @@ def _is_build_call(node: ast.AST) -> bool:
 
 def make_lazy(source: str) -> str:
     """The candidate source with module-level extension builds deferred to first use."""
-    tree = ast.parse(source)
+    tree = pyast.parse(source)
     lines = source.splitlines(keepends=True)
     offsets = [0]
     for line in lines:
@@ -99,7 +101,7 @@ def render(candidate: dict[str, Any]) -> str:
 
 def _split_future_imports(source: str) -> tuple[str, str]:
     """`from __future__` lines must stay first; keep them before the prelude."""
-    tree = ast.parse(source)
+    tree = pyast.parse(source)
     last = 0
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.module == "__future__":

@@ -20,6 +20,7 @@ The child side uses `Channel.from_argv()`.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -164,6 +165,7 @@ class WorkerOverLimit(Exception):
 
 _LIVE: set[Worker] = set()  # every started worker not yet finished, for kill_all()
 _LIVE_LOCK = threading.Lock()
+_CLOSING = False  # set at interpreter exit: a worker started after that kills itself
 
 
 def kill_all() -> int:
@@ -173,6 +175,16 @@ def kill_all() -> int:
     for worker in workers:
         worker.kill()
     return len(workers)
+
+
+@atexit.register
+def _close() -> None:
+    """No worker outlives the process: a daemon thread of a stopped run may still be starting
+    one (workers run in their own sessions, so nothing else would end them)."""
+    global _CLOSING
+    with _LIVE_LOCK:
+        _CLOSING = True
+    kill_all()
 
 
 class Worker:
@@ -211,6 +223,9 @@ class Worker:
         os.close(write_fd)
         with _LIVE_LOCK:
             _LIVE.add(self)
+            closing = _CLOSING
+        if closing:
+            self.kill()
         self._reader = os.fdopen(read_fd, "rb")
         self._buffer = b""
         self._timed_out = False

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernelwright import pyast
 from kernelwright.errors import BadInput
 
 
@@ -81,7 +82,7 @@ def _read(path: Path, what: str) -> str:
 
 def _parse(source: str, path: Path, what: str) -> ast.Module:
     try:
-        return ast.parse(source, filename=str(path))
+        return pyast.parse(source, filename=str(path))
     except SyntaxError as exc:
         raise BadInput(
             f"{what} {path} has a syntax error at line {exc.lineno}: {exc.msg}; fix the file"
@@ -182,7 +183,7 @@ def load_candidate(path: Path | str, problem: Problem) -> Candidate:
         raise BadInput(
             f"candidate {path} defines no ModelNew; the candidate class must be ModelNew"
         )
-    ptree = ast.parse(problem.source)
+    ptree = pyast.parse(problem.source)
     model = _top_level(ptree)["Model"]
     if isinstance(model_new, ast.ClassDef) and isinstance(model, ast.ClassDef):
         for method in ("__init__", "forward"):

@@ -25,7 +25,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from kernelwright import paths
+from kernelwright import paths, pyast
 from kernelwright.errors import BadInput
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int32", "int64", "bool")
@@ -75,7 +75,7 @@ def _split_ref(ref: str, flag: str, what: str) -> tuple[Path, str, str, ast.Modu
         raise BadInput(f"{flag} {ref!r}: file not found: {file}")
     try:
         source = path.read_text(encoding="utf-8")
-        tree = ast.parse(source, filename=str(path))
+        tree = pyast.parse(source, filename=str(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"cannot read {file}: {exc}") from exc
     except SyntaxError as exc:

@@ -15,6 +15,7 @@ SHARED = {
     "kernelwright.errors",
     "kernelwright.paths",
     "kernelwright.isolation",
+    "kernelwright.pyast",
 }
 STAGE_PACKAGES = {
     "agents": "kernelwright.agents",

@@ -9,14 +9,13 @@ a crash or exception `runtime_error` with its traceback and log, a wrong output 
 
 from __future__ import annotations
 
-import ast
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from kernelwright import paths
+from kernelwright import paths, pyast
 from kernelwright.errors import BadInput
 from kernelwright.isolation import Exit, Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.records import CaseResult, SampleStats, Status, TimingReport
@@ -125,7 +124,7 @@ def run_candidate(
     out_dir = scratch / "candidate"
     out_dir.mkdir(parents=True, exist_ok=True)
     source = candidate.read_text(encoding="utf-8")
-    kernels = kernel_names(native_source(ast.parse(source))) if target == "cuda" else []
+    kernels = kernel_names(native_source(pyast.parse(source))) if target == "cuda" else []
     checked = [c for c in reference.cases if not c.after_timing]
     results: list[CaseResult] = []
     progress = "before any case finished"

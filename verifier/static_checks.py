@@ -18,6 +18,8 @@ import ast
 import re
 from dataclasses import dataclass
 
+from kernelwright import pyast
+
 REJECT = "reject"
 WARN = "warn"
 
@@ -273,7 +275,7 @@ def kernel_names(code: str) -> list[str]:
 
 def check_candidate(source: str, target: str = "cuda") -> list[Finding]:
     """All findings for a candidate file's source (AST plus embedded native code)."""
-    tree = ast.parse(source)
+    tree = pyast.parse(source)
     findings = _python_findings(tree)
     native = native_source(tree)
     findings += native_findings(native)
