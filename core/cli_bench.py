@@ -12,6 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from kernelwright.cli_optimize import (
+    BaseUrlOption,
+    DbOption,
+    JsonOption,
+    JudgeModelOption,
+    ModelOption,
+    TargetOption,
+    TrialsOption,
+)
 from kernelwright.errors import BadInput, KernelwrightError
 from rich.console import Console
 from rich.table import Table
@@ -22,22 +31,15 @@ def bench(
         str | None,
         typer.Argument(help="`builtin` (the shipped problems) or a KernelBench checkout's folder."),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Coder model: openai:MODEL, anthropic:MODEL or replay:FILE.jsonl."),
-    ] = None,
-    judge_model: Annotated[
-        str | None, typer.Option(help="Judge model (default: the coder's).")
-    ] = None,
+    model: ModelOption = None,
+    judge_model: JudgeModelOption = None,
     levels: Annotated[str | None, typer.Option(help="Levels to run, e.g. 1,2.")] = None,
     problems: Annotated[
         str | None, typer.Option(help="Problem numbers, e.g. 1-10,23 (a file's leading number).")
     ] = None,
     rounds: Annotated[int, typer.Option(help="Rounds per problem.")] = 10,
     width: Annotated[int, typer.Option(help="Candidates per round.")] = 1,
-    target: Annotated[
-        str | None, typer.Option(help="cuda or cpu; default: cuda where a GPU is visible.")
-    ] = None,
+    target: TargetOption = None,
     workers: Annotated[
         int | None,
         typer.Option(help="Problems at once (default: one per GPU, or per Ray slot)."),
@@ -50,12 +52,10 @@ def bench(
         float | None, typer.Option(help="Stop before a call that could pass this total spend.")
     ] = None,
     resume: Annotated[str | None, typer.Option(help="Go on with an earlier bench run.")] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="An OpenAI-compatible server (vLLM, SGLang, Ollama).")
-    ] = None,
-    trials: Annotated[int, typer.Option(help="Seeded correctness trials per candidate.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    db: Annotated[str | None, typer.Option("--db", help="History database URL.")] = None,
+    base_url: BaseUrlOption = None,
+    trials: TrialsOption = 5,
+    as_json: JsonOption = False,
+    db: DbOption = None,
 ) -> None:
     """Optimize every problem of SUITE and report fast_p and speedups."""
     args = dict(locals())

@@ -27,6 +27,23 @@ DEFAULT_MODELS = (
 )
 
 
+# Options shared with `bench` (which imports these), declared once.
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help="Coder model: openai:MODEL, anthropic:MODEL or replay:FILE.jsonl."),
+]
+JudgeModelOption = Annotated[str | None, typer.Option(help="Judge model (default: the coder's).")]
+TargetOption = Annotated[
+    str | None, typer.Option(help="cuda or cpu; default: cuda where a GPU is visible.")
+]
+BaseUrlOption = Annotated[
+    str | None, typer.Option(help="An OpenAI-compatible server (vLLM, SGLang, Ollama).")
+]
+TrialsOption = Annotated[int, typer.Option(help="Seeded correctness trials per candidate.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+DbOption = Annotated[str | None, typer.Option("--db", help="History database URL.")]
+
+
 def demo_replay(problem_name: str) -> Path | None:
     """The shipped demo replay for a shipped problem, if there is one."""
     demo = resources.files("kernelwright.suite") / "demo" / f"{problem_name}.jsonl"
@@ -63,20 +80,13 @@ def optimize(
             "module.py:ClassName with --inputs or --get-inputs. Not needed with --resume."
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Coder model: openai:MODEL, anthropic:MODEL or replay:FILE.jsonl."),
-    ] = None,
-    judge_model: Annotated[
-        str | None, typer.Option(help="Judge model (default: the coder's).")
-    ] = None,
+    model: ModelOption = None,
+    judge_model: JudgeModelOption = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds to run (default 10).")] = None,
     width: Annotated[
         int | None, typer.Option(help="Candidates per round, from the best so far (default 1).")
     ] = None,
-    target: Annotated[
-        str | None, typer.Option(help="cuda or cpu; default: cuda where a GPU is visible.")
-    ] = None,
+    target: TargetOption = None,
     budget_usd: Annotated[
         float | None, typer.Option(help="Stop before a call that could pass this spend.")
     ] = None,
@@ -97,19 +107,17 @@ def optimize(
     init_args: Annotated[
         str | None, typer.Option(help="Constructor arguments of ClassName, as a JSON list.")
     ] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="An OpenAI-compatible server (vLLM, SGLang, Ollama).")
-    ] = None,
+    base_url: BaseUrlOption = None,
     reasoning: Annotated[
         str | None,
         typer.Option(help="OpenAI reasoning effort (low/medium/high) or Claude thinking tokens."),
     ] = None,
-    trials: Annotated[int, typer.Option(help="Seeded correctness trials per candidate.")] = 5,
+    trials: TrialsOption = 5,
     seed: Annotated[int, typer.Option(help="Seed of the first trial.")] = 42,
     timeout: Annotated[float, typer.Option(help="Seconds for verify + time.")] = 180.0,
     build_timeout: Annotated[float, typer.Option(help="Seconds for a build.")] = 300.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    db: Annotated[str | None, typer.Option("--db", help="History database URL.")] = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
 ) -> None:
     """Turn PROBLEM into a faster kernel with the coder and judge agents."""
     args = dict(locals())  # every option above, by name
