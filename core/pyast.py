@@ -2,7 +2,7 @@
 
 CPython 3.11's AST constructor keeps its recursion counter in interpreter state, not per thread:
 two threads parsing at once can fail with "SystemError: AST constructor recursion depth mismatch"
-(seen here in the optimize loop, whose slots parse candidates concurrently; CPython gh-106905).
+(seen in CI here, in the optimize loop, whose slots parse candidates concurrently).
 Every parse in kernelwright goes through this one lock; parsing is fast, so it costs nothing.
 """
 
