@@ -15,7 +15,7 @@ up) or from the reference alone (None). The policy:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kernelwright.agents.parsing import Verdict
@@ -44,7 +44,6 @@ class Entry:
     metrics: dict[str, Any] | None = None
     verdict: Verdict | None = None
     reviewed: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def parent(self) -> str | None:
