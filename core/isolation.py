@@ -199,7 +199,9 @@ class Worker:
         deadline_s: float,
         env_extra: dict[str, str] | None = None,
         memory_limit: int | None = None,
+        launcher: tuple[str, ...] = (),
     ) -> None:
+        """`launcher`: a command the interpreter runs under (a profiler), inside the isolation."""
         scratch.mkdir(parents=True, exist_ok=True)
         self.scratch = scratch
         self.deadline = time.monotonic() + deadline_s
@@ -210,7 +212,7 @@ class Worker:
         read_fd, write_fd = os.pipe()
         with open(self._stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [*network_isolation(), sys.executable, "-m", module, str(write_fd)],
+                [*network_isolation(), *launcher, sys.executable, "-m", module, str(write_fd)],
                 cwd=scratch,
                 env=worker_env(scratch, env_extra),
                 stdin=subprocess.PIPE,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import tomllib
 from functools import cache
 from importlib import resources
@@ -24,10 +25,16 @@ def gpu_sheet(device_name: str | None) -> dict[str, Any]:
     """The sheet for an NVML device name (e.g. "NVIDIA H100 80GB HBM3")."""
     if not device_name:
         return {"label": "unknown GPU", "known": False}
-    keys = [k for k in _gpus() if k.lower() in device_name.lower()]
+    keys = [k for k in _gpus() if _names(k, device_name)]
     if not keys:
         return {"label": device_name, "known": False}
     return {**_gpus()[max(keys, key=len)], "known": True}
+
+
+def _names(key: str, device_name: str) -> bool:
+    """`key` appears in the name as whole words: "L4" names "NVIDIA L4", not "NVIDIA L40S"."""
+    pattern = rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])"
+    return re.search(pattern, device_name, flags=re.IGNORECASE) is not None
 
 
 def cpu_sheet() -> dict[str, Any]:

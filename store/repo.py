@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from kernelwright import __version__
 from kernelwright.errors import BadInput
 from kernelwright.records import EvaluationResult, to_jsonable
+from kernelwright.store import profiles
 from kernelwright.store.schema import Candidate, Evaluation, LlmCall, Problem, Run, now
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -213,10 +214,11 @@ def _attach_result(s: Session, candidate_id: str, result: EvaluationResult) -> N
             trials=data["trials"],
             cases=data["cases"],
             timing=data["timing"] or {},
-            environment=data["environment"],
+            environment=profiles.with_outcome(data["environment"], data.get("profile")),
             log=data["log"],
         )
     )
+    profiles.add_rows(s, candidate_id, data.get("profile"))
 
 
 def add_llm_call(engine: Engine, run_id: str, **fields: Any) -> None:
