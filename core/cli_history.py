@@ -224,7 +224,8 @@ def candidates_show(
     code: Annotated[bool, typer.Option("--code", help="Print the source.")] = False,
     log: Annotated[bool, typer.Option("--log", help="Print the build/run log.")] = False,
     metrics: Annotated[
-        bool, typer.Option("--metrics", help="Print timing and environment as JSON.")
+        bool,
+        typer.Option("--metrics", help="Print timing, environment and ncu profile as JSON."),
     ] = False,
 ) -> None:
     """One candidate: status, speedup, warnings; or its code, log or metrics."""
@@ -244,6 +245,7 @@ def candidates_show(
                 "timing": evaluation.get("timing"),
                 "environment": evaluation.get("environment"),
                 "build": data["build"],
+                "profile": data["profiles"],
             }
         )
         return
@@ -254,6 +256,9 @@ def candidates_show(
     )
     out.print(f"status: {data['status']} {escape(data['reason'])}")
     out.print(f"speedup: {_f(evaluation.get('speedup'))}")
+    for kernel in data["profiles"]:
+        judge = kernel.get("judge", {})
+        out.print(f"kernel {escape(str(kernel.get('kernel')))}: {escape(judge.get('bound', '-'))}")
     for warning in data["warnings"]:
         out.print(
             f"warning: {escape(str(warning.get('check')))}: {escape(str(warning.get('message')))}"

@@ -39,7 +39,7 @@ def profile(
     from kernelwright.errors import KernelwrightError
     from kernelwright.problem import load_candidate, load_problem
     from kernelwright.profiler import ncu
-    from kernelwright.profiler.profile import profile_candidate
+    from kernelwright.profiling import profile_candidate
     from kernelwright.targets import check_toolchain
     from kernelwright.user_problem import resolve_problem
 
@@ -111,11 +111,9 @@ def _render(data: dict[str, Any]) -> None:
         if tail:
             out.print(tail, markup=False, highlight=False)
         return
-    from kernelwright.profiler.roofline import judge_block
-
     for kernel in data["kernels"]:
         table = Table(title=escape(kernel["kernel"]), show_header=False, box=None)
-        for label, value in judge_block(kernel).items():
+        for label, value in kernel["judge"].items():
             table.add_row(label, escape(value))
         out.print(table)
     where = f" on {data['device_name']}" if data.get("device_name") else ""

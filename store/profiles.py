@@ -16,18 +16,16 @@ from sqlalchemy.orm import Session
 
 
 def add_rows(s: Session, candidate_id: str, profile: dict[str, Any] | None) -> int:
-    """Rows for a profile's kernels (a `ProfileResult.to_json()`); how many were added."""
+    """Rows for a profile's kernels (a `ProfileResult.to_json()`, each kernel with its figures
+    and the judge's block); how many were added."""
     if not profile or profile.get("status") != "ok":
         return 0
-    from kernelwright.profiler.roofline import judge_block
-
     for kernel in profile.get("kernels", []):
         s.add(
             Profile(
                 candidate_id=candidate_id,
                 metrics={
                     **kernel,
-                    "judge": judge_block(kernel),
                     "device_name": profile.get("device_name"),
                     "report": profile.get("report"),
                     "ncu_seconds": profile.get("seconds"),
@@ -71,7 +69,7 @@ def judge_metrics(engine: Engine, candidate_ids: list[str]) -> dict[str, dict[st
     return found
 
 
-def kernel_rows(engine: Engine, candidate_id: str) -> list[dict[str, Any]]:
-    with Session(engine) as s:
-        query = sa.select(Profile).where(Profile.candidate_id == candidate_id)
-        return [dict(row.metrics) for row in s.scalars(query.order_by(Profile.id))]
+def kernel_rows(s: Session, candidate_id: str) -> list[dict[str, Any]]:
+    """A candidate's profiled kernels, each with its figures and the judge's block."""
+    query = sa.select(Profile).where(Profile.candidate_id == candidate_id)
+    return [dict(row.metrics) for row in s.scalars(query.order_by(Profile.id))]

@@ -369,6 +369,7 @@ def get_candidate(engine: Engine, candidate_id: str) -> dict[str, Any]:
                 "content_hash": problem.content_hash,
             },
             "evaluation": _evaluation_view(evaluation),
+            "profiles": profiles.kernel_rows(s, candidate_id),
         }
 
 

@@ -123,3 +123,34 @@ def test_optimize_on_cuda_builds_the_fast_layout_and_reads_the_gpu_sheet(cli, tm
     hardware = [line for line in prompt.splitlines() if line.startswith("Hardware: ")]
     assert hardware and "CPU" not in hardware[0]
     print(hardware)
+
+
+PROFILED = {  # shipped problem → (FLOP precision, M, K, N) of its matmul; None: memory-bound
+    "02_row_sum": None,  # reads 128 MiB once
+    "05_matmul_fp32": ("fp32", 4096, 512, 1024),  # FFMA: 2*M*N*K FLOPs
+    "06_matmul_fp16": ("tensor_fp16_bf16", 4096, 4096, 4096),  # wmma: 2*M*N*K tensor ops
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILED))
+def test_profile_of_shipped_candidates_counts_what_the_kernel_does(cli, prebuilt, name, tmp_path):
+    from kernelwright.profiler.ncu import find_ncu
+
+    if find_ncu() is None:
+        pytest.skip("ncu is not installed")
+    problem = next(p.values[0] for p in SHIPPED if p.id == name)
+    candidate = candidates_for(problem)["cuda"]
+    proc = cli("profile", str(problem), str(candidate), "--json", "--report", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(proc.stdout)
+    print(f"\n{name}: ncu {data['seconds']:.1f} s on {data['device_name']}")
+    for kernel in data["kernels"]:
+        print(json.dumps({k: v for k, v in kernel.items() if k != "metrics"}, indent=1))
+    main = max(data["kernels"], key=lambda k: k["duration_ms"])
+    assert main["duration_ms"] > 0 and main["bound"] in ("memory", "compute", "latency")
+    if PROFILED[name] is None:
+        assert main["dram_bytes"] >= 0.9 * 8192 * 4096 * 4
+        assert main["bound"] == "memory"
+    else:
+        precision, m, k, n = PROFILED[name]
+        assert main["flops"][precision] == pytest.approx(2 * m * n * k, rel=0.05)

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+from kernelwright import profiling as prof
 from kernelwright.profiler import ncu, ncu_metrics, roofline
-from kernelwright.profiler import profile as prof
 from kernelwright.profiler.sheets import gpu_sheet
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ncu"
@@ -332,7 +332,7 @@ def test_profile_runs_ncu_on_the_candidates_own_kernels_and_summarises(fake_ncu,
     requested = args[args.index("--metrics") + 1].split(",")
     assert requested == ncu_metrics.metrics_for((9, 0))
     assert "sm__ops_path_tensor_src_fp16.sum" in requested
-    assert args[-3:-1] == ["-m", "kernelwright.profiler.ncu_target"]  # the target, isolated
+    assert args[-3:-1] == ["-m", "kernelwright.verifier.profile_target"]  # the target, isolated
     assert Path(call["cwd"]).parent == Path(os.environ["KERNELWRIGHT_HOME"]) / "scratch"
     judge = result.judge_metrics()
     assert judge is not None and judge["reduce_rows"]["bound"].startswith("memory")

@@ -1,6 +1,6 @@
 """The process ncu profiles: the candidate at the problem's shape, warmed up, called once.
 
-Started under ncu as `python -m kernelwright.profiler.ncu_target FD` in a scratch folder (an
+Started under ncu as `python -m kernelwright.verifier.profile_target FD` in a scratch folder (an
 isolated worker, like every process that runs candidate code). ncu sits between this process and
 its parent, so the request and the answer travel as files in the working directory
 (`job.json`, `result.json`) rather than over the worker channel.

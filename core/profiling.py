@@ -7,7 +7,7 @@ figures (`profiler.roofline`).
 
 A profile never fails an evaluation. When ncu is missing, counters are not permitted, or the
 driver or GPU is unsupported, the result says why and how to fix it (`status` `unavailable`),
-and this process stops trying (`permanent`); anything else is `failed` with ncu's own error.
+and this process does not start ncu again; anything else is `failed` with ncu's own error.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 from kernelwright import paths, pyast
 from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.profiler import ncu, ncu_metrics, roofline
-from kernelwright.profiler.ncu_target import JOB, RESULT
 from kernelwright.profiler.sheets import gpu_sheet
+from kernelwright.verifier.profile_target import JOB, RESULT
 from kernelwright.verifier.static_checks import kernel_names, native_source
 
 DEFAULT_TIMEOUT_S = 180.0
@@ -60,10 +60,15 @@ class ProfileResult:
         return asdict(self)
 
     def judge_metrics(self) -> dict[str, dict[str, str]] | None:
-        """The judge's block: labelled lines per kernel, or None without a profile."""
-        if not self.ok:
-            return None
-        return {k["kernel"]: roofline.judge_block(k) for k in self.kernels}
+        return judge_metrics(self.to_json())
+
+
+def judge_metrics(profile: dict[str, Any] | None) -> dict[str, dict[str, str]] | None:
+    """The judge's block for a profile (`ProfileResult.to_json()`): labelled lines per kernel,
+    or None when there is no profile with metrics."""
+    if not profile or profile.get("status") != OK:
+        return None
+    return {k["kernel"]: k["judge"] for k in profile.get("kernels", [])}
 
 
 def candidate_kernels(candidate: Path) -> list[str]:
@@ -144,7 +149,7 @@ def _run(
     launcher = (sys.executable, "-m", "kernelwright.profiler.loopback", *command)
     env = {"CUDA_VISIBLE_DEVICES": device} if device is not None else None
     worker = Worker(
-        "kernelwright.profiler.ncu_target", scratch, timeout_s, env_extra=env, launcher=launcher
+        "kernelwright.verifier.profile_target", scratch, timeout_s, env_extra=env, launcher=launcher
     )
     with worker:
         try:
@@ -185,6 +190,8 @@ def _run(
         message = f"ncu profiled no launch of the candidate's kernels ({names})"
         return ProfileResult(FAILED, message, device_name=device_name, log=log + table.stderr)
     kernels_summary = roofline.summarize(launches, kernels, gpu_sheet(device_name))
+    for kernel in kernels_summary:
+        kernel["judge"] = roofline.judge_block(kernel)
     return ProfileResult(OK, "", kernels_summary, device_name=device_name, log=log)
 
 
