@@ -9,8 +9,11 @@ Runs only in worker processes (it imports torch and executes candidate code). Gu
 - an exclusive `flock` on `builds/<key>.lock` serialises builders of the same key; the kernel drops
   it when its holder dies, so a killed build never leaves a lock that blocks later builds;
 - a directory without the completion marker is a leftover of a failed or killed build and is wiped
-  before building (which also clears torch's own stale `lock` file inside it); a failed build's
-  directory is removed;
+  before building; a failed build's directory is removed;
+- torch's own `lock` file (a `FileBaton`: created on every load, cache hits included, and left
+  behind by a builder killed meanwhile, after which torch waits on it forever) is deleted before
+  each load: whoever holds the key's `flock` is the only live builder of that directory, so a
+  `lock` found there belongs to a dead one;
 - builds are verbose, so the full compiler output lands in the worker's stdout log; candidates
   cannot choose where they build;
 - on the cuda target, a kernel-only extension that is not cached is pre-checked with a quick
@@ -40,6 +43,7 @@ from kernelwright.compiler.precheck_run import PrecheckFailed, PrecheckOutcome, 
 HOOK_VERSION = "2"
 COMPLETE_MARKER = ".kw-complete"
 KERNELS_FILE = ".kw-kernels.json"
+TORCH_BATON = "lock"  # torch.utils.file_baton.FileBaton's file in the build directory
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ def install_build_hooks(builds_root: Path, target: str) -> None:
                     if target == "cuda":  # before mkdir: a rejected extension leaves nothing
                         outcome = _precheck(fn, original, args, kwargs)
                 directory.mkdir(parents=True, exist_ok=True)
+                _clear_stale_baton(directory)
                 kwargs["build_directory"] = str(directory)
                 kwargs["verbose"] = True
                 try:
@@ -147,6 +152,14 @@ def install_build_hooks(builds_root: Path, target: str) -> None:
         original = getattr(cpp_extension, fn)
         if not hasattr(original, "__wrapped__"):
             setattr(cpp_extension, fn, routed(fn, original))
+
+
+def _clear_stale_baton(directory: Path) -> None:
+    """Delete torch's `lock` in a directory whose key `flock` this process holds (see above)."""
+    baton = directory / TORCH_BATON
+    if baton.exists():
+        baton.unlink(missing_ok=True)
+        print(f"[kernelwright] removed a stale {baton} left by a killed builder", flush=True)
 
 
 def _precheck(
