@@ -5,7 +5,11 @@ in its own optimize loop (`loop.Optimizer` on the shared run, budget and executo
 go through the executor, so on a local machine no two share a device. Ctrl-C interrupts every
 loop, kills the workers and leaves the run resumable (`--resume RUN` goes on with each problem
 where it stopped). The summary (fast_p, geometric mean, per level, per problem tokens and cost)
-is computed from the history, so it is the same for a finished, resumed or reviewed run.
+is computed from the history, so it is the same for a finished, resumed or reviewed run. A run
+with `compile_baseline` also has them against the reference under torch.compile: per problem
+the best candidate's speedup over it (compiled reference ms / candidate ms, as timed with that
+candidate), and fast_p and the geometric mean of those (`vs_torch_compile`); a problem whose
+compiled time is missing (torch.compile failed: see its `compile_note`) counts as not fast.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from kernelwright.loop import Optimizer
 from kernelwright.loop_config import OptimizeConfig, Progress
 from kernelwright.metrics import fast_p_table, geomean
 from kernelwright.problem import level_of, load_problem, load_problem_dir
+from kernelwright.records import compiled_figures
 from kernelwright.store import repo
 from kernelwright.store.repo import session
 from kernelwright.store.schema import LlmCall
@@ -213,6 +218,7 @@ def bench_summary(engine: Engine, run_id: str) -> dict[str, Any]:
     rows = repo.candidate_rows(engine, run_id)
     totals = problem_totals(engine, run_id)
     paths = run["config"].get("problems") or sorted({r.problem for r in rows})
+    compiled = bool((run["config"].get("settings") or {}).get("compile_baseline"))
     problems = []
     for path in paths:
         name = Path(path).stem
@@ -230,17 +236,19 @@ def bench_summary(engine: Engine, run_id: str) -> dict[str, Any]:
                 **totals.get(name, {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}),
             }
         )
+        if compiled:
+            problems[-1].update(_compiled_fields(engine, best.id if best else None))
     levels: dict[str, Any] = {}
     for level in sorted({p["level"] for p in problems if p["level"] is not None}):
         subset = [p for p in problems if p["level"] == level]
-        levels[str(level)] = _figures(subset)
+        levels[str(level)] = _figures(subset, compiled)
     return {
         "run_id": run_id,
         "status": run["status"],
         "stop_reason": run["stop_reason"],
         "target": run["target"],
         "models": run["models"],
-        **_figures(problems),
+        **_figures(problems, compiled),
         "levels": levels,
         "problems": problems,
         "tokens": {"input": run["tokens_in"], "output": run["tokens_out"]},
@@ -248,8 +256,32 @@ def bench_summary(engine: Engine, run_id: str) -> dict[str, Any]:
     }
 
 
-def _figures(problems: list[dict[str, Any]]) -> dict[str, Any]:
-    best = {p["name"]: p["best_speedup"] for p in problems}
+def _compiled_fields(engine: Engine, best_id: str | None) -> dict[str, Any]:
+    """The torch.compile figures of a problem's best candidate (None where it has none)."""
+    timing = None
+    if best_id is not None:
+        timing = (repo.get_candidate(engine, best_id)["evaluation"] or {}).get("timing")
+    ms, speedup, note = compiled_figures(timing)
+    return {
+        "compiled_reference_ms": ms,
+        "best_speedup_vs_compile": speedup,
+        "compile_note": note or None,
+    }
+
+
+def _figures(problems: list[dict[str, Any]], compiled: bool = False) -> dict[str, Any]:
+    figures = _speedup_figures({p["name"]: p["best_speedup"] for p in problems})
+    if compiled:
+        vs = _speedup_figures({p["name"]: p["best_speedup_vs_compile"] for p in problems})
+        figures["vs_torch_compile"] = {
+            "fast_p": vs["fast_p"],
+            "geomean_speedup": vs["geomean_speedup"],
+            "measured": vs["solved"],
+        }
+    return figures
+
+
+def _speedup_figures(best: dict[str, float | None]) -> dict[str, Any]:
     return {
         "fast_p": fast_p_table(best),
         "geomean_speedup": geomean([s for s in best.values() if s is not None]),

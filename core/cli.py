@@ -60,6 +60,12 @@ def evaluate(
         float, typer.Option(help="Seconds allowed for running (verify + time).")
     ] = 180.0,
     build_timeout: Annotated[float, typer.Option(help="Seconds allowed for building.")] = 300.0,
+    compile_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--compile-baseline", help="Also time the reference under torch.compile (default mode)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     save: Annotated[
         bool, typer.Option("--save", help="Record the evaluation in the history.")
@@ -87,6 +93,7 @@ def evaluate(
             rtol=rtol,
             timeout_s=timeout,
             build_timeout_s=build_timeout,
+            compile_baseline=compile_baseline,
         )
         result = run_evaluation(problem, candidate, options)
         data = result.to_dict()
@@ -157,6 +164,10 @@ def _render_evaluation(r: dict[str, Any]) -> None:
     table.add_row("speedup", _fmt(r["speedup"], "x", 3))
     table.add_row("candidate", _fmt(r["candidate_ms"], " ms"))
     table.add_row("reference", _fmt(r["reference_ms"], " ms"))
+    if (r["timing"] or {}).get("compiled_reference"):
+        from kernelwright.records import compiled_text
+
+        table.add_row("torch.compile", escape(compiled_text(r["timing"])))
     table.add_row("max abs error", _fmt(r["max_abs_error"], "", 3))
     passed = sum(1 for c in r["cases"] if c["ok"])
     table.add_row("cases passed", f"{passed} of {len(r['cases'])}" if r["cases"] else "-")
@@ -223,8 +234,10 @@ def _register_commands() -> None:
     from kernelwright.cli_bench import bench
     from kernelwright.cli_history import candidates_app, report, runs_app
     from kernelwright.cli_optimize import optimize
+    from kernelwright.cli_profile import profile
 
     app.command()(optimize)
+    app.command()(profile)
     app.command()(bench)
     app.command()(report)
     app.add_typer(runs_app, name="runs")

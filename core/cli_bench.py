@@ -14,10 +14,12 @@ from typing import Annotated, Any
 import typer
 from kernelwright.cli_optimize import (
     BaseUrlOption,
+    CompileBaselineOption,
     DbOption,
     JsonOption,
     JudgeModelOption,
     ModelOption,
+    ProfileOption,
     TargetOption,
     TrialsOption,
 )
@@ -54,6 +56,8 @@ def bench(
     resume: Annotated[str | None, typer.Option(help="Go on with an earlier bench run.")] = None,
     base_url: BaseUrlOption = None,
     trials: TrialsOption = 5,
+    compile_baseline: CompileBaselineOption = False,
+    profile: ProfileOption = True,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -141,6 +145,8 @@ def _build(a: dict[str, Any]) -> Any:
             width=a["width"],
             budget_usd=a["budget_usd"],
             trials=a["trials"],
+            compile_baseline=a["compile_baseline"],
+            profile=a["profile"],
         )
     executor = make_executor(a["executor"], settings.target, a["ray_address"])
     coder_model, judge = make_models(settings)
@@ -158,24 +164,52 @@ def _build(a: dict[str, Any]) -> Any:
 
 
 def render_summary(console: Console, s: dict[str, Any]) -> None:
-    """Per problem best speedup, tokens and cost; fast_p and the geometric mean."""
-    table = Table("problem", "level", "best", "candidates", "correct", "tokens", "cost")
+    """Per problem best speedup, tokens and cost; fast_p and the geometric mean; the same
+    against torch.compile when the run measured that baseline."""
+    compiled = s.get("vs_torch_compile")
+    columns = ["problem", "level", "best", "candidates", "correct", "tokens", "cost"]
+    if compiled:
+        columns[3:3] = ["torch.compile ms", "vs torch.compile"]
+    table = Table(*columns)
     for p in s["problems"]:
-        best = f"{p['best_speedup']:.2f}x" if p["best_speedup"] is not None else "-"
-        table.add_row(
+        row = [
             p["name"],
             str(p["level"] or "-"),
-            best,
+            _x(p["best_speedup"]),
             str(p["candidates"]),
             str(p["correct"]),
             str(p["tokens_in"] + p["tokens_out"]),
             f"${p['cost_usd']:.4f}",
-        )
+        ]
+        if compiled:
+            ms = p["compiled_reference_ms"]
+            row[3:3] = [f"{ms:.4g}" if ms is not None else "-", _x(p["best_speedup_vs_compile"])]
+        table.add_row(*row)
     console.print(table)
-    fast = "  ".join(f"{k}={v:.2f}" for k, v in s["fast_p"].items())
-    geo = s["geomean_speedup"]
-    console.print(f"{fast}\ngeomean speedup over solved: {f'{geo:.2f}x' if geo else '-'}")
+    console.print(_fast_line(s["fast_p"], s["geomean_speedup"], "geomean speedup over solved"))
+    if compiled:
+        console.print(
+            f"against torch.compile ({compiled['measured']} problems with a correct kernel "
+            "and a compiled time):\n"
+            + _fast_line(compiled["fast_p"], compiled["geomean_speedup"], "geomean speedup")
+        )
+        for p in s["problems"]:
+            if p["compile_note"]:
+                console.print(
+                    f"{p['name']}: no torch.compile time: {p['compile_note']}",
+                    markup=False,
+                    highlight=False,
+                )
     console.print(
         f"run {s['run_id']}: {s['status']} ({s['stop_reason']}); cost ${s['cost_usd']:.4f}"
     )
     console.print(f"review it: kernelwright runs show {s['run_id']}", highlight=False)
+
+
+def _x(speedup: float | None) -> str:
+    return f"{speedup:.2f}x" if speedup is not None else "-"
+
+
+def _fast_line(fast_p: dict[str, float], geo: float | None, label: str) -> str:
+    fast = "  ".join(f"{k}={v:.2f}" for k, v in fast_p.items())
+    return f"{fast}\n{label}: {_x(geo) if geo else '-'}"

@@ -42,6 +42,21 @@ BaseUrlOption = Annotated[
 TrialsOption = Annotated[int, typer.Option(help="Seeded correctness trials per candidate.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 DbOption = Annotated[str | None, typer.Option("--db", help="History database URL.")]
+ProfileOption = Annotated[
+    bool,
+    typer.Option(
+        "--profile/--no-profile",
+        help="Profile correct CUDA candidates with Nsight Compute for the judge (where ncu works).",
+    ),
+]
+CompileBaselineOption = Annotated[
+    bool,
+    typer.Option(
+        "--compile-baseline",
+        help="Also time the reference under torch.compile (default mode) and report speedups "
+        "over it.",
+    ),
+]
 
 
 def demo_replay(problem_name: str) -> Path | None:
@@ -116,6 +131,8 @@ def optimize(
     seed: Annotated[int, typer.Option(help="Seed of the first trial.")] = 42,
     timeout: Annotated[float, typer.Option(help="Seconds for verify + time.")] = 180.0,
     build_timeout: Annotated[float, typer.Option(help="Seconds for a build.")] = 300.0,
+    compile_baseline: CompileBaselineOption = False,
+    profile: ProfileOption = True,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -201,6 +218,8 @@ def _build(a: dict[str, Any], err: Console) -> Any:
             seed=a["seed"],
             timeout_s=a["timeout"],
             build_timeout_s=a["build_timeout"],
+            compile_baseline=a["compile_baseline"],
+            profile=a["profile"],
             **{k: v for k, v in limits.items() if v is not None},
         )
     coder_model, judge = make_models(config)

@@ -5,12 +5,21 @@ compiles, the reference worker computes the expected outputs; a candidate that f
 never run; one that is wrong is never timed. This process runs no problem or candidate code and
 never initialises CUDA: it starts workers, compares their outputs on the CPU and assembles the
 `EvaluationResult`. Bad input raises `BadInput`/`ToolchainMissing` before anything is written.
+
+With `compile_baseline`, a correct candidate's timing also gets the reference under
+`torch.compile` (`timing.compiled_reference`), timed in a reference-side worker after the
+candidate's own timing. It is measured once per problem, target, device and settings in this
+process and reused: compiling is the slow part and does not depend on the candidate. A failure
+there never fails the evaluation; it is kept as the record's one-line note.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import shutil
+import threading
 import time
 import uuid
 from contextlib import AbstractContextManager, nullcontext
@@ -22,7 +31,7 @@ from kernelwright import paths
 from kernelwright.compiler.build import DEFAULT_BUILD_TIMEOUT_S, start_build
 from kernelwright.errors import BadInput
 from kernelwright.problem import load_candidate, load_problem
-from kernelwright.records import EvaluationResult, Status
+from kernelwright.records import CompiledReference, EvaluationResult, Status
 from kernelwright.targets import check_toolchain
 from kernelwright.verifier import session
 from kernelwright.verifier.static_checks import REJECT, WARN, check_candidate
@@ -45,6 +54,8 @@ class EvaluateOptions:
     build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
     timing: dict[str, Any] = field(default_factory=dict)
     device: str | None = None  # a CUDA device index for the workers (CUDA_VISIBLE_DEVICES)
+    compile_baseline: bool = False  # also time the reference under torch.compile
+    profile: bool = False  # Nsight Compute metrics for a correct candidate (cuda target only)
 
 
 def evaluate(
@@ -68,6 +79,7 @@ def evaluate(
     warnings = [asdict(f) for f in findings if f.severity == WARN]
     rejects = [f for f in findings if f.severity == REJECT]
     scratch = paths.scratch_dir() / f"eval-{uuid.uuid4().hex[:12]}"
+    profile: dict[str, Any] | None = None
     common: dict[str, Any] = {
         "target": options.target,
         "problem": str(problem.path),
@@ -131,6 +143,21 @@ def evaluate(
                 options.timing,
                 env_extra=device_env,
             )
+        if options.compile_baseline and verdict.timing is not None:
+            compiled = _compiled_reference(
+                problem.path, problem.content_hash, options, device, device_env
+            )
+            verdict.timing = dataclasses.replace(
+                verdict.timing,
+                compiled_reference=compiled.for_candidate(verdict.timing.candidate.median_ms),
+            )
+        if options.profile and options.target == "cuda" and verdict.status is Status.CORRECT:
+            from kernelwright.profiling import profile_candidate
+
+            with device:
+                profile = profile_candidate(
+                    problem.path, candidate.path, seed=options.seed, device=options.device
+                ).to_json()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     errors = [c for c in verdict.cases if c.max_abs_error is not None]
@@ -155,9 +182,52 @@ def evaluate(
         cached=build.cached,
         kernels=build.kernels,
         precheck_s=build.precheck_s,
+        profile=profile,
         log=verdict.log,
         environment=verdict.environment,
         warnings=warnings + verdict.warnings,
         duration_s=time.perf_counter() - started,
         **common,
     )
+
+
+_compiled: dict[str, CompiledReference] = {}
+_compiled_locks: dict[str, threading.Lock] = {}
+_compiled_guard = threading.Lock()
+
+
+def _compiled_reference(
+    problem: Path,
+    content_hash: str,
+    options: EvaluateOptions,
+    device: AbstractContextManager[Any],
+    device_env: dict[str, str] | None,
+) -> CompiledReference:
+    """The problem's torch.compile baseline, measured on first use (under the device lock) and
+    then reused; concurrent evaluations of one problem wait for the one that measures it."""
+    key = json.dumps(
+        [content_hash, options.target, options.device, options.seed, options.timing],
+        sort_keys=True,
+    )
+    with _compiled_guard:
+        lock = _compiled_locks.setdefault(key, threading.Lock())
+    with lock:
+        if key not in _compiled:
+            scratch = paths.scratch_dir() / f"compile-{uuid.uuid4().hex[:12]}"
+            try:
+                with device:
+                    _compiled[key] = session.time_compiled_reference(
+                        problem,
+                        options.target,
+                        options.trials,
+                        options.seed,
+                        scratch,
+                        options.timeout_s,
+                        options.timing,
+                        env_extra=device_env,
+                    )
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            if _compiled[key].note:
+                log.info("%s: no torch.compile baseline: %s", problem.name, _compiled[key].note)
+        return _compiled[key]

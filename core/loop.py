@@ -36,9 +36,10 @@ from kernelwright.isolation import kill_all
 from kernelwright.loop_config import OptimizeConfig, Outcome, Progress
 from kernelwright.problem import Problem, load_candidate, load_problem
 from kernelwright.profiler.sheets import sheet_for
+from kernelwright.profiling import judge_metrics
 from kernelwright.records import EvaluationResult, Status
 from kernelwright.search import Entry, best, choose_parents
-from kernelwright.store import loop_state, repo
+from kernelwright.store import loop_state, profiles, repo
 from kernelwright.targets import check_toolchain, first_gpu_name
 from sqlalchemy.engine import Engine
 
@@ -124,7 +125,10 @@ class Optimizer:
             rtol=config.rtol,
             timeout_s=config.timeout_s,
             build_timeout_s=config.build_timeout_s,
+            compile_baseline=config.compile_baseline,
+            profile=config.profile and config.target == "cuda",
         )
+        self._profile_notice_shown = False
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -375,11 +379,19 @@ class Optimizer:
         entry.status, entry.reason, entry.log = result.status.value, result.reason, result.log
         entry.speedup, entry.candidate_ms = result.speedup, result.candidate_ms
         entry.reference_ms = result.reference_ms
+        entry.metrics = judge_metrics(result.profile)
+        self._profile_notice(result.profile)
         shown = f" {result.speedup:.2f}x" if result.speedup is not None else ""
         self._progress(f"candidate {entry.id}: {entry.status}{shown}")
         target = self.config.target_speedup
         if target is not None and entry.correct and (entry.speedup or 0.0) >= target:
             self.stopping.set()  # the other slots start nothing new
+
+    def _profile_notice(self, profile: dict[str, Any] | None) -> None:
+        """Say once why the judge gets no hardware metrics; the run goes on with timings."""
+        if profile and profile.get("status") == "unavailable" and not self._profile_notice_shown:
+            self._profile_notice_shown = True
+            self._progress(f"no Nsight Compute profile: {profile.get('message')}")
 
     def _progress(self, message: str) -> None:
         top = best(self.entries)
@@ -414,6 +426,7 @@ class Optimizer:
         state = loop_state.loop_state(
             self.engine, run_id, self.problem.content_hash, self.problem.name
         )
+        profiled = profiles.judge_metrics(self.engine, [c["id"] for c in state["candidates"]])
         for data in state["candidates"]:
             evaluation = data["evaluation"] or {}
             entry = Entry(
@@ -428,6 +441,7 @@ class Optimizer:
                 candidate_ms=evaluation.get("candidate_ms"),
                 reference_ms=evaluation.get("reference_ms"),
                 log=evaluation.get("log", ""),
+                metrics=profiled.get(data["id"]),
             )
             reply = state["verdicts"].get(entry.id)
             if reply is not None:

@@ -27,6 +27,8 @@ class OptimizeConfig:
     rtol: float | None = None
     timeout_s: float = 180.0
     build_timeout_s: float = 300.0
+    compile_baseline: bool = False  # also time the reference under torch.compile
+    profile: bool = True  # Nsight Compute metrics for correct candidates (cuda target)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

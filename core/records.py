@@ -70,6 +70,53 @@ class TimingReport:
     host_candidate_ms: float
     flush_bytes: int
     settings: dict[str, Any]
+    # `CompiledReference.for_candidate`'s JSON, only with --compile-baseline (else left out of
+    # the JSON, so timings without the flag read exactly as before)
+    compiled_reference: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
+
+
+@dataclass(frozen=True)
+class CompiledReference:
+    """The reference compiled with `torch.compile` (default mode), timed in a reference-side
+    worker with the same protocol as the candidate: `eager` is the eager reference timed
+    interleaved with it there, `eager_over_compiled` the median of the per-round ratios.
+    When compiling or timing failed, `compiled` is None and `note` says why in one line."""
+
+    mode: str
+    compiled: SampleStats | None = None
+    eager: SampleStats | None = None
+    eager_over_compiled: float | None = None
+    compile_s: float | None = None  # the untimed first calls that compiled it
+    note: str = ""
+
+    def for_candidate(self, candidate_ms: float) -> dict[str, Any]:
+        """What an evaluation stores as `timing["compiled_reference"]`; `speedup` is the
+        candidate's over torch.compile (compiled median / candidate median)."""
+        if self.compiled is None:
+            return {"mode": self.mode, "note": self.note}
+        return {
+            "mode": self.mode,
+            **dataclasses.asdict(self.compiled),
+            "eager_median_ms": self.eager.median_ms if self.eager else None,
+            "eager_over_compiled": self.eager_over_compiled,
+            "compile_s": self.compile_s,
+            "speedup": self.compiled.median_ms / max(candidate_ms, 1e-9),
+        }
+
+
+def compiled_figures(timing: dict[str, Any] | None) -> tuple[float | None, float | None, str]:
+    """(compiled reference ms, speedup over it, note) from a stored evaluation's timing JSON;
+    Nones and "" where it was not measured."""
+    found = (timing or {}).get("compiled_reference") or {}
+    return found.get("median_ms"), found.get("speedup"), found.get("note") or ""
+
+
+def compiled_text(timing: dict[str, Any] | None) -> str:
+    """One line on the torch.compile baseline: its time and the speedup over it, or why not."""
+    ms, speedup, note = compiled_figures(timing)
+    if ms is None:
+        return f"not timed: {note or 'not measured'}"
+    return f"{ms:.4g} ms, speedup over it {speedup:.3g}x"
 
 
 @dataclass(frozen=True)
@@ -111,6 +158,8 @@ class EvaluationResult:
     duration_s: float = 0.0
     kernels: list[dict[str, Any]] = field(default_factory=list)  # BuildResult.kernels
     precheck_s: float | None = None  # BuildResult.precheck_s
+    # Nsight Compute profile (`ProfileResult.to_json()`), for correct CUDA candidates when asked.
+    profile: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(self)
@@ -119,7 +168,11 @@ class EvaluationResult:
 def to_jsonable(value: Any) -> Any:
     """Dataclasses, enums, lists and dicts as plain JSON values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: to_jsonable(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get("omit_none") and getattr(value, f.name) is None)
+        }
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict):

@@ -7,7 +7,8 @@ Guarantees:
   escaped: the template autoescapes, and the SVG builders in `report_svg` escape their text.
 - Works for optimize runs (one problem), bench runs (many problems) and runs with no correct
   candidate or no candidate at all. fast_p and the geometric mean are `kernelwright.metrics`'s,
-  over the problems that have candidates in the run.
+  over the problems that have candidates in the run; where evaluations timed the reference under
+  torch.compile (`--compile-baseline`), the same figures against it, and its time per problem.
 - `write_report` never leaves a half-written file at the destination (temp file + os.replace).
 """
 
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 from kernelwright import report_svg
 from kernelwright.errors import BadInput
 from kernelwright.metrics import FAST_P_THRESHOLDS, fast_p, geomean
+from kernelwright.records import compiled_figures
 from kernelwright.store import repo
 from kernelwright.store.schema import Candidate, Profile
 from sqlalchemy.engine import Engine
@@ -57,6 +59,10 @@ class CandidateView:
     log: str
     profiles: list[dict[str, Any]] = field(default_factory=list)
     children: list[CandidateView] = field(default_factory=list)
+    # the reference under torch.compile, from the evaluation's timing (--compile-baseline)
+    torch_compile_ms: float | None = None
+    vs_torch_compile: float | None = None
+    torch_compile_note: str = ""
 
 
 @dataclass
@@ -111,6 +117,7 @@ def _candidate_view(
 ) -> CandidateView:
     evaluation = detail.get("evaluation") or {}
     build = detail.get("build") or {}
+    compiled_ms, vs_compiled, compile_note = compiled_figures(evaluation.get("timing"))
     parents = [str(p) for p in (detail.get("parents") or [])] or (
         [row.parent_id] if row.parent_id else []
     )
@@ -132,6 +139,9 @@ def _candidate_view(
         source=str(detail.get("source") or ""),
         log=str(evaluation.get("log") or ""),
         profiles=profiles,
+        torch_compile_ms=_finite(compiled_ms),
+        vs_torch_compile=_finite(vs_compiled),
+        torch_compile_note=str(compile_note),
     )
 
 
@@ -204,11 +214,25 @@ def build_context(engine: Engine, run_id: str) -> dict[str, Any]:
         grouped.setdefault(row.problem, []).append(view)
     problems = [_problem_view(i, name, cands) for i, (name, cands) in enumerate(grouped.items())]
     best = {p.name: (p.best.speedup if p.best else None) for p in problems}
+    vs_compiled = {p.name: (p.best.vs_torch_compile if p.best else None) for p in problems}
+    timed_compiled = any(
+        c.torch_compile_ms is not None or c.torch_compile_note
+        for p in problems
+        for c in p.candidates
+    )
     n = len(best)
     fast = []
     for p in FAST_P_THRESHOLDS:
         share = fast_p(best, p)
-        fast.append({"name": f"fast_{p:g}", "p": p, "share": share, "count": round(share * n)})
+        fast.append(
+            {
+                "name": f"fast_{p:g}",
+                "p": p,
+                "share": share,
+                "count": round(share * n),
+                "vs_torch_compile": fast_p(vs_compiled, p),
+            }
+        )
     return {
         "run": run,
         "duration": _duration(run.get("started_at"), run.get("finished_at")),
@@ -219,6 +243,8 @@ def build_context(engine: Engine, run_id: str) -> dict[str, Any]:
         "n_correct_problems": sum(1 for s in best.values() if s is not None),
         "fast": fast,
         "geomean": geomean([s for s in best.values() if s is not None]),
+        "torch_compile": timed_compiled,
+        "geomean_vs_torch_compile": geomean([s for s in vs_compiled.values() if s is not None]),
         "fast_chart": report_svg.fast_p_chart(list(best.values())),
         "roofline": _roofline(problems),
         "status_colors": report_svg.STATUS_COLORS,

@@ -3,6 +3,7 @@ history, resume. The real builds run in test_cli_optimize.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -18,7 +19,7 @@ from kernelwright.loop import Optimizer
 from kernelwright.loop_config import OptimizeConfig
 from kernelwright.store import repo
 from kernelwright.store.db import open_engine
-from kernelwright.store.schema import LlmCall
+from kernelwright.store.schema import LlmCall, Profile
 
 PROBLEM = Path(__file__).resolve().parent / "fixtures" / "problems" / "scale_add.py"
 
@@ -290,3 +291,41 @@ def test_resume_refuses_a_changed_problem(engine, tmp_path, fake_eval):
     config = OptimizeConfig.from_json(repo.show_run(engine, outcome.run_id)["config"])
     with pytest.raises(BadInput, match="changed since run"):
         Optimizer(engine, config, model, model, resume=outcome.run_id)
+
+
+def test_the_judge_reads_the_profile_of_the_candidate_it_reviews_also_after_resume(
+    engine, tmp_path, monkeypatch
+):
+    from kernelwright.profiler import ncu, roofline
+    from kernelwright.profiler.sheets import gpu_sheet
+
+    fixture = Path(__file__).resolve().parent / "fixtures" / "ncu" / "raw_h100.csv"
+    launches = ncu.parse_csv(fixture.read_text())
+    kernels = roofline.summarize(launches, ["reduce_rows"], gpu_sheet("NVIDIA H100 80GB HBM3"))
+    for kernel in kernels:
+        kernel["judge"] = roofline.judge_block(kernel)
+    profile = {"status": "ok", "message": "", "kernels": kernels[1:2], "seconds": 4.0}
+
+    def evaluate_with_profile(problem_path, candidate_path, options, device_lock=None):
+        result = fake_evaluate(problem_path, candidate_path, options, device_lock)
+        correct = result.status.value == "correct"
+        return dataclasses.replace(result, profile=profile if correct else None)
+
+    monkeypatch.setattr(executors_module, "evaluate", evaluate_with_profile)
+    lines = [coder("correct 1.5"), judge("optimize"), coder("correct 1.7")]
+    outcome = make(engine, replay(tmp_path, lines), rounds=2).run()
+    (judged,) = [c for c in calls(engine, outcome.run_id) if c.role == "judge"]
+    assert "Profile of this candidate's kernels" in judged.prompt
+    assert "- reduce_rows\n  - time: 100.0 us over 2 launches\n  - bound: memory" in judged.prompt
+    rows = repo.candidate_rows(engine, outcome.run_id)
+    with sa.orm.Session(engine) as s:
+        stored = s.scalars(sa.select(Profile).order_by(Profile.id)).all()
+    assert [(p.candidate_id, p.bound) for p in stored] == [(r.id, "memory") for r in rows]
+    shown = repo.get_candidate(engine, rows[0].id)["profiles"]
+    assert [(k["kernel"], k["judge"]["bound"][:6]) for k in shown] == [("reduce_rows", "memory")]
+
+    config = OptimizeConfig.from_json(repo.show_run(engine, outcome.run_id)["config"])
+    model = replay(tmp_path, lines)
+    resumed = Optimizer(engine, config, model, model, resume=outcome.run_id)
+    first = next(e for e in resumed.entries if e.id == rows[0].id)
+    assert first.metrics == {"reduce_rows": roofline.judge_block(kernels[1])}

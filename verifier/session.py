@@ -5,6 +5,9 @@ records a sha256 of each output file, so a candidate cannot swap them later. `ru
 the candidate's worker on the same cases, compares every output here (CPU, float64), and only when
 all cases pass asks the worker to time. Each worker has a hard deadline; a hang becomes `timeout`,
 a crash or exception `runtime_error` with its traceback and log, a wrong output `incorrect`.
+`time_compiled_reference` (`--compile-baseline`) times the reference under `torch.compile`, also
+in a worker that never loads candidate code; it never raises for the problem's sake: a failure,
+crash or timeout there becomes the record's one-line `note`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ import torch
 from kernelwright import paths, pyast
 from kernelwright.errors import BadInput
 from kernelwright.isolation import Exit, Worker, WorkerOverLimit, WorkerTimeout
-from kernelwright.records import CaseResult, SampleStats, Status, TimingReport
+from kernelwright.records import (
+    CaseResult,
+    CompiledReference,
+    SampleStats,
+    Status,
+    TimingReport,
+)
 from kernelwright.verifier.cases import Case
 from kernelwright.verifier.compare import compare
 from kernelwright.verifier.static_checks import kernel_names, native_source
@@ -108,6 +117,62 @@ def run_reference(
         detail = _last_line(end.stderr) or end.describe()
         raise BadInput(f"problem {problem.name}: the reference worker {end.describe()}: {detail}")
     return ReferenceOutputs(cases, files, nbytes, mutating)
+
+
+COMPILE_MODE = "default"
+
+
+def time_compiled_reference(
+    problem: Path,
+    target: str,
+    trials: int,
+    seed: int,
+    scratch: Path,
+    timeout_s: float,
+    timing_settings: dict[str, Any] | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> CompiledReference:
+    """The reference under `torch.compile`, timed against eager on the first case's inputs."""
+    out_dir = scratch / "compiled_reference"
+    message: dict[str, Any] | None = None
+    note = ""
+    # A lasting TMPDIR, where inductor keeps its caches (precompiled headers too, whatever
+    # TORCHINDUCTOR_CACHE_DIR says): a problem compiles from scratch once per KERNELWRIGHT_HOME.
+    tmp = paths.home() / "inductor"
+    tmp.mkdir(exist_ok=True)
+    env = {"TMPDIR": str(tmp), **(env_extra or {})}
+    with Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env) as worker:
+        worker.send(
+            {
+                "mode": "compiled_reference",
+                "problem": str(problem),
+                "target": target,
+                "trials": trials,
+                "seed": seed,
+                "timing": timing_settings or {},
+            }
+        )
+        try:
+            message = worker.recv()
+        except WorkerTimeout:
+            note = f"torch.compile and its timing did not finish within {timeout_s:g} s"
+        except WorkerOverLimit as exc:
+            note = f"the torch.compile worker {exc}"
+        end = worker.finish()
+    if message is None:
+        detail = _last_line(end.stderr)
+        ended = f"the torch.compile worker {end.describe()}" + (f": {detail}" if detail else "")
+        return CompiledReference(COMPILE_MODE, note=note or ended)
+    if "report" not in message:
+        return CompiledReference(COMPILE_MODE, note=str(message.get("note", "no result"))[:500])
+    report = _timing_report(message["report"])
+    return CompiledReference(
+        COMPILE_MODE,
+        compiled=report.candidate,
+        eager=report.reference,
+        eager_over_compiled=report.speedup,
+        compile_s=float(message["compile_s"]),
+    )
 
 
 def run_candidate(

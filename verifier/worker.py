@@ -10,6 +10,10 @@ Started by `verifier.session` as `python -m kernelwright.verifier.worker FD`, is
   `ModelNew` on the cases the parent sends, writes the outputs and reports each; then waits. On
   `time` it builds fresh reference and candidate models at the problem's shape and times them
   interleaved (reference with PyTorch's default backend settings, both under `no_grad`).
+- `compiled_reference` (`--compile-baseline`): imports the problem (never any candidate code),
+  builds the first case's model twice, compiles one with `torch.compile` (default mode), makes
+  the untimed calls that compile it, then times eager and compiled exactly as the candidate
+  worker times reference and candidate. Any failure comes back as a one-line `note`.
 
 Any exception in candidate code ends the worker after a `runtime_error` message: a CUDA error can
 leave the context unusable, so a worker is never reused after one.
@@ -18,6 +22,7 @@ leave the context unusable, so a worker is never reused after one.
 from __future__ import annotations
 
 import os
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -98,6 +103,52 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
         message = {"kind": "case", "case": case.to_message(), "path": str(path), "nbytes": sizes}
         channel.send({**message, "mutates_inputs": mutates})
     channel.send({"kind": "done"})
+
+
+def run_compiled_reference(channel: Channel, request: dict[str, Any]) -> None:
+    try:
+        message = _time_compiled_reference(request)
+    except BaseException as exc:
+        message = {"note": f"{getattr(exc, 'kw_stage', 'torch.compile')} failed: {_short(exc)}"}
+    channel.send({"kind": "compiled_reference", **message})
+
+
+def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from kernelwright.compiler.loader import import_file
+    from kernelwright.profiler import timing
+    from kernelwright.records import to_jsonable
+    from kernelwright.verifier.cases import build, clone_inputs, plan_cases
+
+    device = _device(request["target"])
+    with _stage("building the reference"):
+        problem = import_file(Path(request["problem"]), "kw_problem")
+        base = plan_cases(problem, request["trials"], request["seed"])[0]
+        ref_model, ref_inputs = build(problem, problem.Model, base, device)
+        comp_model, comp_inputs = build(problem, problem.Model, base, device)
+        comp_inputs = clone_inputs(comp_inputs)  # each side its own inputs, as when timing
+    with _stage("torch.compile"):
+        compiled = torch.compile(comp_model)  # default mode
+        started = time.perf_counter()
+        # Warm-up that compiles (the first call; the second would catch a recompile): untimed.
+        for _ in range(2):
+            with torch.no_grad():
+                compiled(*comp_inputs)
+            _sync(device)
+        compile_s = time.perf_counter() - started
+
+    def eager() -> Any:
+        with torch.no_grad():
+            return ref_model(*ref_inputs)
+
+    def compiled_call() -> Any:
+        with torch.no_grad():
+            return compiled(*comp_inputs)
+
+    with _stage("timing torch.compile"):
+        settings = timing.TimingSettings(**request.get("timing", {}))
+        report = timing.measure(eager, compiled_call, timing.make_clock(device), settings)
+    return {"report": to_jsonable(report), "compile_s": compile_s}
 
 
 def run_candidate(channel: Channel, request: dict[str, Any]) -> None:
@@ -279,6 +330,8 @@ def main() -> None:
         return
     if request["mode"] == "reference":
         run_reference(channel, request)
+    elif request["mode"] == "compiled_reference":
+        run_compiled_reference(channel, request)
     else:
         run_candidate(channel, request)
 
