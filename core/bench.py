@@ -19,6 +19,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from kernelwright.problem import level_of, load_problem, load_problem_dir
 from kernelwright.records import compiled_figures
 from kernelwright.store import repo
 from kernelwright.store.repo import session
-from kernelwright.store.schema import LlmCall
+from kernelwright.store.schema import Candidate, Evaluation, LlmCall, Problem
 from sqlalchemy.engine import Engine
 
 
@@ -206,10 +207,45 @@ def problem_totals(engine: Engine, run_id: str) -> dict[str, dict[str, float]]:
             .where(LlmCall.run_id == run_id)
             .group_by(LlmCall.problem)
         ).all()
+    spans = problem_spans(engine, run_id)
     return {
-        name: {"tokens_in": int(tin or 0), "tokens_out": int(tout or 0), "cost_usd": cost or 0.0}
+        name: {
+            "tokens_in": int(tin or 0),
+            "tokens_out": int(tout or 0),
+            "cost_usd": cost or 0.0,
+            "seconds": spans.get(name),
+        }
         for name, tin, tout, cost in rows
     }
+
+
+def problem_spans(engine: Engine, run_id: str) -> dict[str, float]:
+    """Wall seconds per problem name, from the start of its first LLM call to its last recorded
+    evaluation (an interrupted and resumed problem includes the gap)."""
+    starts: dict[str, datetime] = {}
+    ends: dict[str, datetime] = {}
+
+    def seen(name: str, start: datetime, end: datetime) -> None:
+        starts[name] = min(starts.get(name, start), start)
+        ends[name] = max(ends.get(name, end), end)
+
+    with session(engine) as s:
+        calls = s.execute(
+            sa.select(LlmCall.problem, LlmCall.created_at, LlmCall.latency_s).where(
+                LlmCall.run_id == run_id
+            )
+        ).all()
+        for name, created, latency in calls:
+            seen(name, created - timedelta(seconds=latency or 0.0), created)
+        evaluations = s.execute(
+            sa.select(Problem.name, Evaluation.created_at)
+            .join(Candidate, Candidate.id == Evaluation.candidate_id)
+            .join(Problem, Problem.id == Candidate.problem_id)
+            .where(Candidate.run_id == run_id)
+        ).all()
+        for name, created in evaluations:
+            seen(name, created, created)
+    return {name: (ends[name] - starts[name]).total_seconds() for name in starts}
 
 
 def bench_summary(engine: Engine, run_id: str) -> dict[str, Any]:
@@ -233,7 +269,9 @@ def bench_summary(engine: Engine, run_id: str) -> dict[str, Any]:
                 "correct": len(correct),
                 "best_speedup": best.speedup if best else None,
                 "best_candidate_id": best.id if best else None,
-                **totals.get(name, {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}),
+                **totals.get(
+                    name, {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "seconds": None}
+                ),
             }
         )
         if compiled:

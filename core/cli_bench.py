@@ -167,7 +167,7 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
     """Per problem best speedup, tokens and cost; fast_p and the geometric mean; the same
     against torch.compile when the run measured that baseline."""
     compiled = s.get("vs_torch_compile")
-    columns = ["problem", "level", "best", "candidates", "correct", "tokens", "cost"]
+    columns = ["problem", "level", "best", "candidates", "correct", "tokens", "cost", "wall"]
     if compiled:
         columns[3:3] = ["torch.compile ms", "vs torch.compile"]
     table = Table(*columns)
@@ -180,6 +180,7 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             str(p["correct"]),
             str(p["tokens_in"] + p["tokens_out"]),
             f"${p['cost_usd']:.4f}",
+            f"{p['seconds']:.0f} s" if p.get("seconds") is not None else "-",
         ]
         if compiled:
             ms = p["compiled_reference_ms"]

@@ -49,6 +49,8 @@ def _check_summary(data: dict, url: str) -> None:
     speedups = [by_name[n]["best_speedup"] for n in ("01_gelu", "02_row_sum")]
     assert data["geomean_speedup"] == pytest.approx(geomean(speedups))
     assert all(by_name[n]["tokens_in"] > 0 for n in by_name)  # calls are counted per problem
+    # Wall time per problem: its builds and timings (seconds) against a few replayed calls.
+    assert by_name["01_gelu"]["seconds"] > 1 and 0 <= by_name["03_softmax"]["seconds"] < 30
     engine = open_engine(url)
     run = repo.show_run(engine, data["run_id"])
     assert run["kind"] == "bench" and len(run["candidates"]) == 6
