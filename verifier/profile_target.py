@@ -37,10 +37,10 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         for _ in range(int(job["warmup"])):
             model(*inputs)
         torch.cuda.synchronize(device)
-        torch.cuda.cudart().cudaProfilerStart()
+        torch.cuda.profiler.start()
         model(*inputs)
         torch.cuda.synchronize(device)
-        torch.cuda.cudart().cudaProfilerStop()
+        torch.cuda.profiler.stop()
     props = torch.cuda.get_device_properties(device)
     return {"device_name": props.name, "capability": [props.major, props.minor]}
 
