@@ -102,6 +102,7 @@ def _profiles(engine: Engine, run_id: str) -> dict[str, list[dict[str, Any]]]:
         for p in s.scalars(query):
             found.setdefault(p.candidate_id, []).append(
                 {
+                    "kernel": (p.metrics or {}).get("kernel"),
                     "dram_pct": _finite(p.dram_throughput_pct),
                     "sm_pct": _finite(p.sm_throughput_pct),
                     "occupancy_pct": _finite(p.achieved_occupancy_pct),

@@ -7,6 +7,7 @@ The browser test loads the written file in headless Chromium; it skips where non
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 from kernelwright import report, report_svg
 from kernelwright.errors import BadInput
+from kernelwright.profiler import ncu, roofline
+from kernelwright.profiler.sheets import gpu_sheet
 from kernelwright.records import EvaluationResult, Status
 from kernelwright.store import repo
 from kernelwright.store.db import open_engine
@@ -54,6 +57,16 @@ def _result(status: Status, speedup: float | None, log: str = "build ok\n") -> E
     )
 
 
+def _profiled(speedup: float) -> EvaluationResult:
+    """A correct result carrying a profile, as the evaluation of a CUDA candidate returns it."""
+    launches = ncu.parse_csv((Path(__file__).parent / "fixtures/ncu/raw_h100.csv").read_text())
+    kernels = roofline.summarize(launches, ["reduce_rows"], gpu_sheet("NVIDIA H100 80GB HBM3"))
+    reduce_rows = next(k for k in kernels if k["kernel"] == "reduce_rows")
+    reduce_rows["judge"] = roofline.judge_block(reduce_rows)
+    profile = {"status": "ok", "message": "", "kernels": [reduce_rows], "seconds": 5.0}
+    return dataclasses.replace(_result(Status.CORRECT, speedup), profile=profile)
+
+
 @pytest.fixture
 def history(tmp_path):
     engine = open_engine(f"sqlite:///{tmp_path}/h.db")
@@ -86,16 +99,11 @@ def history(tmp_path):
     evil = "softmax<img src=x onerror=alert(2)>"
     b = [
         repo.add_candidate(engine, bench, _problem("relu"), "r", "1", _result(Status.CORRECT, 0.9)),
-        repo.add_candidate(engine, bench, _problem("relu"), "r", "2", _result(Status.CORRECT, 1.5)),
+        repo.add_candidate(engine, bench, _problem("relu"), "r", "2", _profiled(1.5)),
         repo.add_candidate(engine, bench, _problem("gemm"), "g", "3", _result(Status.CORRECT, 0.7)),
         repo.add_candidate(engine, bench, _problem(evil), "s", "4", _result(Status.TIMEOUT, None)),
     ]
     with repo.session(engine) as s:
-        s.add(
-            Profile(
-                candidate_id=b[1], dram_throughput_pct=81.0, sm_throughput_pct=22.0, bound="memory"
-            )
-        )
         s.add(
             Profile(
                 candidate_id=b[2], dram_throughput_pct=12.0, sm_throughput_pct=75.0, bound="compute"
@@ -183,8 +191,10 @@ def test_bench_run_page(history):
     assert "no hardware profiles" not in html
     svgs = _svgs(html)
     assert len(svgs) == 1 + 3 + 1  # fast_p, one per problem, roofline
-    roofline = next(s for s in svgs if "DRAM" in s)
-    assert roofline.count('<circle class="dot"') == 2 and "memory" in roofline
+    chart = next(s for s in svgs if "DRAM" in s)
+    assert chart.count('<circle class="dot"') == 2 and "memory" in chart
+    # The profiled kernel, recorded through the evaluation's own path, is named on its candidate.
+    assert "reduce_rows: DRAM 90.4%, SM 5.9%, occupancy 83.8%, memory-bound" in html
 
 
 def test_empty_run_page(history):
