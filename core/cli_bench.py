@@ -22,6 +22,7 @@ from kernelwright.cli_optimize import (
     ProfileOption,
     TargetOption,
     TrialsOption,
+    resumed_settings,
 )
 from kernelwright.errors import BadInput, KernelwrightError
 from rich.console import Console
@@ -57,7 +58,7 @@ def bench(
     base_url: BaseUrlOption = None,
     trials: TrialsOption = 5,
     compile_baseline: CompileBaselineOption = False,
-    profile: ProfileOption = True,
+    profile: ProfileOption = None,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -126,7 +127,13 @@ def _build(a: dict[str, Any]) -> Any:
         if stored["kind"] != "bench":
             raise BadInput(f"run {a['resume']} is a {stored['kind']} run, not a bench run")
         config = stored["config"]
-        settings = OptimizeConfig.from_json(config["settings"], budget_usd=a["budget_usd"])
+        settings = OptimizeConfig.from_json(
+            config["settings"],
+            budget_usd=a["budget_usd"],
+            **resumed_settings(
+                config["settings"], a["resume"], a["compile_baseline"], a["profile"]
+            ),
+        )
         paths, suite, workers = config["problems"], config["suite"], config["workers"]
     else:
         if a["suite"] is None:
@@ -146,7 +153,7 @@ def _build(a: dict[str, Any]) -> Any:
             budget_usd=a["budget_usd"],
             trials=a["trials"],
             compile_baseline=a["compile_baseline"],
-            profile=a["profile"],
+            profile=a["profile"] is not False,
         )
     executor = make_executor(a["executor"], settings.target, a["ray_address"])
     coder_model, judge = make_models(settings)

@@ -43,12 +43,29 @@ TrialsOption = Annotated[int, typer.Option(help="Seeded correctness trials per c
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 DbOption = Annotated[str | None, typer.Option("--db", help="History database URL.")]
 ProfileOption = Annotated[
-    bool,
+    bool | None,
     typer.Option(
         "--profile/--no-profile",
-        help="Profile correct CUDA candidates with Nsight Compute for the judge (where ncu works).",
+        help="Profile correct CUDA candidates with Nsight Compute for the judge (where ncu "
+        "works). Default: on, or as the resumed run had it.",
+        show_default=False,
     ),
 ]
+
+
+def resumed_settings(
+    stored: dict[str, Any], run_id: str, compile_baseline: bool, profile: bool | None
+) -> dict[str, Any]:
+    """Overrides of a resumed run's stored settings. `--no-profile`/`--profile` apply to the rest
+    of the run; a baseline cannot be added halfway, since earlier results were summed without it."""
+    if compile_baseline and not stored.get("compile_baseline"):
+        raise BadInput(
+            f"run {run_id} was started without --compile-baseline and a resumed run keeps its "
+            "settings; start a new run to measure the baseline"
+        )
+    return {"profile": profile} if profile is not None else {}
+
+
 CompileBaselineOption = Annotated[
     bool,
     typer.Option(
@@ -132,7 +149,7 @@ def optimize(
     timeout: Annotated[float, typer.Option(help="Seconds for verify + time.")] = 180.0,
     build_timeout: Annotated[float, typer.Option(help="Seconds for a build.")] = 300.0,
     compile_baseline: CompileBaselineOption = False,
-    profile: ProfileOption = True,
+    profile: ProfileOption = None,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -198,7 +215,11 @@ def _build(a: dict[str, Any], err: Console) -> Any:
                 f"run {a['resume']} is a {stored['kind']} run; only optimize runs resume"
             )
         config = OptimizeConfig.from_json(
-            stored["config"], **limits, coder_model=a["model"], judge_model=a["judge_model"]
+            stored["config"],
+            **limits,
+            **resumed_settings(stored["config"], a["resume"], a["compile_baseline"], a["profile"]),
+            coder_model=a["model"],
+            judge_model=a["judge_model"],
         )
     else:
         if a["problem"] is None:
@@ -219,7 +240,7 @@ def _build(a: dict[str, Any], err: Console) -> Any:
             timeout_s=a["timeout"],
             build_timeout_s=a["build_timeout"],
             compile_baseline=a["compile_baseline"],
-            profile=a["profile"],
+            profile=a["profile"] is not False,
             **{k: v for k, v in limits.items() if v is not None},
         )
     coder_model, judge = make_models(config)

@@ -253,3 +253,13 @@ def test_compile_baseline_on_cuda(cli, fixtures_dir):
     assert "note" not in compiled, compiled
     assert compiled["median_ms"] > 0 and compiled["samples"] >= 15 and compiled["compile_s"] > 0
     assert compiled["speedup"] == pytest.approx(compiled["median_ms"] / data["candidate_ms"])
+
+
+def test_a_resumed_run_can_drop_profiling_but_cannot_add_the_baseline():
+    from kernelwright.cli_optimize import resumed_settings
+    from kernelwright.errors import BadInput
+
+    assert resumed_settings({"compile_baseline": False}, "r1", False, None) == {}
+    assert resumed_settings({"compile_baseline": True}, "r1", True, False) == {"profile": False}
+    with pytest.raises(BadInput, match="started without --compile-baseline"):
+        resumed_settings({"compile_baseline": False}, "r1", True, None)
