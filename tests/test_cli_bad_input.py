@@ -147,3 +147,15 @@ def test_cuda_target_without_cuda(cli, fixtures_dir):
         pytest.skip("this machine can run the cuda target")
     args = ("evaluate", str(fixtures_dir / GOOD_PROBLEM), str(fixtures_dir / GOOD_CANDIDATE))
     _check(cli(*args, "--target", "cuda"), "target cuda")
+
+
+def test_profile_bad_input(cli, fixtures_dir, tmp_path, kw_home):
+    problem = str(fixtures_dir / GOOD_PROBLEM)
+    _check(cli("profile", problem, str(tmp_path / "missing.py")), "candidate file not found")
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    _check(cli("profile", problem, "abc123", "--db", db), "no candidate 'abc123'")
+    _check(cli("profile", "no_such_problem", str(fixtures_dir / GOOD_CANDIDATE)), "no problem")
+    from kernelwright.targets import torch_has_cuda, visible_gpus
+
+    if not (torch_has_cuda() and visible_gpus() > 0):
+        _check(cli("profile", problem, str(fixtures_dir / GOOD_CANDIDATE)), "target cuda")
