@@ -13,6 +13,7 @@ and this process does not start ncu again; anything else is `failed` with ncu's 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -37,6 +38,7 @@ LAUNCH_COUNT = 20  # launches profiled at most: a kernel called in a loop is sam
 IMPORT_TIMEOUT_S = 120.0
 
 OK, UNAVAILABLE, FAILED = "ok", "unavailable", "failed"
+log = logging.getLogger(__name__)
 
 _unavailable: str | None = None  # a permanent reason found earlier in this process
 _lock = threading.Lock()
@@ -108,9 +110,13 @@ def profile_candidate(
     scratch = paths.scratch_dir() / f"profile-{uuid.uuid4().hex[:12]}"
     scratch.mkdir(parents=True)
     try:
-        result = _run(
-            exe, problem, candidate, kernels, seed, timeout_s, device, capability, scratch
-        )
+        try:
+            result = _run(
+                exe, problem, candidate, kernels, seed, timeout_s, device, capability, scratch
+            )
+        except Exception as exc:  # a fault of the profiler's own must not fail the candidate
+            log.warning("profiling %s failed", candidate, exc_info=True)
+            result = ProfileResult(FAILED, f"profiling raised {type(exc).__name__}: {exc}")
         if result.status == UNAVAILABLE:
             with _lock:
                 _unavailable = result.message

@@ -395,3 +395,11 @@ def test_a_candidate_without_kernels_is_not_profiled(fake_ncu, tmp_path):
     result = prof.profile_candidate(problem, candidate)
     assert result.status == "failed" and "no __global__ kernel" in result.message
     assert calls() == []
+
+
+def test_a_fault_in_the_profiler_itself_is_a_failed_profile(fake_ncu, tmp_path, monkeypatch):
+    fake_ncu("ok")
+    monkeypatch.setattr(prof.ncu, "parse_csv", lambda text: 1 / 0)
+    problem, candidate = _files(tmp_path)
+    result = prof.profile_candidate(problem, candidate)
+    assert result.status == "failed" and "ZeroDivisionError" in result.message
