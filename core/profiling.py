@@ -170,14 +170,16 @@ def _run(
     if worker.over_limit:
         return ProfileResult(FAILED, f"the profiled process {worker.over_limit}", log=log)
     answer = _read_json(scratch / RESULT)
-    problem_found = ncu.diagnose(log)
-    if problem_found is not None and problem_found[1]:
-        return ProfileResult(UNAVAILABLE, problem_found[0], log=log)
+    if ncu.PERMISSION_CODE in log:  # ncu lets the program run on but collects nothing
+        return ProfileResult(UNAVAILABLE, ncu.PERMISSION_HELP, log=log)
     if answer.get("error"):
         message = f"the profiled run failed: {answer['error']}"
         return ProfileResult(FAILED, message, log=log + "\n" + answer.get("traceback", ""))
-    if not report.exists():
-        message = problem_found[0] if problem_found else f"ncu wrote no report ({end.describe()})"
+    if not report.exists():  # only now read ncu's complaints: a working run may print warnings
+        found = ncu.diagnose(log)
+        if found is not None and found[1]:
+            return ProfileResult(UNAVAILABLE, found[0], log=log)
+        message = found[0] if found else f"ncu wrote no report ({end.describe()})"
         return ProfileResult(FAILED, message, log=log)
     try:
         table = subprocess.run(

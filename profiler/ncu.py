@@ -211,6 +211,7 @@ def _parse_details(header: list[str], body: list[list[str]]) -> list[KernelLaunc
 
 # What ncu prints when it cannot read the counters, and what to tell the user. The permission fix
 # is NVIDIA's narrow driver option, never a blanket sudo rule.
+PERMISSION_CODE = "ERR_NVGPUCTRPERM"
 PERMISSION_HELP = (
     "GPU performance counters are restricted to administrators (ERR_NVGPUCTRPERM). Allow them for "
     "all users with the driver option `options nvidia NVreg_RestrictProfilingToAdminUsers=0` in a "
@@ -230,13 +231,13 @@ def diagnose(output: str) -> tuple[str, bool] | None:
     `permanent` failures (no permission, no supported GPU, a driver too old) will fail the same
     way for every candidate, so a loop stops asking after the first.
     """
-    if "ERR_NVGPUCTRPERM" in output:
+    if PERMISSION_CODE in output:
         return PERMISSION_HELP, True
     lowered = output.lower()
     if "driver" in lowered and ("newer" in lowered or "too old" in lowered or "version" in lowered):
         line = _first_error(output) or "ncu reports the driver cannot be used"
         return f"Nsight Compute cannot use this driver: {line}. Going on with timings only.", True
-    if "not supported" in lowered and "gpu" in lowered or "unsupported gpu" in lowered:
+    if ("not supported" in lowered and "gpu" in lowered) or "unsupported gpu" in lowered:
         line = _first_error(output) or "this GPU is not supported"
         return (
             f"Nsight Compute does not support this GPU: {line}. Going on with timings only.",

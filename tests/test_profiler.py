@@ -403,3 +403,15 @@ def test_a_fault_in_the_profiler_itself_is_a_failed_profile(fake_ncu, tmp_path, 
     problem, candidate = _files(tmp_path)
     result = prof.profile_candidate(problem, candidate)
     assert result.status == "failed" and "ZeroDivisionError" in result.message
+
+
+def test_diagnose_tells_lasting_failures_from_one_off_errors():
+    permission = ncu.diagnose("==ERROR== ERR_NVGPUCTRPERM - The user does not have permission")
+    assert permission == (ncu.PERMISSION_HELP, True)
+    old_driver = ncu.diagnose("==ERROR== Profiling requires a newer driver version (>= 575)")
+    assert old_driver is not None and old_driver[1] and "driver" in old_driver[0]
+    gpu = ncu.diagnose("==ERROR== The GPU is not supported by this version of Nsight Compute")
+    assert gpu is not None and gpu[1]
+    one_off = ncu.diagnose("==PROF== Connected\n==ERROR== Failed to profile kernel in process 7")
+    assert one_off == ("ncu failed: Failed to profile kernel in process 7", False)
+    assert ncu.diagnose("==PROF== Report: /tmp/x.ncu-rep\n") is None
