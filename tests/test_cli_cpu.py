@@ -59,7 +59,7 @@ def test_correct_cpp_candidate_is_built_verified_and_timed(cli, fixtures_dir):
     # a second evaluation of the same source is a cache hit
     again = _evaluate(cli, fixtures_dir, "scale_add_ok.py", "--trials", "2")
     assert again["status"] == "correct" and again["cached"] is True
-    assert again["compile_s"] < 5
+    assert again["compile_s"] < 1  # loading the built library, nothing compiled
 
 
 def test_wrong_candidate_is_incorrect_and_not_timed(cli, fixtures_dir):
