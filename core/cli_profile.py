@@ -54,7 +54,7 @@ def profile(
             fail(str(exc))
             return
         if ncu.find_ncu() is None:
-            fail(ncu.MISSING_HELP.removesuffix(" Going on with timings only."))
+            fail(ncu.MISSING_HELP)
         build = build_candidate(candidate_path, "cuda")
         if not build.ok:
             fail(
@@ -75,7 +75,7 @@ def profile(
         profiles.add_profile(engine, stored_id, data)
         data["candidate_id"] = stored_id
     if result.status == "unavailable":
-        fail(result.message.removesuffix(" Going on with timings only."))
+        fail(result.message)
     if as_json:
         print(json.dumps(data, indent=2))
     else:

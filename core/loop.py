@@ -126,7 +126,7 @@ class Optimizer:
             timeout_s=config.timeout_s,
             build_timeout_s=config.build_timeout_s,
             compile_baseline=config.compile_baseline,
-            profile=config.profile and config.target == "cuda",
+            profile=config.profile,  # evaluate profiles only on the cuda target
         )
         self._profile_notice_shown = False
 
@@ -391,7 +391,8 @@ class Optimizer:
         """Say once why the judge gets no hardware metrics; the run goes on with timings."""
         if profile and profile.get("status") == "unavailable" and not self._profile_notice_shown:
             self._profile_notice_shown = True
-            self._progress(f"no Nsight Compute profile: {profile.get('message')}")
+            message = profile.get("message")
+            self._progress(f"no Nsight Compute profile ({message}); going on with timings only")
 
     def _progress(self, message: str) -> None:
         top = best(self.entries)

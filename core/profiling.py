@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kernelwright import paths, pyast
+from kernelwright import paths
 from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.profiler import ncu, ncu_metrics, roofline
 from kernelwright.profiler.sheets import gpu_sheet
 from kernelwright.verifier.profile_target import JOB, RESULT
-from kernelwright.verifier.static_checks import kernel_names, native_source
+from kernelwright.verifier.static_checks import candidate_kernels
 
 DEFAULT_TIMEOUT_S = 180.0
 WARMUP_CALLS = 3
@@ -73,10 +73,6 @@ def judge_metrics(profile: dict[str, Any] | None) -> dict[str, dict[str, str]] |
     return {k["kernel"]: k["judge"] for k in profile.get("kernels", [])}
 
 
-def candidate_kernels(candidate: Path) -> list[str]:
-    return kernel_names(native_source(pyast.parse(candidate.read_text(encoding="utf-8"))))
-
-
 def profile_candidate(
     problem: Path,
     candidate: Path,
@@ -103,7 +99,7 @@ def profile_candidate(
         with _lock:
             _unavailable = ncu.MISSING_HELP
         return ProfileResult(UNAVAILABLE, ncu.MISSING_HELP)
-    kernels = candidate_kernels(candidate)
+    kernels = candidate_kernels(candidate.read_text(encoding="utf-8"))
     capability = capability or gpu_capability(device)
     if not kernels:
         return ProfileResult(FAILED, "the candidate defines no __global__ kernel to profile")

@@ -216,12 +216,11 @@ PERMISSION_HELP = (
     "GPU performance counters are restricted to administrators (ERR_NVGPUCTRPERM). Allow them for "
     "all users with the driver option `options nvidia NVreg_RestrictProfilingToAdminUsers=0` in a "
     "file under /etc/modprobe.d/, then reload the driver or reboot (on a container host, set it "
-    "on the host); see https://developer.nvidia.com/ERR_NVGPUCTRPERM. Going on with timings only."
+    "on the host); see https://developer.nvidia.com/ERR_NVGPUCTRPERM."
 )
 MISSING_HELP = (
     "Nsight Compute (ncu) was not found: install it (it ships with the CUDA toolkit, or from "
-    "developer.nvidia.com/nsight-compute) or point KERNELWRIGHT_NCU at the ncu executable. "
-    "Going on with timings only."
+    "developer.nvidia.com/nsight-compute) or point KERNELWRIGHT_NCU at the ncu executable."
 )
 
 
@@ -236,11 +235,11 @@ def diagnose(output: str) -> tuple[str, bool] | None:
     lowered = output.lower()
     if "driver" in lowered and ("newer" in lowered or "too old" in lowered or "version" in lowered):
         line = _first_error(output) or "ncu reports the driver cannot be used"
-        return f"Nsight Compute cannot use this driver: {line}. Going on with timings only.", True
+        return f"Nsight Compute cannot use this driver: {line}", True
     if ("not supported" in lowered and "gpu" in lowered) or "unsupported gpu" in lowered:
         line = _first_error(output) or "this GPU is not supported"
         return (
-            f"Nsight Compute does not support this GPU: {line}. Going on with timings only.",
+            f"Nsight Compute does not support this GPU: {line}",
             True,
         )
     line = _first_error(output)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from kernelwright import paths, pyast
+from kernelwright import paths
 from kernelwright.errors import BadInput
 from kernelwright.isolation import Exit, Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.records import (
@@ -30,7 +30,7 @@ from kernelwright.records import (
 )
 from kernelwright.verifier.cases import Case
 from kernelwright.verifier.compare import compare
-from kernelwright.verifier.static_checks import kernel_names, native_source
+from kernelwright.verifier.static_checks import candidate_kernels
 from kernelwright.verifier.tolerances import Tolerance
 
 WORKER = "kernelwright.verifier.worker"
@@ -189,7 +189,7 @@ def run_candidate(
     out_dir = scratch / "candidate"
     out_dir.mkdir(parents=True, exist_ok=True)
     source = candidate.read_text(encoding="utf-8")
-    kernels = kernel_names(native_source(pyast.parse(source))) if target == "cuda" else []
+    kernels = candidate_kernels(source) if target == "cuda" else []
     checked = [c for c in reference.cases if not c.after_timing]
     results: list[CaseResult] = []
     progress = "before any case finished"

@@ -273,6 +273,11 @@ def kernel_names(code: str) -> list[str]:
     return re.findall(r"__global__\s+[\w:<>,\s*&]*?(\w+)\s*\(", code)
 
 
+def candidate_kernels(source: str) -> list[str]:
+    """The `__global__` kernel names a candidate file's embedded CUDA source defines."""
+    return kernel_names(native_source(pyast.parse(source)))
+
+
 def check_candidate(source: str, target: str = "cuda") -> list[Finding]:
     """All findings for a candidate file's source (AST plus embedded native code)."""
     tree = pyast.parse(source)
