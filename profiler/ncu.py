@@ -104,6 +104,11 @@ _SCALE = {
     "usecond": 1e3,
     "msecond": 1e6,
     "second": 1e9,
+    # ncu 2025.3 spells time units short in the details page (recorded on an H100)
+    "ns": 1.0,
+    "us": 1e3,
+    "ms": 1e6,
+    "s": 1e9,
     "byte": 1.0,
     "Kbyte": 1e3,
     "Mbyte": 1e6,

@@ -41,7 +41,7 @@ HARDWARE = (
     "lts__t_sector_hit_rate.pct",
     OCCUPANCY,
     "gpc__cycles_elapsed.avg.per_second",
-    # Coalescing: sectors per request (4 is ideal for 4-byte loads by a full warp).
+    # Coalescing: sectors per request (coalesced: 4 for 4-byte loads by a full warp, 16 for float4).
     "l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum",
     "l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum",
     "l1tex__t_sectors_pipe_lsu_mem_global_op_st.sum",

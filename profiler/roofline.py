@@ -228,7 +228,10 @@ def judge_block(summary: dict[str, Any]) -> dict[str, str]:
         v.get("l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum"),
     )
     if coalescing is not None:
-        lines["global loads"] = f"{coalescing:.3g} sectors/request (4 = coalesced 4-byte words)"
+        lines["global loads"] = (
+            f"{coalescing:.3g} sectors/request (coalesced loads give 4 for 4-byte words, "
+            "8 for 8-byte, 16 for 16-byte vectors)"
+        )
     conflicts = [
         v.get("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum"),
         v.get("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum"),
