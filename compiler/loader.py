@@ -16,6 +16,8 @@ Runs only in worker processes (it imports torch and executes candidate code). Gu
   `lock` found there belongs to a dead one;
 - builds are verbose, so the full compiler output lands in the worker's stdout log; candidates
   cannot choose where they build;
+- a C++ wrapper in the fast layout compiles against a precompiled header of the torch headers it
+  includes (`compiler.pch`), made once per toolchain and flag set;
 - on the cuda target, a kernel-only extension that is not cached is pre-checked with a quick
   `nvcc -cubin` (`compiler.precheck_run`) before its directory is created: when nvcc rejects it,
   `PrecheckFailed` is raised and no full build runs. The per-kernel ptxas stats are collected in
@@ -38,6 +40,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from kernelwright.compiler import pch
 from kernelwright.compiler.precheck_run import PrecheckFailed, PrecheckOutcome, precheck_call
 
 HOOK_VERSION = "2"
@@ -152,6 +155,27 @@ def install_build_hooks(builds_root: Path, target: str) -> None:
         original = getattr(cpp_extension, fn)
         if not hasattr(original, "__wrapped__"):
             setattr(cpp_extension, fn, routed(fn, original))
+    _install_pch_hook(cpp_extension, builds_root, toolchain)
+
+
+def _install_pch_hook(cpp_extension: Any, builds_root: Path, toolchain: list[str]) -> None:
+    """Just before torch runs ninja, point the C++ compile at a precompiled header (pch.py).
+    `_run_ninja_build` is torch's private step; where a torch version lacks it, builds simply
+    go without."""
+    original = getattr(cpp_extension, "_run_ninja_build", None)
+    if original is None or hasattr(original, "__wrapped__"):
+        return
+
+    def run_ninja(build_directory: str, *args: Any, **kwargs: Any) -> Any:
+        directory = Path(build_directory)
+        cached = (directory / COMPLETE_MARKER).exists()
+        note = pch.prepare(directory, builds_root, toolchain, cached)
+        if note:
+            print(f"[kernelwright] {note}", flush=True)
+        return original(build_directory, *args, **kwargs)
+
+    run_ninja.__wrapped__ = original  # type: ignore[attr-defined]
+    cpp_extension._run_ninja_build = run_ninja
 
 
 def _clear_stale_baton(directory: Path) -> None:
