@@ -22,7 +22,8 @@ import shutil
 import threading
 import time
 import uuid
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def evaluate(
     rejects = [f for f in findings if f.severity == REJECT]
     scratch = paths.scratch_dir() / f"eval-{uuid.uuid4().hex[:12]}"
     profile: dict[str, Any] | None = None
+    phases: dict[str, float] = {}  # where the time went (seconds), in the order things ran
     common: dict[str, Any] = {
         "target": options.target,
         "problem": str(problem.path),
@@ -102,7 +104,7 @@ def evaluate(
     try:
         job = start_build(candidate.path, options.target, options.build_timeout_s)
         try:
-            with device:
+            with device, _timed(phases, "reference_s"):
                 reference = session.run_reference(
                     problem.path,
                     options.target,
@@ -116,7 +118,8 @@ def evaluate(
             job.worker.kill()
             job.result()
             raise
-        build = job.result()
+        with _timed(phases, "build_wait_s"):  # the build's time beyond the reference's
+            build = job.result()
         if not build.ok:
             assert build.status is not None
             return EvaluationResult(
@@ -129,9 +132,10 @@ def evaluate(
                 kernels=build.kernels,
                 precheck_s=build.precheck_s,
                 duration_s=time.perf_counter() - started,
+                phases_s=phases,
                 **common,
             )
-        with device:
+        with device, _timed(phases, "candidate_s"):
             verdict = session.run_candidate(
                 problem.path,
                 candidate.path,
@@ -144,9 +148,10 @@ def evaluate(
                 env_extra=device_env,
             )
         if options.compile_baseline and verdict.timing is not None:
-            compiled = _compiled_reference(
-                problem.path, problem.content_hash, options, device, device_env
-            )
+            with _timed(phases, "compiled_reference_s"):
+                compiled = _compiled_reference(
+                    problem.path, problem.content_hash, options, device, device_env
+                )
             verdict.timing = dataclasses.replace(
                 verdict.timing,
                 compiled_reference=compiled.for_candidate(verdict.timing.candidate.median_ms),
@@ -154,7 +159,7 @@ def evaluate(
         if options.profile and options.target == "cuda" and verdict.status is Status.CORRECT:
             from kernelwright.profiling import profile_candidate
 
-            with device:
+            with device, _timed(phases, "profile_s"):
                 profile = profile_candidate(
                     problem.path, candidate.path, seed=options.seed, device=options.device
                 ).to_json()
@@ -183,12 +188,24 @@ def evaluate(
         kernels=build.kernels,
         precheck_s=build.precheck_s,
         profile=profile,
+        phases_s=phases,
         log=verdict.log,
         environment=verdict.environment,
         warnings=warnings + verdict.warnings,
         duration_s=time.perf_counter() - started,
         **common,
     )
+
+
+@contextmanager
+def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Add the seconds spent in the block to `phases[name]` (device-lock waits not included when
+    the lock is entered first)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - start, 3)
 
 
 _compiled: dict[str, CompiledReference] = {}

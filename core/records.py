@@ -160,6 +160,9 @@ class EvaluationResult:
     precheck_s: float | None = None  # BuildResult.precheck_s
     # Nsight Compute profile (`ProfileResult.to_json()`), for correct CUDA candidates when asked.
     profile: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
+    # Seconds per step: reference_s, build_wait_s (the build's time beyond the reference's),
+    # candidate_s (verify and time), compiled_reference_s, profile_s; steps that ran only.
+    phases_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(self)

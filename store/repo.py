@@ -214,7 +214,11 @@ def _attach_result(s: Session, candidate_id: str, result: EvaluationResult) -> N
             trials=data["trials"],
             cases=data["cases"],
             timing=data["timing"] or {},
-            environment=profiles.with_outcome(data["environment"], data.get("profile")),
+            # where the evaluation's time went rides with the environment (no migration)
+            environment={
+                **profiles.with_outcome(data["environment"], data.get("profile")),
+                **({"phases_s": data["phases_s"]} if data.get("phases_s") else {}),
+            },
             log=data["log"],
         )
     )

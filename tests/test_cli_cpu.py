@@ -56,6 +56,11 @@ def test_correct_cpp_candidate_is_built_verified_and_timed(cli, fixtures_dir):
     assert result["candidate_ms"] > 0 and result["reference_ms"] > 0
     assert result["speedup"] == pytest.approx(sorted(timing["round_ratios"])[2])
     assert result["environment"]["torch"]
+    # where the time went: every step that ran, none longer than the whole
+    phases = result["phases_s"]
+    assert list(phases) == ["reference_s", "build_wait_s", "candidate_s"]
+    assert all(v >= 0 for v in phases.values()) and phases["candidate_s"] > 0
+    assert sum(phases.values()) <= result["duration_s"]
     # a second evaluation of the same source is a cache hit
     again = _evaluate(cli, fixtures_dir, "scale_add_ok.py", "--trials", "2")
     assert again["status"] == "correct" and again["cached"] is True

@@ -79,6 +79,7 @@ def result(
         compile_s=3.0,
         log="build log text",
         environment={"cpu": "test"},
+        phases_s={"reference_s": 1.0, "candidate_s": 2.0},
     )
 
 
@@ -183,6 +184,7 @@ def test_runs_candidates_lineage_and_totals(url):
     assert [(r.id, r.parent_id) for r in rows] == [(first, None), (second, first), (third, second)]
     cand = repo.get_candidate(engine, third)
     assert cand["source"] == "src2" and cand["evaluation"]["log"] == "build log text"
+    assert cand["evaluation"]["environment"]["phases_s"] == {"reference_s": 1.0, "candidate_s": 2.0}
     assert repo.best_candidate(engine, run_id)["id"] == third
     # one problem row, shared by all candidates
     with engine.connect() as conn:
