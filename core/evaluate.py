@@ -33,6 +33,7 @@ from kernelwright.compiler.build import DEFAULT_BUILD_TIMEOUT_S, start_build
 from kernelwright.errors import BadInput
 from kernelwright.problem import load_candidate, load_problem
 from kernelwright.records import CompiledReference, EvaluationResult, Status
+from kernelwright.reference_cache import ReferenceCache
 from kernelwright.targets import check_toolchain
 from kernelwright.verifier import session
 from kernelwright.verifier.static_checks import REJECT, WARN, check_candidate
@@ -101,19 +102,15 @@ def evaluate(
             duration_s=time.perf_counter() - started,
             **common,
         )
+    holding_reference = False
     try:
         job = start_build(candidate.path, options.target, options.build_timeout_s)
         try:
-            with device, _timed(phases, "reference_s"):
-                reference = session.run_reference(
-                    problem.path,
-                    options.target,
-                    options.trials,
-                    options.seed,
-                    scratch,
-                    options.timeout_s,
-                    env_extra=device_env,
+            with _timed(phases, "reference_s"):
+                reference = _references.acquire(
+                    problem.path, problem.content_hash, options, device, device_env
                 )
+            holding_reference = True
         except BaseException:
             job.worker.kill()
             job.result()
@@ -164,6 +161,8 @@ def evaluate(
                     problem.path, candidate.path, seed=options.seed, device=options.device
                 ).to_json()
     finally:
+        if holding_reference:
+            _references.release(problem.content_hash, options)
         shutil.rmtree(scratch, ignore_errors=True)
     errors = [c for c in verdict.cases if c.max_abs_error is not None]
     timing = verdict.timing
@@ -195,6 +194,9 @@ def evaluate(
         duration_s=time.perf_counter() - started,
         **common,
     )
+
+
+_references = ReferenceCache()
 
 
 @contextmanager
