@@ -103,8 +103,11 @@ def evaluate(
             **common,
         )
     holding_reference = False
+    prestarted = None
     try:
         job = start_build(candidate.path, options.target, options.build_timeout_s)
+        # The candidate's worker imports torch meanwhile, off the critical path.
+        prestarted = session.prestart_candidate(scratch, device_env)
         try:
             with _timed(phases, "reference_s"):
                 reference = _references.acquire(
@@ -143,6 +146,7 @@ def evaluate(
                 options.timeout_s,
                 options.timing,
                 env_extra=device_env,
+                worker=prestarted,
             )
         if options.compile_baseline and verdict.timing is not None:
             with _timed(phases, "compiled_reference_s"):
@@ -161,6 +165,8 @@ def evaluate(
                     problem.path, candidate.path, seed=options.seed, device=options.device
                 ).to_json()
     finally:
+        if prestarted is not None:  # unused (the build failed, say) or already finished
+            prestarted.__exit__(None, None, None)
         if holding_reference:
             _references.release(problem.content_hash, options)
         shutil.rmtree(scratch, ignore_errors=True)

@@ -187,6 +187,11 @@ def _close() -> None:
     kill_all()
 
 
+# Set in a worker's environment to have it import torch before it reads its job, so that a worker
+# started ahead of its job (while the build and the reference run) is ready when the job comes.
+PRELOAD = "KERNELWRIGHT_PRELOAD"
+
+
 class Worker:
     """A worker process running `python -m module`, with a deadline counted from its start."""
 
@@ -282,6 +287,13 @@ class Worker:
             raise WorkerOverLimit(self.over_limit)
 
     # -- lifetime -----------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def restart_clock(self, deadline_s: float) -> None:
+        """Count the deadline from now: for a worker started ahead of its job (see PRELOAD)."""
+        self.deadline = time.monotonic() + deadline_s
 
     def kill(self) -> None:
         """SIGKILL the worker's whole process group (compilers and helpers included)."""

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from kernelwright import paths
 from kernelwright.errors import BadInput
-from kernelwright.isolation import Exit, Worker, WorkerOverLimit, WorkerTimeout
+from kernelwright.isolation import PRELOAD, Exit, Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.records import (
     CaseResult,
     CompiledReference,
@@ -175,6 +175,19 @@ def time_compiled_reference(
     )
 
 
+def prestart_candidate(scratch: Path, env_extra: dict[str, str] | None = None) -> Worker:
+    """A candidate worker started ahead of its job: it imports torch while the build and the
+    reference run, then waits. It serves one candidate only, like every worker; pass it to
+    `run_candidate`, and close it (`__exit__`) when the evaluation ends without using it."""
+    idle_s = 24 * 3600.0  # no deadline while it waits: run_candidate restarts the clock
+    return Worker(
+        WORKER,
+        scratch / "candidate",
+        deadline_s=idle_s,
+        env_extra={**(env_extra or {}), PRELOAD: "torch"},
+    )
+
+
 def run_candidate(
     problem: Path,
     candidate: Path,
@@ -185,7 +198,10 @@ def run_candidate(
     timeout_s: float,
     timing_settings: dict[str, Any] | None = None,
     env_extra: dict[str, str] | None = None,
+    worker: Worker | None = None,
 ) -> CandidateVerdict:
+    """`worker`: one from `prestart_candidate` (same scratch and env_extra); used when still alive,
+    its deadline counted from now. Otherwise a fresh worker is started."""
     out_dir = scratch / "candidate"
     out_dir.mkdir(parents=True, exist_ok=True)
     source = candidate.read_text(encoding="utf-8")
@@ -194,7 +210,13 @@ def run_candidate(
     results: list[CaseResult] = []
     progress = "before any case finished"
     verdict: CandidateVerdict | None = None
-    with Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra) as worker:
+    if worker is not None and worker.alive():
+        worker.restart_clock(timeout_s)
+    else:
+        if worker is not None:
+            worker.__exit__(None, None, None)
+        worker = Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra)
+    with worker:
         worker.send(
             {
                 "mode": "candidate",

@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from kernelwright.isolation import Channel
+from kernelwright.isolation import PRELOAD, Channel
 
 
 def _device(target: str) -> Any:
@@ -325,6 +325,11 @@ def _tb() -> str:
 
 def main() -> None:
     channel = Channel.from_argv()
+    if os.environ.get(PRELOAD) == "torch":  # started ahead of its job: be ready when it comes
+        try:
+            import torch  # noqa: F401
+        except Exception:  # the job itself reports a broken torch, with its traceback
+            pass
     request = channel.recv()
     if request is None:
         return
