@@ -5,7 +5,8 @@
 All candidates are built first, several at once (each in its own worker and build directory),
 then evaluated one after another so that timings do not disturb each other. Prints, per problem:
 status, speedup over PyTorch eager (median of per-round ratios), both median times, the largest
-absolute error, and the build seconds; `--json-out FILE` keeps every full result.
+absolute error, and the build seconds; while it runs, each problem's seconds by step (reference,
+build wait, candidate: `phases_s`). `--json-out FILE` keeps every full result.
 """
 
 from __future__ import annotations
@@ -67,7 +68,11 @@ def main() -> int:
                 result.reason,
             )
         )
-        print(f"  {problem.name}: {result.status.value} ({result.duration_s:.1f} s)", flush=True)
+        steps = ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in result.phases_s.items())
+        print(
+            f"  {problem.name}: {result.status.value} ({result.duration_s:.1f} s: {steps})",
+            flush=True,
+        )
 
     header = ("problem", "status", "speedup", "cand_ms", "ref_ms", "max_abs_err", "compile_s")
     print("\n" + " | ".join(header) + " | reason")
