@@ -42,6 +42,7 @@ STATIC = {
     "env_theft.py": "env_access",
     "network_exfil.py": "network",
     "file_replay.py": "file_replay",
+    "native_posix_read.py": "file_replay",
     "process_exit.py": "process_exit",
     "harness_import.py": "harness_access",
     "native_result_cache.py": "result_cache",

@@ -6,6 +6,7 @@ import pytest
 from kernelwright.verifier.static_checks import (
     REJECT,
     WARN,
+    _strip_comments,
     check_candidate,
     kernel_names,
     native_findings,
@@ -176,3 +177,28 @@ def test_own_registered_ops_are_allowed():
 def test_result_cache_means_static_variables_not_static_functions(line, is_cache):
     found = any(f.check == "result_cache" for f in native_findings(line))
     assert found == is_cache
+
+
+@pytest.mark.parametrize(
+    ("line", "is_file_access"),
+    [
+        ('FILE* f = fopen("../reference/out0.pt", "rb");', True),
+        ('int fd = ::open("../reference/case0.bin", O_RDONLY);', True),
+        ("int fd = openat(AT_FDCWD, path, 0);", True),
+        ("void* p = mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);", True),
+        ("long r = syscall(SYS_openat, AT_FDCWD, path, 0);", True),
+        ('auto fn = dlsym(RTLD_DEFAULT, "open");', True),
+        ("for (auto& e : std::filesystem::directory_iterator(dir)) {}", True),
+        ("#include <fcntl.h>", True),
+        ("#include <sys/mman.h>", True),
+        ("std::ifstream in(path);", True),
+        # look-alikes that touch no file
+        ("const bool is_open_row = reopen_count > 0;", False),
+        ("int syscalls_total = 0;", False),
+        ("float opening = 0.5f;  // open() in a comment is not code", False),
+        ('printf("%d\\n", n);', False),
+    ],
+)
+def test_native_file_access_in_any_spelling_is_caught(line, is_file_access):
+    found = any(f.check == "file_replay" for f in native_findings(_strip_comments(line)))
+    assert found == is_file_access

@@ -222,7 +222,13 @@ NATIVE_RULES = [
     (
         "file_replay",
         REJECT,
-        r"\bfopen\s*\(|std::[io]?fstream|\bfwrite\s*\(|torch::(?:save|load)\b",
+        # stdio and iostreams, POSIX calls (`open`, `mmap`, raw `syscall`), std::filesystem, and
+        # `dlopen`/`dlsym`, which could fetch any of these by name. The expected outputs sit in
+        # files beside the candidate's working folder, so native file access is never allowed.
+        r"\bfopen\s*\(|std::[io]?fstream|\bfwrite\s*\(|torch::(?:save|load)\b"
+        r"|\b(?:open|open64|openat|openat2|creat|freopen|fdopen|popen|opendir|mmap|mmap64)\s*\("
+        r"|\bsyscall\b|\bdl(?:open|sym|vsym)\s*\(|std::filesystem"
+        r"|#\s*include\s*<(?:fcntl\.h|sys/mman\.h|sys/syscall\.h|dlfcn\.h|filesystem)>",
         "reads or writes files from native code",
     ),
     (
