@@ -1,10 +1,12 @@
 """Evaluate one candidate against one problem: build, verify, time. The orchestrator's view.
 
 Order and gates: both files are checked statically; the build worker starts and, while it
-compiles, the reference worker computes the expected outputs; a candidate that fails to build is
-never run; one that is wrong is never timed. This process runs no problem or candidate code and
-never initialises CUDA: it starts workers, compares their outputs on the CPU and assembles the
-`EvaluationResult`. Bad input raises `BadInput`/`ToolchainMissing` before anything is written.
+compiles, the reference worker computes the expected outputs (once per problem and settings in
+this process: reference_cache.py) and the candidate's worker starts and imports torch; a candidate
+that fails to build is never run; one that is wrong is never timed. This process runs no problem
+or candidate code and never initialises CUDA: it starts workers, compares their outputs on the CPU
+and assembles the `EvaluationResult`. Bad input raises `BadInput`/`ToolchainMissing` before
+anything is written.
 
 With `compile_baseline`, a correct candidate's timing also gets the reference under
 `torch.compile` (`timing.compiled_reference`), timed in a reference-side worker after the
