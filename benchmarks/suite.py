@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from kernelwright.compiler.build import start_build
 from kernelwright.evaluate import EvaluateOptions, evaluate
 from kernelwright.problem import load_problem_dir
+from kernelwright.records import phases_text
 from kernelwright.suite import builtin_dir, candidates_for
 from kernelwright.targets import default_target
 
@@ -68,7 +69,7 @@ def main() -> int:
                 result.reason,
             )
         )
-        steps = ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in result.phases_s.items())
+        steps = phases_text(result.phases_s)
         print(
             f"  {problem.name}: {result.status.value} ({result.duration_s:.1f} s: {steps})",
             flush=True,

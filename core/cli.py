@@ -173,10 +173,9 @@ def _render_evaluation(r: dict[str, Any]) -> None:
     table.add_row("cases passed", f"{passed} of {len(r['cases'])}" if r["cases"] else "-")
     table.add_row("compile", f"{_fmt(r['compile_s'], ' s', 3)}{' (cached)' if r['cached'] else ''}")
     if r.get("phases_s"):
-        steps = ", ".join(
-            f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f} s" for k, v in r["phases_s"].items()
-        )
-        table.add_row("time", f"{r['duration_s']:.1f} s ({steps})")
+        from kernelwright.records import phases_text
+
+        table.add_row("time", f"{r['duration_s']:.1f} s ({phases_text(r['phases_s'])})")
     for warning in r["warnings"]:
         table.add_row("[yellow]warning[/]", f"{warning['check']}: {warning['message']}")
     env = r["environment"]

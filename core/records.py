@@ -111,6 +111,13 @@ def compiled_figures(timing: dict[str, Any] | None) -> tuple[float | None, float
     return found.get("median_ms"), found.get("speedup"), found.get("note") or ""
 
 
+def phases_text(phases: dict[str, float]) -> str:
+    """An evaluation's `phases_s` as one line: "reference 4.6 s, build wait 0.0 s, ..."."""
+    return ", ".join(
+        f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f} s" for k, v in phases.items()
+    )
+
+
 def compiled_text(timing: dict[str, Any] | None) -> str:
     """One line on the torch.compile baseline: its time and the speedup over it, or why not."""
     ms, speedup, note = compiled_figures(timing)
