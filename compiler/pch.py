@@ -152,6 +152,8 @@ def prepare(build_directory: Path, root: Path, toolchain: list[str], cached: boo
     key_text = json.dumps([toolchain, identity, cxx, flags, post, headers])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
     folder = root / "pch" / key
+    if re.search(r"[\s$]", str(folder)):  # it goes into build.ninja unquoted, unescaped
+        return f"precompiled header not used: its folder {folder} has a space or '$'"
     started = time.perf_counter()
     made, problem = _ensure(folder, cxx, flags, post, headers)
     if problem:

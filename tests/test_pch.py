@@ -146,6 +146,15 @@ def test_switched_off_or_another_compiler_changes_nothing(tmp_path, monkeypatch)
 
 
 @needs_gcc
+def test_a_builds_folder_with_a_space_goes_without(tmp_path):
+    build = _fake_build(tmp_path, "ext_a")
+    before = (build / "build.ninja").read_text()
+    note = pch.prepare(build, tmp_path / "my builds", ["toolchain"], cached=False)
+    assert note.startswith("precompiled header not used") and "space" in note
+    assert (build / "build.ninja").read_text() == before
+
+
+@needs_gcc
 def test_old_pchs_beyond_the_limit_are_evicted_recent_ones_kept(tmp_path):
     root = tmp_path / "builds"
     old = time.time() - 2 * pch.EVICT_AFTER_S
