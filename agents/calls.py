@@ -51,7 +51,9 @@ def ask(
 ) -> tuple[Completion | None, Call]:
     prompt = as_text(messages)
     limit = max_tokens_for(model, role)
-    reserved = budget.reserve(getattr(model, "info", None), prompt, limit)
+    sent = getattr(model, "sent_max_tokens", None)  # thinking tokens on top of the answer's
+    worst = sent(limit) if sent else limit
+    reserved = budget.reserve(getattr(model, "info", None), prompt, worst)
     completion: Completion | None = None
     try:
         completion = model.complete(messages, role=role, problem=problem, max_tokens=limit)

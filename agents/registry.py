@@ -34,7 +34,7 @@ def make_model(
     **client: Any,
 ) -> ChatModel:
     """A ChatModel for `spec`. `reasoning`: an OpenAI effort ("low"/"medium"/"high") or, for
-    Claude, a thinking budget in tokens (as a string of digits)."""
+    Claude, a thinking budget in tokens (a string of digits) or an effort (see anthropic_chat)."""
     provider, sep, name = spec.partition(":")
     if not sep or not name:
         raise BadInput(
@@ -57,15 +57,22 @@ def make_model(
             **client,
         )
     if provider == "anthropic":
-        from kernelwright.agents.providers.anthropic_chat import AnthropicChat
+        from kernelwright.agents.providers.anthropic_chat import EFFORTS, AnthropicChat
 
         thinking = int(reasoning) if reasoning and reasoning.isdigit() else None
+        effort = reasoning.lower() if reasoning and reasoning.lower() in EFFORTS else None
+        if reasoning and thinking is None and effort is None:
+            raise BadInput(
+                f"--reasoning {reasoning!r} for Claude must be a thinking budget in tokens "
+                f"(e.g. 8000) or an effort: {', '.join(EFFORTS)}"
+            )
         return AnthropicChat(
             name,
             model_info("anthropic", name),
             _key("anthropic"),
             timeout_s=timeout_s,
             thinking_tokens=thinking,
+            effort=effort,
             **client,
         )
     raise BadInput(f"unknown model provider {provider!r}; use openai, anthropic or replay")

@@ -23,7 +23,7 @@ from rich.table import Table
 
 DEFAULT_MODELS = (
     ("OPENAI_API_KEY", "openai:gpt-5"),
-    ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-4-5"),
+    ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-5-5"),
 )
 
 
@@ -142,7 +142,10 @@ def optimize(
     base_url: BaseUrlOption = None,
     reasoning: Annotated[
         str | None,
-        typer.Option(help="OpenAI reasoning effort (low/medium/high) or Claude thinking tokens."),
+        typer.Option(
+            help="OpenAI reasoning effort (low/medium/high); for Claude, thinking tokens "
+            "or an effort (low ... max)."
+        ),
     ] = None,
     trials: TrialsOption = 5,
     seed: Annotated[int, typer.Option(help="Seed of the first trial.")] = 42,

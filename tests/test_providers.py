@@ -67,7 +67,7 @@ ANTHROPIC_OK = {
     "id": "m1",
     "type": "message",
     "role": "assistant",
-    "model": "claude-sonnet-4-20250514",
+    "model": "claude-sonnet-4-6",
     "content": [{"type": "text", "text": "the plan"}],
     "stop_reason": "end_turn",
     "stop_sequence": None,
@@ -87,10 +87,8 @@ def _openai(server, sleeps, **kw):
     return make_model("openai:gpt-4o", http_client=server.client(), sleep=sleeps.append, **kw)
 
 
-def _anthropic(server, sleeps):
-    return make_model(
-        "anthropic:claude-sonnet-4-20250514", http_client=server.client(), sleep=sleeps.append
-    )
+def _anthropic(server, sleeps, spec="anthropic:claude-sonnet-4-6", **kw):
+    return make_model(spec, http_client=server.client(), sleep=sleeps.append, **kw)
 
 
 def test_openai_success_usage_and_cost(keys):
@@ -167,6 +165,52 @@ def test_anthropic_overload_then_success_and_400(keys):
     with pytest.raises(ProviderError) as info:
         _anthropic(server, sleeps).complete(MESSAGES, role="judge")
     assert info.value.status == 400 and len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "reasoning", "thinking", "extra", "effort"),
+    [
+        # budgets where the model takes them (Claude 4.5 and earlier)
+        (
+            "anthropic:claude-opus-4-5-20251101",
+            "4000",
+            {"type": "enabled", "budget_tokens": 4000},
+            4000,
+            None,
+        ),
+        ("anthropic:claude-opus-4-5", "high", None, 0, None),  # no effort there: no thinking
+        # adaptive thinking on the models that deprecate or refuse budgets
+        ("anthropic:claude-sonnet-5-5", "high", {"type": "adaptive"}, 0, "high"),
+        ("anthropic:claude-opus-4-7", "8000", {"type": "adaptive"}, 8000, None),
+        ("anthropic:claude-sonnet-5-5", None, None, 0, None),
+    ],
+)
+def test_anthropic_thinking_follows_the_model_table(keys, spec, reasoning, thinking, extra, effort):
+    server, sleeps = Server([(200, ANTHROPIC_OK, {})]), []
+    model = _anthropic(server, sleeps, spec, reasoning=reasoning)
+    model.complete(MESSAGES, role="coder", max_tokens=1000)
+    body = json.loads(server.requests[0].content)
+    assert body.get("thinking") == thinking
+    assert body["max_tokens"] == 1000 + extra == model.sent_max_tokens(1000)
+    assert body.get("output_config", {}).get("effort") == effort
+
+
+def test_claude_reasoning_must_be_a_budget_or_an_effort(keys):
+    with pytest.raises(BadInput, match="thinking budget in tokens"):
+        make_model("anthropic:claude-sonnet-5-5", reasoning="lots")
+
+
+def test_the_budget_reserves_the_thinking_allowance_too(keys):
+    from kernelwright.agents.calls import ask, max_tokens_for
+
+    server, sleeps = Server([(200, ANTHROPIC_OK, {})]), []
+    model = _anthropic(server, sleeps, "anthropic:claude-opus-4-5", reasoning="30000")
+    limit = max_tokens_for(model, "judge")
+    answer_only = limit * 25.0 / 1e6  # what the answer alone could cost at the output price
+    budget = Budget(answer_only + 0.01)  # enough for the answer, not for the thinking on top
+    with pytest.raises(BudgetExceeded):
+        ask(model, MESSAGES, role="judge", problem=None, budget=budget)
+    assert server.requests == []  # refused before any request
 
 
 def test_missing_keys_name_the_variable(monkeypatch):
