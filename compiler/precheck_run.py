@@ -15,7 +15,6 @@ import inspect
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sysconfig
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.compiler import precheck, ptxas
+from kernelwright.isolation import kill_tree
 
 
 @dataclass(frozen=True)
@@ -137,30 +137,9 @@ def _run(command: list[str], cwd: Path, timeout_s: float) -> tuple[int | None, s
         output, _ = proc.communicate(timeout=timeout_s)
         return proc.returncode, output
     except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
+        kill_tree(proc.pid)  # cicc, ptxas
         output, _ = proc.communicate()
         return None, output
-
-
-def _kill_tree(root: int) -> None:
-    """SIGKILL `root` and its descendants (cicc, ptxas), found through /proc's parent links."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                    ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    pending = [root]
-    while pending:
-        pid = pending.pop()
-        pending += children.get(pid, [])
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _base_flags() -> list[str]:

@@ -179,8 +179,11 @@ def _render_evaluation(r: dict[str, Any]) -> None:
     for warning in r["warnings"]:
         table.add_row("[yellow]warning[/]", f"{warning['check']}: {warning['message']}")
     env = r["environment"]
-    if env:
+    if env.get("gpu") or env.get("cpu"):
         table.add_row("on", f"{env.get('gpu') or env.get('cpu')} / torch {env.get('torch')}")
+    if env.get("isolation"):
+        note = f" ({env['isolation_note']})" if env.get("isolation_note") else ""
+        table.add_row("isolation", escape(f"{env['isolation']}{note}"))
     out.print(table)
     if r["status"] != "correct" and r["log"].strip():
         tail = "\n".join(r["log"].rstrip().splitlines()[-25:])

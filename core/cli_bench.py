@@ -108,6 +108,7 @@ def bench(
 
 
 def _build(a: dict[str, Any]) -> Any:
+    from kernelwright import options
     from kernelwright.bench import Bench, select_problems
     from kernelwright.cli_optimize import make_models
     from kernelwright.executors import make_executor
@@ -117,8 +118,8 @@ def _build(a: dict[str, Any]) -> Any:
     from kernelwright.targets import TARGETS, default_target
 
     for name in ("rounds", "width", "trials", "workers"):
-        if a[name] is not None and a[name] < 1:
-            raise BadInput(f"--{name} must be at least 1")
+        options.at_least_one(name, a[name])
+    options.zero_or_more("budget-usd", a["budget_usd"])
     if a["target"] is not None and a["target"] not in TARGETS:
         raise BadInput(f"unknown target {a['target']!r}; use cuda or cpu")
     engine = open_engine(a["db"])

@@ -191,6 +191,7 @@ def optimize(
 
 def _build(a: dict[str, Any], err: Console) -> Any:
     """Everything checked and opened before the run starts: bad input fails here, whole."""
+    from kernelwright import options
     from kernelwright.loop import Optimizer
     from kernelwright.loop_config import OptimizeConfig
     from kernelwright.store import repo
@@ -199,8 +200,11 @@ def _build(a: dict[str, Any], err: Console) -> Any:
     from kernelwright.user_problem import resolve_problem
 
     for name in ("rounds", "width", "trials"):
-        if a[name] is not None and a[name] < 1:
-            raise BadInput(f"--{name} must be at least 1")
+        options.at_least_one(name, a[name])
+    options.seed(a["seed"])
+    options.zero_or_more("budget-usd", a["budget_usd"])
+    for name in ("timeout", "build_timeout", "target_speedup", "time_limit"):
+        options.above_zero(name.replace("_", "-"), a[name])
     if a["target"] is not None and a["target"] not in TARGETS:
         raise BadInput(f"unknown target {a['target']!r}; use cuda or cpu")
     limits = {

@@ -30,9 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kernelwright import options as check_options
 from kernelwright import paths
 from kernelwright.compiler.build import DEFAULT_BUILD_TIMEOUT_S, start_build
-from kernelwright.errors import BadInput
+from kernelwright.isolation import sandbox
 from kernelwright.problem import load_candidate, load_problem
 from kernelwright.records import CompiledReference, EvaluationResult, Status
 from kernelwright.reference_cache import ReferenceCache
@@ -73,8 +74,14 @@ def evaluate(
     device = device_lock if device_lock is not None else nullcontext()
     device_env = {"CUDA_VISIBLE_DEVICES": options.device} if options.device is not None else None
     started = time.perf_counter()
-    if options.trials < 1:
-        raise BadInput("--trials must be at least 1")
+    check_options.evaluation(
+        options.trials,
+        options.seed,
+        options.atol,
+        options.rtol,
+        options.timeout_s,
+        options.build_timeout_s,
+    )
     problem = load_problem(problem_path)
     candidate = load_candidate(candidate_path, problem)
     check_toolchain(options.target)
@@ -197,7 +204,7 @@ def evaluate(
         profile=profile,
         phases_s=phases,
         log=verdict.log,
-        environment=verdict.environment,
+        environment={**verdict.environment, **_isolation()},
         warnings=warnings + verdict.warnings,
         duration_s=time.perf_counter() - started,
         **common,
@@ -205,6 +212,12 @@ def evaluate(
 
 
 _references = ReferenceCache()
+
+
+def _isolation() -> dict[str, str]:
+    """How the candidate's workers were isolated (see isolation.sandbox), for the record."""
+    box = sandbox()
+    return {"isolation": box.level, **({"isolation_note": box.note} if box.note else {})}
 
 
 @contextmanager

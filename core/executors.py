@@ -105,7 +105,8 @@ def _remote_evaluate(
     """Runs in a Ray worker: write the files locally, evaluate, return plain JSON."""
     import shutil
 
-    folder = paths.scratch_dir() / f"ray-{uuid.uuid4().hex[:12]}"
+    # Not under the scratch root: workers see none of it but their own folder.
+    folder = paths.home() / "remote" / f"ray-{uuid.uuid4().hex[:12]}"
     folder.mkdir(parents=True)
     try:
         problem = folder / problem_name

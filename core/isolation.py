@@ -6,9 +6,13 @@ Guarantees, for every worker started through `Worker`:
   shares no CUDA context, no open database handle and no in-memory secrets with it;
 - its environment is built from an allowlist: API keys and other secrets never reach it;
 - it runs in its own process group and scratch working directory; on its deadline the whole group
-  (nvcc, ninja, any children it spawned) is killed with SIGKILL;
-- it has no network where the OS allows a private network namespace (`unshare -n`; as root, or
-  `unshare -rn` for other users): any connect fails; CUDA works there;
+  (nvcc, ninja, any children it spawned, also those that left the group) is killed with SIGKILL;
+- where the OS allows (`sandbox()`, probed once), it runs in private user, pid, mount and network
+  namespaces with no capabilities (`kernelwright.sandbox`): it sees no other process (the API keys
+  in the orchestrator's and the shell's `/proc/<pid>/environ` included), none of the scratch root
+  but its own folder (the reference's expected outputs live there), and no network; where only a
+  private network namespace works (`unshare -n`, `unshare -rn`), it gets that; any connect fails
+  either way, and CUDA works in both;
 - a watchdog kills the group when it holds more host memory (RSS) or more processes than allowed;
   RLIMIT_AS is never used, since the CUDA driver reserves huge address ranges;
 - its stdout and stderr go to log files (what a candidate prints cannot pose as a result);
@@ -35,6 +39,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from kernelwright import paths
 
 # Variables a worker may inherit. Everything else (OPENAI_API_KEY, ANTHROPIC_API_KEY, cloud
 # credentials, tokens) is dropped. HOME and TMPDIR are replaced by the scratch folder.
@@ -116,22 +122,164 @@ def network_isolation() -> tuple[str, ...]:
     return prefix if probe.returncode == 0 else ()
 
 
-def _group_usage(pgid: int) -> tuple[int, int]:
-    """(resident bytes, process count) of a process group, read from /proc."""
-    rss_pages = count = 0
+# What the sandbox probe runs inside it: it must see only itself, none of the hidden folder, no
+# capability, and (where the host's driver answers) a working CUDA driver.
+_PROBE = r"""
+import ctypes, os, sys
+assert os.getppid() == 0, "no pid namespace"
+assert not os.path.exists("../secret"), "the hidden folder is visible"
+open("written", "w").close()
+caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith(("CapEff", "CapBnd"))]
+assert all(int(c, 16) == 0 for c in caps), "capabilities left"
+if sys.argv[1] == "cuda":
+    assert ctypes.CDLL("libcuda.so.1").cuInit(0) == 0, "cuInit failed inside"
+print("ok")
+"""
+_CUDA_INIT = 'import ctypes, sys; sys.exit(ctypes.CDLL("libcuda.so.1").cuInit(0))'
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How workers are isolated here: `level` is `namespaces` (private pid, mount and network
+    namespaces, the scratch root hidden, no capabilities; see `kernelwright.sandbox`),
+    `network` (a private network namespace only) or `none`; `note` says why not more."""
+
+    level: str
+    prefix: tuple[str, ...]
+    note: str = ""
+
+    def command(self, scratch: Path, hide: Path | None) -> tuple[str, ...]:
+        if self.level != "namespaces":
+            return self.prefix
+        return (*self.prefix, str(hide or ""), str(scratch), "--")
+
+
+def _run_quietly(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k in ENV_ALLOWLIST}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def _probe_namespaces(prefix: tuple[str, ...]) -> str:
+    """'' when the full sandbox works here, else why not (one line)."""
+    import tempfile
+
+    # The driver is checked only where it works outside: a machine without a GPU passes.
+    cuda = "no"
+    if os.path.exists("/dev/nvidiactl"):
+        try:
+            if _run_quietly([sys.executable, "-c", _CUDA_INIT]).returncode == 0:
+                cuda = "cuda"
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    # Probed where workers will run: the scratch root's own filesystem.
+    with tempfile.TemporaryDirectory(prefix="sandbox-probe-", dir=paths.scratch_dir()) as tmp:
+        hide = Path(tmp).resolve()
+        keep = hide / "keep"
+        keep.mkdir()
+        (hide / "secret").write_text("hidden\n")
+        command = [*prefix, str(hide), str(keep), "--", sys.executable, "-c", _PROBE, cuda]
+        try:
+            probe = _run_quietly(command, cwd=keep)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"the probe failed: {exc}"
+        if probe.returncode == 0 and probe.stdout.strip() == "ok":
+            return ""
+        lines = (probe.stderr or probe.stdout).strip().splitlines()
+        return lines[-1] if lines else f"the probe exited with code {probe.returncode}"
+
+
+@functools.cache
+def sandbox() -> Sandbox:
+    """The strongest isolation that works on this machine, probed once per process.
+
+    `KERNELWRIGHT_SANDBOX=network` (or `none`) asks for less: for a machine where the probe
+    passes but something the workers need does not work inside."""
+    wanted = os.environ.get("KERNELWRIGHT_SANDBOX", "namespaces").strip().lower()
+    unshare = shutil.which("unshare")
+    note = ""
+    if wanted == "namespaces" and unshare is not None:
+        prefix = (
+            unshare,
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount",
+            sys.executable,
+            "-m",
+            "kernelwright.sandbox",
+        )
+        note = _probe_namespaces(prefix)
+        if not note:
+            return Sandbox("namespaces", prefix)
+    elif wanted == "namespaces":
+        note = "unshare (util-linux) is not installed"
+    if wanted in ("namespaces", "network") and network_isolation():
+        return Sandbox("network", network_isolation(), note)
+    return Sandbox("none", (), note or "no private network namespace either")
+
+
+def _hidden_root(scratch: Path) -> Path | None:
+    """The scratch root, where `scratch` lies inside it: what the worker must not see of it."""
+    root = paths.scratch_dir()
+    inside = scratch.resolve()
+    return root if inside != root and inside.is_relative_to(root) else None
+
+
+def _process_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (parent pid, process group, resident pages) of every process, read from /proc."""
+    table: dict[int, tuple[int, int, int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as fh:
                 fields = fh.read().rsplit(b")", 1)[1].split()
-        except OSError:
+            # after the command name: state ppid pgrp ... ; rss is field 24 (index 21 here)
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[21]))
+        except (OSError, ValueError, IndexError):
             continue
-        # after the command name: state ppid pgrp ... ; rss is field 24 of stat (index 21 here)
-        if int(fields[2]) == pgid:
-            count += 1
-            rss_pages += int(fields[21])
-    return rss_pages * os.sysconf("SC_PAGE_SIZE"), count
+    return table
+
+
+def _descendants(table: dict[int, tuple[int, int, int]], root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found and child != root:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _processes(leader: int) -> dict[int, int]:
+    """pid -> resident pages of every process in `leader`'s process group or descended from it
+    (a process that left the group with setsid is still a descendant)."""
+    table = _process_table()
+    found = {pid for pid, (_, pgrp, _) in table.items() if pgrp == leader}
+    found |= _descendants(table, leader)
+    return {pid: table[pid][2] for pid in found}
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL `root` and every process descended from it (found before any is killed)."""
+    for pid in [root, *_descendants(_process_table(), root)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _group_usage(leader: int) -> tuple[int, int]:
+    """(resident bytes, process count) of a worker's processes."""
+    pages = _processes(leader)
+    return sum(pages.values()) * os.sysconf("SC_PAGE_SIZE"), len(pages)
 
 
 @dataclass(frozen=True)
@@ -205,8 +353,10 @@ class Worker:
         env_extra: dict[str, str] | None = None,
         memory_limit: int | None = None,
         launcher: tuple[str, ...] = (),
+        isolation: str = "",
     ) -> None:
-        """`launcher`: a command the interpreter runs under (a profiler), inside the isolation."""
+        """`launcher`: a command the interpreter runs under (a profiler), inside the isolation.
+        `isolation`: "network" for a private network namespace only (see `sandbox()`)."""
         scratch.mkdir(parents=True, exist_ok=True)
         self.scratch = scratch
         self.deadline = time.monotonic() + deadline_s
@@ -214,10 +364,18 @@ class Worker:
         self.over_limit = ""
         self._stdout_path = scratch / "worker.stdout.log"
         self._stderr_path = scratch / "worker.stderr.log"
+        box = sandbox() if isolation != "network" else Sandbox("network", network_isolation())
         read_fd, write_fd = os.pipe()
         with open(self._stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [*network_isolation(), *launcher, sys.executable, "-m", module, str(write_fd)],
+                [
+                    *box.command(scratch.resolve(), _hidden_root(scratch)),
+                    *launcher,
+                    sys.executable,
+                    "-m",
+                    module,
+                    str(write_fd),
+                ],
                 cwd=scratch,
                 env=worker_env(scratch, env_extra),
                 stdin=subprocess.PIPE,
@@ -297,10 +455,18 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL the worker's whole process group (compilers and helpers included)."""
+        # Found first: once their parent is dead, processes that left the group (setsid) are
+        # no longer its descendants. In the full sandbox they die with the namespace anyway.
+        strays = _processes(self.proc.pid)
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def finish(self, grace_s: float = 10.0) -> Exit:
         """Close the channel, wait briefly for a clean exit, then kill; return how it ended."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright import paths
-from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout
+from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout, sandbox
 from kernelwright.profiler import ncu, ncu_metrics, roofline
 from kernelwright.profiler.sheets import gpu_sheet
 from kernelwright.verifier.profile_target import JOB, RESULT
@@ -107,9 +107,14 @@ def profile_candidate(
     scratch.mkdir(parents=True)
     try:
         try:
-            result = _run(
-                exe, problem, candidate, kernels, seed, timeout_s, device, capability, scratch
-            )
+            args = (exe, problem, candidate, kernels, seed, timeout_s, device, capability)
+            result = _run(*args, scratch)
+            if _needs_root_capabilities(result):
+                # Counters restricted to administrators: root's capabilities would lift that,
+                # and the full sandbox gives them up. Profile again with the network one only.
+                shutil.rmtree(scratch, ignore_errors=True)
+                scratch.mkdir(parents=True)
+                result = _run(*args, scratch, isolation="network")
         except Exception as exc:  # a fault of the profiler's own must not fail the candidate
             log.warning("profiling %s failed", candidate, exc_info=True)
             result = ProfileResult(FAILED, f"profiling raised {type(exc).__name__}: {exc}")
@@ -126,6 +131,15 @@ def profile_candidate(
     return result
 
 
+def _needs_root_capabilities(result: ProfileResult) -> bool:
+    return (
+        result.status == UNAVAILABLE
+        and result.message == ncu.PERMISSION_HELP
+        and os.geteuid() == 0
+        and sandbox().level == "namespaces"
+    )
+
+
 def _run(
     exe: str,
     problem: Path,
@@ -136,6 +150,7 @@ def _run(
     device: str | None,
     capability: tuple[int, int] | None,
     scratch: Path,
+    isolation: str = "",
 ) -> ProfileResult:
     job = {
         "problem": str(problem),
@@ -151,7 +166,12 @@ def _run(
     launcher = (sys.executable, "-m", "kernelwright.profiler.loopback", *command)
     env = {"CUDA_VISIBLE_DEVICES": device} if device is not None else None
     worker = Worker(
-        "kernelwright.verifier.profile_target", scratch, timeout_s, env_extra=env, launcher=launcher
+        "kernelwright.verifier.profile_target",
+        scratch,
+        timeout_s,
+        env_extra=env,
+        launcher=launcher,
+        isolation=isolation,
     )
     with worker:
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from kernelwright.evaluate import EvaluateOptions, evaluate
-from kernelwright.isolation import network_isolation
+from kernelwright.isolation import Sandbox, sandbox
 from kernelwright.problem import load_problem_dir
 from kernelwright.records import Status
 from kernelwright.suite import builtin_dir, candidates_for
@@ -156,8 +156,8 @@ def test_candidate_finds_no_api_keys(tmp_path, monkeypatch):
 
 
 def test_candidate_cannot_open_a_socket(tmp_path, monkeypatch):
-    if not network_isolation():
-        pytest.skip("this machine cannot create a network namespace (unshare -n)")
+    if sandbox().level == "none":
+        pytest.skip(f"this machine cannot create a network namespace: {sandbox().note}")
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
@@ -174,7 +174,7 @@ def test_candidate_cannot_open_a_socket(tmp_path, monkeypatch):
     try:
         verdict = _run_probe(tmp_path / "isolated", probe)
         # control: the same probe without the namespace does connect, so the check can fail
-        monkeypatch.setattr("kernelwright.isolation.network_isolation", lambda: ())
+        monkeypatch.setattr("kernelwright.isolation.sandbox", lambda: Sandbox("none", ()))
         control = _run_probe(tmp_path / "open", probe)
     finally:
         listener.close()

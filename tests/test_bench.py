@@ -126,6 +126,7 @@ def test_bench_bad_input(cli, tmp_path):
         (["bench", "builtin", "--model", "replay:x.jsonl", "--problems", "99"], "matches"),
         (["bench", "builtin", "--model", "replay:x.jsonl", "--executor", "slurm"], "executor"),
         (["bench", "--resume", "nope"], "no run 'nope'"),
+        (["bench", "builtin", "--model", "replay:x.jsonl", "--budget-usd", "-2"], "--budget-usd"),
     ]:
         result = cli(*args, "--db", url)
         assert result.returncode == 2, (args, result.stderr)

@@ -140,6 +140,25 @@ def test_unknown_target_and_bad_trials(cli, fixtures_dir):
     _check(cli(*args, "--target", "cpu", "--trials", "0"), "--trials must be at least 1")
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "fragment"),
+    [
+        # NaN passed every comparison (`diff > NaN` is never true): a wrong kernel was correct
+        ("--atol", "nan", "--atol must be a finite number of at least 0 (got nan)"),
+        ("--rtol", "nan", "--rtol must be a finite number"),
+        ("--atol", "-1", "--atol must be a finite number of at least 0 (got -1)"),
+        ("--timeout", "nan", "--timeout must be a finite number above 0"),
+        ("--timeout", "-5", "--timeout must be a finite number above 0 (got -5)"),
+        ("--build-timeout", "-1", "--build-timeout must be a finite number above 0"),
+        ("--build-timeout", "inf", "--build-timeout must be a finite number above 0 (got inf)"),
+        ("--seed", str(10**23), "--seed must lie between"),
+    ],
+)
+def test_numeric_options_that_cannot_work(cli, fixtures_dir, option, value, fragment):
+    args = ("evaluate", str(fixtures_dir / GOOD_PROBLEM), str(fixtures_dir / GOOD_CANDIDATE))
+    _check(cli(*args, "--target", "cpu", option, value), fragment)
+
+
 def test_cuda_target_without_cuda(cli, fixtures_dir):
     from kernelwright.targets import torch_has_cuda, visible_gpus
 

@@ -94,3 +94,16 @@ def test_tensor_subclass_is_not_a_tensor_output():
     ref = torch.zeros(2)
     result = compare(ref, ref.clone().as_subclass(Sneaky), DEFAULT)
     assert not result.ok and "expected a tensor" in result.reason
+
+
+def test_python_floats_are_held_to_the_default_dtypes_tolerance_and_report_their_error():
+    # `x.sum().item()` of a float32 sum against a kernel that sums in double
+    ref, cand = 483.47003173828125, 483.47015380859375
+    result = compare(ref, cand, DEFAULT)
+    assert result.ok and result.max_abs_error == pytest.approx(1.2207e-4, rel=1e-3)
+    wrong = compare(ref, ref * 1.01, DEFAULT)
+    assert not wrong.ok and "expected 483.47" in wrong.reason
+    assert wrong.max_abs_error == pytest.approx(4.8347, rel=1e-3)
+    assert not compare(1.0, float("nan"), DEFAULT).ok
+    assert compare(float("inf"), float("inf"), DEFAULT).ok
+    assert not compare(float("inf"), 1e300, DEFAULT).ok

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+import uuid
 
 import pytest
-from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout
+from kernelwright import isolation, paths
+from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout, sandbox
 
 
 def _worker(fixtures_dir, tmp_path, deadline_s: float, memory_limit: int | None = None) -> Worker:
@@ -41,23 +45,84 @@ def test_secrets_do_not_reach_the_worker(fixtures_dir, tmp_path, monkeypatch):
     assert message["kind"] == "env" and '"status": "correct"' in end.stdout
 
 
+def _with_token(token: str) -> list[int]:
+    """Host pids of processes whose command line holds `token`."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and token in open(f"/proc/{name}/cmdline", "rb").read().decode():
+                found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
 def test_deadline_kills_the_whole_process_group(fixtures_dir, tmp_path):
+    token = f"kw-probe-{uuid.uuid4().hex}"
     start = time.monotonic()
     with _worker(fixtures_dir, tmp_path, 5) as worker:
-        worker.send({"action": "hang"})
-        child = worker.recv()["pid"]
+        worker.send({"action": "hang", "token": token})
+        assert worker.recv()["kind"] == "children"
+        assert len(_with_token(token)) == 2
         with pytest.raises(WorkerTimeout):
             worker.recv()
         end = worker.finish()
     assert end.timed_out and time.monotonic() - start < 30
-    for _ in range(50):  # the grandchild dies with the group
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
+    for _ in range(50):  # both children die, the one that left the process group included
+        if not _with_token(token):
             break
         time.sleep(0.1)
     else:
-        pytest.fail("the worker's child survived the deadline")
+        pytest.fail("a child of the worker survived the deadline")
+
+
+def test_the_sandbox_hides_other_processes_and_the_rest_of_the_scratch(fixtures_dir):
+    box = sandbox()
+    if box.level != "namespaces":
+        pytest.skip(f"no full sandbox on this machine: {box.note}")
+    token = f"sk-kw-{uuid.uuid4().hex}"
+    secret = paths.scratch_dir() / f"refs-test-{uuid.uuid4().hex[:8]}" / "ref_0.txt"
+    secret.parent.mkdir(parents=True)
+    secret.write_text(token)
+    scratch = paths.scratch_dir() / f"eval-test-{uuid.uuid4().hex[:8]}" / "candidate"
+    # A process holding an API key, like the shell that started kernelwright.
+    victim = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], env={**os.environ, "KEY": token}
+    )
+    try:
+        with Worker(
+            "probe_worker",
+            scratch,
+            60,
+            env_extra={"PYTHONPATH": str(fixtures_dir / "workers")},
+        ) as worker:
+            relative = os.path.relpath(secret, scratch)
+            worker.send({"action": "snoop", "token": token, "paths": [str(secret), relative]})
+            seen = worker.recv()
+            worker.finish()
+    finally:
+        victim.kill()
+        victim.wait()
+    assert seen["kind"] == "snoop"
+    assert seen["secret"] == []  # neither by its absolute path nor through `..`
+    assert seen["environ"] == []
+    assert victim.pid not in seen["pids"] and len(seen["pids"]) <= 3 and seen["ppid"] == 0
+    assert secret.read_text() == token  # hidden from the worker, not touched
+    assert seen["capeff"] == 0  # so it cannot unmount what hides the scratch root
+
+
+def test_a_sandbox_that_does_not_work_here_is_not_used(monkeypatch, fixtures_dir, tmp_path):
+    assert isolation._probe_namespaces(("/bin/false",)) != ""  # says why, one line
+    monkeypatch.setenv("KERNELWRIGHT_SANDBOX", "network")
+    isolation.sandbox.cache_clear()
+    try:
+        assert isolation.sandbox().level in ("network", "none")
+        with _worker(fixtures_dir, tmp_path, 60) as worker:  # workers still run
+            worker.send({"action": "env"})
+            assert worker.recv()["kind"] == "env"
+            worker.finish()
+    finally:
+        isolation.sandbox.cache_clear()
 
 
 def test_memory_watchdog_kills_a_hoarding_worker(fixtures_dir, tmp_path):

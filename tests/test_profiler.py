@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from kernelwright import profiling as prof
+from kernelwright.isolation import sandbox
 from kernelwright.profiler import ncu, ncu_metrics, roofline
 from kernelwright.profiler.sheets import gpu_sheet
 
@@ -441,7 +442,22 @@ def test_counters_not_permitted_is_unavailable_with_the_driver_fix_and_not_retri
     assert "sudo" not in first.message
     second = prof.profile_candidate(problem, candidate)
     assert second.status == "unavailable" and second.message == first.message
-    assert len(calls()) == 1  # the second candidate did not start ncu again
+    # the second candidate did not start ncu again (as root the first one tried twice: below)
+    assert len(calls()) == (2 if _root_in_full_sandbox() else 1)
+
+
+def _root_in_full_sandbox() -> bool:
+    return os.geteuid() == 0 and sandbox().level == "namespaces"
+
+
+def test_root_profiles_again_with_its_capabilities_when_counters_need_them(fake_ncu, tmp_path):
+    if not _root_in_full_sandbox():
+        pytest.skip("only root in the full sandbox gives up capabilities that ncu may need")
+    calls = fake_ncu("perm_unless_capable")
+    problem, candidate = _files(tmp_path)
+    result = prof.profile_candidate(problem, candidate, capability=(9, 0))
+    assert result.ok, result.message + result.log
+    assert len(calls()) == 2  # refused without capabilities, then counted with them
 
 
 def test_missing_ncu_is_unavailable_with_how_to_install(fake_ncu, tmp_path, monkeypatch):

@@ -202,3 +202,43 @@ def test_result_cache_means_static_variables_not_static_functions(line, is_cache
 def test_native_file_access_in_any_spelling_is_caught(line, is_file_access):
     found = any(f.check == "file_replay" for f in native_findings(_strip_comments(line)))
     assert found == is_file_access
+
+
+WITHOUT_KERNEL_CALLS = LEGIT.replace(
+    "        y = self.ops.fused(x.contiguous().view(-1))\n        y = ops.fused(y)\n",
+    "        y = _work(x)\n",
+)
+
+
+@pytest.mark.parametrize(
+    "helper",
+    [
+        # the work moved out of ModelNew into a module-level function it calls
+        "def _work(t):\n    return torch.add(t, 1)\n",
+        "def _work(t):\n    return _deeper(t)\ndef _deeper(t):\n    return t.softmax(-1)\n",
+        # ... or into a module of the candidate's own that ModelNew builds and calls
+        "class _Impl(nn.Module):\n    def forward(self, t):\n        return t @ t\n"
+        "def _work(t):\n    return _Impl()(t)\n",
+    ],
+)
+def test_pytorch_in_a_helper_that_modelnew_calls_is_found(helper):
+    assert WITHOUT_KERNEL_CALLS != LEGIT
+    source = WITHOUT_KERNEL_CALLS.replace("\nclass ModelNew", f"\n{helper}\n\nclass ModelNew")
+    assert "torch_compute" in _rejects(source)
+
+
+def test_a_helper_computing_sizes_or_calling_the_kernel_is_fine():
+    helper = (
+        "def _grid(n, block=256):\n    return (n + block - 1) // block\n"
+        "def _work(t):\n    return ops.fused(t.view(-1) if _grid(t.numel()) else t)\n"
+    )
+    source = WITHOUT_KERNEL_CALLS.replace("\nclass ModelNew", f"\n{helper}\n\nclass ModelNew")
+    assert _rejects(source) == []
+
+
+def test_modelnew_bound_to_another_class_is_checked_as_that_class():
+    source = (
+        LEGIT.replace("class ModelNew", "class Fast").replace(KERNEL_CALLS, "y = torch.add(x, 1)")
+        + "\nModelNew = Fast\n"
+    )
+    assert "torch_compute" in _rejects(source)

@@ -11,6 +11,8 @@ override is applied around the calls and undone afterwards.
 
 from __future__ import annotations
 
+import random
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -101,17 +103,27 @@ def build(
     """
     modules = [problem, *(also_override or [])]
     with overridden(modules, case.overrides):
-        torch.manual_seed(case.seed)
+        seed_all(case.seed)
         init = _problem_step(problem.get_init_inputs, "get_init_inputs()", problem_step_errors)
-        torch.manual_seed(case.seed)
+        seed_all(case.seed)
         model = model_class(*init)
-        torch.manual_seed(case.seed + 1 if case.input_seed is None else case.input_seed)
+        seed_all(case.seed + 1 if case.input_seed is None else case.input_seed)
         inputs = _problem_step(problem.get_inputs, "get_inputs()", problem_step_errors)
     if not isinstance(inputs, (list, tuple)):
         raise ProblemError(f"get_inputs() returned {type(inputs).__name__}, not a list")
     if isinstance(model, torch.nn.Module):
         model = model.to(device)
     return model, [to_device(x, device) for x in inputs]
+
+
+def seed_all(seed: int) -> None:
+    """Seed torch, and Python's `random` and numpy's global generator too: a problem that draws
+    its inputs with them gets the same inputs in the reference's and the candidate's workers."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    numpy = sys.modules.get("numpy")  # only where the problem already imported it
+    if numpy is not None:
+        numpy.random.seed(seed % 2**32)
 
 
 def _problem_step(fn: Any, what: str, wrap: bool) -> Any:

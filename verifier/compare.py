@@ -64,10 +64,14 @@ def _walk(ref: Any, cand: Any, where: str, tol: Tolerance, errors: list) -> str 
     if isinstance(ref, (bool, int, float)) or ref is None:
         if type(cand) is not type(ref):
             return f"{where}: expected {type(ref).__name__}, got {_kind(cand)}"
-        if isinstance(ref, float) and not math.isnan(ref):
-            atol, rtol = tol.for_dtype(torch.float64)
-            if not abs(cand - ref) <= atol + rtol * abs(ref):
-                return f"{where}: expected {ref!r}, got {cand!r}"
+        if isinstance(ref, float) and math.isfinite(ref):
+            # A Python float is most often `.item()` of a float32 result (torch's default
+            # dtype): held to fp64's tolerance, a more accurate kernel would fail.
+            atol, rtol = tol.for_dtype(torch.get_default_dtype())
+            diff = abs(cand - ref) if math.isfinite(cand) else math.inf
+            errors.append((diff, diff / abs(ref) if abs(ref) > atol else 0.0))
+            if not diff <= atol + rtol * abs(ref):
+                return f"{where}: expected {ref!r}, got {cand!r} (atol {atol:g}, rtol {rtol:g})"
         elif ref != cand and not (isinstance(ref, float) and math.isnan(cand)):
             return f"{where}: expected {ref!r}, got {cand!r}"
         return None

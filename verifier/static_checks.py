@@ -390,13 +390,12 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
                     add("tensor_subclass", f"class {node.name} subclasses torch.Tensor", node)
                 if node.name == "ModelNew" and base_name.split(".")[-1] == "Model":
                     add("inherits_reference", "ModelNew inherits the reference Model", node)
-    model_new = next(
-        (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ModelNew"), None
-    )
+    model_new = _model_new_class(tree)
     if model_new is not None:
         extensions = _extension_names(tree)
-        compute = _torch_compute_findings(model_new, extensions)
-        if compute and _calls_extension(tree, model_new, extensions):
+        reached = _reachable_code(tree, model_new)
+        compute = _torch_compute_findings(model_new, reached, extensions)
+        if compute and _calls_extension(reached, extensions):
             # A kernel does part of the work and PyTorch the rest: allowed, labelled for the judge.
             compute = [
                 Finding(
@@ -462,14 +461,63 @@ def _extension_names(tree: ast.Module) -> set[str]:
     return names
 
 
-def _calls_extension(tree: ast.Module, cls: ast.ClassDef, extensions: set[str]) -> bool:
-    """Whether ModelNew's methods (other than __init__), or module-level functions, call one of
-    the candidate's compiled functions."""
-    scopes: list[ast.AST] = [
-        m for m in cls.body if isinstance(m, ast.FunctionDef) and m.name != "__init__"
-    ]
-    scopes += [n for n in tree.body if isinstance(n, ast.FunctionDef)]
-    for scope in scopes:
+def _model_new_class(tree: ast.Module) -> ast.ClassDef | None:
+    """The class the module exposes as ModelNew: `class ModelNew`, or another of its classes
+    bound to the name (`ModelNew = Fast`)."""
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    name = "ModelNew"
+    for _ in range(len(classes) + 1):  # follow aliases, never in circles
+        if name in classes:
+            return classes[name]
+        alias = next(
+            (
+                n.value.id
+                for n in tree.body
+                if isinstance(n, ast.Assign)
+                and isinstance(n.value, ast.Name)
+                and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)
+            ),
+            None,
+        )
+        if alias is None:
+            return None
+        name = alias
+    return None
+
+
+def _reachable_code(tree: ast.Module, cls: ast.ClassDef) -> list[tuple[ast.FunctionDef, bool]]:
+    """(function, whether its arguments are tensors) for ModelNew's methods other than
+    __init__, and for the module's own functions and classes that ModelNew reaches by name, so
+    that a helper doing the work with PyTorch is found too. The arguments of ModelNew's methods
+    and of a helper class's `forward` count as tensors; a helper's others may be sizes."""
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    reached: list[tuple[ast.FunctionDef, bool]] = []
+    seen: set[str] = {cls.name}
+    pending: list[ast.AST] = [cls]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.ClassDef):
+            for method in node.body:
+                if isinstance(method, ast.FunctionDef):
+                    if method.name != "__init__":
+                        reached.append((method, node is cls or method.name == "forward"))
+                    pending.append(ast.Module(body=method.body, type_ignores=[]))
+            continue
+        if isinstance(node, ast.FunctionDef):
+            reached.append((node, False))
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Name) and inner.id not in seen:
+                target = functions.get(inner.id) or classes.get(inner.id)
+                if target is not None:
+                    seen.add(inner.id)
+                    pending.append(target)
+    return reached
+
+
+def _calls_extension(reached: list[tuple[ast.FunctionDef, bool]], extensions: set[str]) -> bool:
+    """Whether the code ModelNew runs calls one of the candidate's compiled functions."""
+    for scope, _ in reached:
         for node in ast.walk(scope):
             if isinstance(node, ast.Call):
                 head = _dotted(node.func).rpartition(".")[0]
@@ -479,8 +527,10 @@ def _calls_extension(tree: ast.Module, cls: ast.ClassDef, extensions: set[str]) 
     return False
 
 
-def _torch_compute_findings(cls: ast.ClassDef, extensions: set[str]) -> list[Finding]:
-    """PyTorch compute in ModelNew's methods other than __init__ (where layers may be built)."""
+def _torch_compute_findings(
+    cls: ast.ClassDef, reached: list[tuple[ast.FunctionDef, bool]], extensions: set[str]
+) -> list[Finding]:
+    """PyTorch compute in the code ModelNew runs, not in __init__ (where layers may be built)."""
     layers: set[str] = set()
     tensors: set[str] = set()  # parameters and buffers: arithmetic on them is PyTorch compute
     for node in ast.walk(cls):
@@ -498,10 +548,9 @@ def _torch_compute_findings(cls: ast.ClassDef, extensions: set[str]) -> list[Fin
     def add(message: str, node: ast.AST) -> None:
         findings.append(Finding("torch_compute", REJECT, message, getattr(node, "lineno", None)))
 
-    for method in cls.body:
-        if not isinstance(method, ast.FunctionDef) or method.name == "__init__":
-            continue
-        args = {a.arg for a in method.args.args[1:]}  # forward's inputs are tensors
+    for method, tensor_args in reached:
+        # Arithmetic counts on tensors only: inputs and parameters, not a helper's sizes.
+        args = {a.arg for a in method.args.args[1:]} if tensor_args else set()
         operands = args | tensors
 
         def _is_tensor_operand(name: str, operands: set[str] = operands) -> bool:

@@ -89,6 +89,8 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
                 mutates = False
             except Rejected:
                 mutates = True
+            if case.index == 0:
+                _check_repeatable(problem, case, device, output)
             path = out_dir / f"ref_{case.index}.pt"
             _save(output, path)
         except ProblemError as exc:
@@ -103,6 +105,28 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
         message = {"kind": "case", "case": case.to_message(), "path": str(path), "nbytes": sizes}
         channel.send({**message, "mutates_inputs": mutates})
     channel.send({"kind": "done"})
+
+
+def _check_repeatable(problem: Any, case: Any, device: Any, output: Any) -> None:
+    """Build and run the first case again from its seeds: outputs that differ mean randomness
+    the seeds do not reach (random numbers drawn in forward, dropout in training mode, a
+    generator of its own), and every candidate would fail against them."""
+    import torch
+    from kernelwright.verifier.cases import ProblemError, build, to_cpu
+    from kernelwright.verifier.compare import compare
+    from kernelwright.verifier.tolerances import Tolerance
+
+    model, inputs = build(problem, problem.Model, case, device)
+    with torch.no_grad():
+        again = model(*inputs)
+    _sync(device)
+    same = compare(to_cpu(output), to_cpu(again), Tolerance())
+    if not same.ok:
+        raise ProblemError(
+            f"the reference is not repeatable: run twice on {case.label} from the same seeds, "
+            f"it gave different outputs ({same.reason}); draw random numbers only in "
+            "get_inputs()/get_init_inputs(), and keep dropout out of forward"
+        )
 
 
 def run_compiled_reference(channel: Channel, request: dict[str, Any]) -> None:

@@ -1,0 +1,139 @@
+"""`python -m kernelwright.sandbox HIDE KEEP -- CMD [ARGS...]`: the last step before a worker runs.
+
+`isolation` starts this inside fresh user, network, pid and mount namespaces (`unshare`), where it
+is root of its own user namespace only. Before it execs CMD it:
+
+- mounts a /proc of the new pid namespace, so the worker sees only its own processes: never the
+  orchestrator, nor the user's shell, whose `/proc/<pid>/environ` holds the API keys, nor their
+  memory, open files or working directories;
+- brings the loopback interface up (ncu talks to the process it profiles over it); the namespace
+  still reaches nothing beyond itself;
+- covers HIDE (the scratch root: the reference's expected outputs, other evaluations' folders)
+  with an empty tmpfs and binds KEEP, the worker's own scratch folder, back at its place, then
+  enters it again, so that `..` leads into the empty tmpfs and not into the covered folders
+  (HIDE '' skips this);
+- gives up every capability (bounding, inheritable and ambient sets, and no_new_privs), so the
+  program cannot unmount what hides HIDE, mount anything else, or gain privileges through a
+  setuid program.
+
+CMD then becomes process 1 of the namespace: when it ends, the kernel kills whatever it left
+behind, even processes that left its process group. A step that fails prints one line and exits
+with `FAILED`; `isolation` probes the whole sequence once before using it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from pathlib import Path
+
+FAILED = 125
+
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_BIND = 0x1000
+MS_REC = 0x4000
+
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAP_VERSION_3 = 0x20080522
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    _check(
+        _libc.mount(
+            source.encode(),
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def _prctl(option: int, arg: int) -> None:
+    zero = ctypes.c_ulong(0)
+    _check(_libc.prctl(option, ctypes.c_ulong(arg), zero, zero, zero), f"prctl {option}")
+
+
+def hide_except(hide: Path, keep: Path) -> None:
+    """Cover `hide` with an empty tmpfs, bind `keep` (inside it) back, and enter `keep` again."""
+    relative = keep.relative_to(hide)
+    held = os.open(keep, os.O_PATH | os.O_DIRECTORY)  # still reaches `keep` once it is covered
+    try:
+        _mount("tmpfs", str(hide), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+        target = hide / relative
+        target.mkdir(parents=True)
+        _mount(f"/proc/self/fd/{held}", str(target), None, MS_BIND | MS_REC, None)
+    finally:
+        os.close(held)
+    os.chdir(target)
+
+
+def drop_capabilities() -> None:
+    """No capability now or after exec, and none to be gained from setuid or file capabilities."""
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    _libc.prctl(PR_CAP_AMBIENT, ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), 0, 0, 0)
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for cap in range(last + 1):
+        _prctl(PR_CAPBSET_DROP, cap)
+    # Root's capabilities after exec are (inheritable | bounding): both empty now, so none.
+    header = _CapHeader(CAP_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    for half in data:
+        half.inheritable = 0
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def enter(hide: str, keep: str) -> None:
+    from kernelwright.profiler.loopback import bring_up
+
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    bring_up()
+    if hide:
+        hide_except(Path(hide), Path(keep))
+    drop_capabilities()
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if len(args) < 4 or args[2] != "--":
+        print("usage: python -m kernelwright.sandbox HIDE KEEP -- CMD [ARGS...]", file=sys.stderr)
+        raise SystemExit(FAILED)
+    hide, keep, command = args[0], args[1], args[3:]
+    try:
+        enter(hide, keep)
+    except (OSError, ValueError) as exc:
+        print(f"kernelwright sandbox: {exc}", file=sys.stderr)
+        raise SystemExit(FAILED) from None
+    os.execvp(command[0], command)
+
+
+if __name__ == "__main__":
+    main()
