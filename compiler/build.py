@@ -10,11 +10,13 @@ log is nvcc's output and whose reason is its first error, tagged `PRECHECK_TAG`.
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from pathlib import Path
 from typing import Any
 
 from kernelwright import paths
+from kernelwright.compiler import seal
 from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.records import BuildResult, Status
 
@@ -26,8 +28,14 @@ class BuildJob:
         self.timeout_s = timeout_s
         scratch = paths.scratch_dir() / f"build-{uuid.uuid4().hex[:12]}"
         self.worker = Worker("kernelwright.compiler.worker", scratch, deadline_s=timeout_s)
+        self.nonce = secrets.token_hex(16)  # its answer must carry it (see isolation.Channel)
         self.worker.send(
-            {"candidate": str(candidate), "target": target, "builds_root": str(paths.builds_dir())}
+            {
+                "candidate": str(candidate),
+                "target": target,
+                "builds_root": str(paths.builds_dir()),
+                "nonce": self.nonce,
+            }
         )
 
     def result(self) -> BuildResult:
@@ -50,6 +58,11 @@ class BuildJob:
                 Status.COMPILE_ERROR,
                 f"the build worker ended without a result ({end.describe()})",
             )
+        elif message.get("nonce") != self.nonce:
+            failure = (
+                Status.COMPILE_ERROR,
+                "the build's answer did not come from the build worker (candidate code wrote it)",
+            )
         if failure is not None:
             spent = self.timeout_s if end.timed_out else 0.0
             return BuildResult(failure[0], failure[1], log, spent, False, "", "")
@@ -59,6 +72,8 @@ class BuildJob:
         if message.get("precheck_error"):
             return _precheck_rejection(message, kernels, precheck_s)
         ok = bool(message["ok"])
+        if ok:
+            seal.record(paths.builds_dir(), list(message.get("builds") or []))
         return BuildResult(
             status=None if ok else Status.COMPILE_ERROR,
             reason=""

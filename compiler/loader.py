@@ -35,12 +35,13 @@ import platform
 import re
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kernelwright.compiler import pch
+from kernelwright.compiler import pch, seal
 from kernelwright.compiler.precheck_run import PrecheckFailed, PrecheckOutcome, precheck_call
 
 HOOK_VERSION = "2"
@@ -125,7 +126,8 @@ def install_build_hooks(builds_root: Path, target: str) -> None:
             directory = builds_root / f"{_safe(name)}-{key}"
             with open(builds_root / f"{key}.lock", "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                cached = (directory / COMPLETE_MARKER).exists()
+                # A cached folder changed since its build (see seal.py) is built again.
+                cached = (directory / COMPLETE_MARKER).exists() and seal.intact(directory)
                 outcome = None
                 if cached:
                     KERNELS.extend(_read_kernels(directory))
@@ -156,6 +158,7 @@ def install_build_hooks(builds_root: Path, target: str) -> None:
         if not hasattr(original, "__wrapped__"):
             setattr(cpp_extension, fn, routed(fn, original))
     _install_pch_hook(cpp_extension, builds_root, toolchain)
+    seal.install_load_hook(cpp_extension, Path(tempfile.gettempdir()))  # TMPDIR: the scratch
 
 
 def _install_pch_hook(cpp_extension: Any, builds_root: Path, toolchain: list[str]) -> None:

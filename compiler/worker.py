@@ -48,6 +48,7 @@ def main() -> None:
             # cached: every extension came from the cache (and there was at least one)
             "cached": bool(builds) and all(b.cached for b in builds),
             "key": ",".join(b.key for b in builds),
+            "builds": [{"name": b.name, "key": b.key, "cached": b.cached} for b in builds],
             "build_dir": str(builds_root),
             # set when the nvcc pre-check rejected an extension (no full build ran for it)
             "precheck_error": rejected,

@@ -133,7 +133,7 @@ caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith(("CapEff
 assert all(int(c, 16) == 0 for c in caps), "capabilities left"
 if sys.argv[1] == "cuda":
     assert ctypes.CDLL("libcuda.so.1").cuInit(0) == 0, "cuInit failed inside"
-print("ok")
+print("ok" if not os.access(sys.prefix, os.W_OK) else "writable")
 """
 _CUDA_INIT = 'import ctypes, sys; sys.exit(ctypes.CDLL("libcuda.so.1").cuInit(0))'
 
@@ -148,10 +148,17 @@ class Sandbox:
     prefix: tuple[str, ...]
     note: str = ""
 
-    def command(self, scratch: Path, hide: Path | None) -> tuple[str, ...]:
+    def command(
+        self, scratch: Path, hide: Path | None, writable: list[Path] | None = None
+    ) -> tuple[str, ...]:
         if self.level != "namespaces":
             return self.prefix
-        return (*self.prefix, str(hide or ""), str(scratch), "--")
+        args: list[str] = []
+        if hide is not None:
+            args += ["--hide", str(hide), "--keep", str(scratch)]
+        for path in writable or []:
+            args += ["--writable", str(path)]
+        return (*self.prefix, *args, "--")
 
 
 def _run_quietly(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -160,7 +167,8 @@ def _run_quietly(command: list[str], cwd: Path | None = None) -> subprocess.Comp
 
 
 def _probe_namespaces(prefix: tuple[str, ...]) -> str:
-    """'' when the full sandbox works here, else why not (one line)."""
+    """'ok' (or 'writable', where the filesystem could not be made read-only) when the full
+    sandbox works here, else why not (one line)."""
     import tempfile
 
     # The driver is checked only where it works outside: a machine without a GPU passes.
@@ -177,13 +185,14 @@ def _probe_namespaces(prefix: tuple[str, ...]) -> str:
         keep = hide / "keep"
         keep.mkdir()
         (hide / "secret").write_text("hidden\n")
-        command = [*prefix, str(hide), str(keep), "--", sys.executable, "-c", _PROBE, cuda]
+        args = ["--hide", str(hide), "--keep", str(keep), "--writable", str(hide.parent)]
+        command = [*prefix, *args, "--", sys.executable, "-c", _PROBE, cuda]
         try:
             probe = _run_quietly(command, cwd=keep)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"the probe failed: {exc}"
-        if probe.returncode == 0 and probe.stdout.strip() == "ok":
-            return ""
+        if probe.returncode == 0 and probe.stdout.strip() in ("ok", "writable"):
+            return probe.stdout.strip()
         lines = (probe.stderr or probe.stdout).strip().splitlines()
         return lines[-1] if lines else f"the probe exited with code {probe.returncode}"
 
@@ -212,13 +221,25 @@ def sandbox() -> Sandbox:
             "kernelwright.sandbox",
         )
         note = _probe_namespaces(prefix)
-        if not note:
-            return Sandbox("namespaces", prefix)
+        if note in ("ok", "writable"):
+            # Before Linux 5.12 (no mount_setattr) the rest holds, but files stay writable.
+            why = "the filesystem stays writable (mount_setattr needs Linux 5.12)"
+            return Sandbox("namespaces", prefix, "" if note == "ok" else why)
     elif wanted == "namespaces":
         note = "unshare (util-linux) is not installed"
     if wanted in ("namespaces", "network") and network_isolation():
         return Sandbox("network", network_isolation(), note)
     return Sandbox("none", (), note or "no private network namespace either")
+
+
+def _writable(env_extra: dict[str, str] | None) -> list[Path]:
+    """Where a worker may write besides its scratch folder, /tmp and /dev: the build cache (the
+    build and its precompiled headers), and a TMPDIR the caller gave it (inductor's caches)."""
+    paths_ = [paths.builds_dir()]
+    tmpdir = (env_extra or {}).get("TMPDIR")
+    if tmpdir:
+        paths_.append(Path(tmpdir).resolve())
+    return paths_
 
 
 def _hidden_root(scratch: Path) -> Path | None:
@@ -369,7 +390,7 @@ class Worker:
         with open(self._stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 [
-                    *box.command(scratch.resolve(), _hidden_root(scratch)),
+                    *box.command(scratch.resolve(), _hidden_root(scratch), _writable(env_extra)),
                     *launcher,
                     sys.executable,
                     "-m",
@@ -519,16 +540,23 @@ def _tail(path: Path, limit: int) -> str:
 
 
 class Channel:
-    """The worker's side: JSON messages to the parent's pipe and from stdin."""
+    """The worker's side: JSON messages to the parent's pipe and from stdin.
+
+    A job that carries a `nonce` (a secret the parent drew for this worker) has it echoed in
+    every message after it: the pipe's descriptor is reachable by candidate code in the same
+    process, and a line without the nonce is how the parent tells a forged one."""
 
     def __init__(self, fd: int) -> None:
         self._out = os.fdopen(fd, "wb", buffering=0)
+        self._nonce: str | None = None
 
     @classmethod
     def from_argv(cls) -> Channel:
         return cls(int(sys.argv[1]))
 
     def send(self, message: dict[str, Any]) -> None:
+        if self._nonce is not None:
+            message = {**message, "nonce": self._nonce}
         self._out.write(json.dumps(message, default=str).encode() + b"\n")
 
     def recv(self) -> dict[str, Any] | None:
@@ -536,4 +564,8 @@ class Channel:
         if not line:
             return None
         message = json.loads(line)
-        return message if isinstance(message, dict) else None
+        if not isinstance(message, dict):
+            return None
+        if self._nonce is None and isinstance(message.get("nonce"), str):
+            self._nonce = message["nonce"]
+        return message

@@ -1,20 +1,25 @@
-"""`python -m kernelwright.sandbox HIDE KEEP -- CMD [ARGS...]`: the last step before a worker runs.
+"""`python -m kernelwright.sandbox [--hide DIR --keep DIR] [--writable DIR]... -- CMD [ARGS...]`:
+the last step before a worker runs.
 
 `isolation` starts this inside fresh user, network, pid and mount namespaces (`unshare`), where it
 is root of its own user namespace only. Before it execs CMD it:
 
+- makes the whole filesystem read-only for the worker (`mount_setattr`, Linux 5.12+; older
+  kernels skip this step), then writable again only where workers must write: /dev, /dev/shm,
+  /tmp, the `--writable` folders (the build cache) and its own scratch folder. The history
+  database, the user's files, the Python installation and kernelwright itself stay untouchable;
 - mounts a /proc of the new pid namespace, so the worker sees only its own processes: never the
   orchestrator, nor the user's shell, whose `/proc/<pid>/environ` holds the API keys, nor their
   memory, open files or working directories;
 - brings the loopback interface up (ncu talks to the process it profiles over it); the namespace
   still reaches nothing beyond itself;
-- covers HIDE (the scratch root: the reference's expected outputs, other evaluations' folders)
-  with an empty tmpfs and binds KEEP, the worker's own scratch folder, back at its place, then
-  enters it again, so that `..` leads into the empty tmpfs and not into the covered folders
-  (HIDE '' skips this);
+- covers `--hide` (the scratch root: the reference's expected outputs, other evaluations'
+  folders) with an empty tmpfs and binds `--keep`, the worker's own scratch folder, back at its
+  place, then enters it again, so that `..` leads into the empty tmpfs and not into the covered
+  folders;
 - gives up every capability (bounding, inheritable and ambient sets, and no_new_privs), so the
-  program cannot unmount what hides HIDE, mount anything else, or gain privileges through a
-  setuid program.
+  program cannot undo any of this, mount anything else, or gain privileges through a setuid
+  program.
 
 CMD then becomes process 1 of the namespace: when it ends, the kernel kills whatever it left
 behind, even processes that left its process group. A step that fails prints one line and exits
@@ -24,6 +29,7 @@ with `FAILED`; `isolation` probes the whole sequence once before using it.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import sys
 from pathlib import Path
@@ -36,6 +42,12 @@ MS_NOEXEC = 0x8
 MS_BIND = 0x1000
 MS_REC = 0x4000
 
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture (a new-style syscall)
+ALWAYS_WRITABLE = ("/dev", "/dev/shm", "/tmp")
+
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -43,6 +55,15 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 CAP_VERSION_3 = 0x20080522
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 class _CapHeader(ctypes.Structure):
@@ -81,6 +102,40 @@ def _prctl(option: int, arg: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(arg), zero, zero, zero), f"prctl {option}")
 
 
+def _read_only(path: str, readonly: bool) -> None:
+    """Set or clear the read-only flag of the mount at `path` and of every mount below it."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0) if readonly else _MountAttr(0, MOUNT_ATTR_RDONLY)
+    result = _libc.syscall(
+        ctypes.c_long(SYS_MOUNT_SETATTR),
+        ctypes.c_int(AT_FDCWD),
+        path.encode(),
+        ctypes.c_uint(AT_RECURSIVE),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    _check(result, f"mount_setattr {path}")
+
+
+def _writable(path: str) -> None:
+    """Make `path` writable again below a read-only root: a mount of its own, flag cleared."""
+    _mount(path, path, None, MS_BIND | MS_REC, None)
+    _read_only(path, False)
+
+
+def read_only_except(writable: list[str]) -> bool:
+    """The filesystem read-only but for `writable`; False where the kernel cannot (before 5.12)."""
+    try:
+        _read_only("/", True)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSYS, errno.EINVAL):
+            return False
+        raise
+    for path in [*ALWAYS_WRITABLE, *writable]:
+        if os.path.isdir(path):
+            _writable(path)
+    return True
+
+
 def hide_except(hide: Path, keep: Path) -> None:
     """Cover `hide` with an empty tmpfs, bind `keep` (inside it) back, and enter `keep` again."""
     relative = keep.relative_to(hide)
@@ -92,6 +147,7 @@ def hide_except(hide: Path, keep: Path) -> None:
         _mount(f"/proc/self/fd/{held}", str(target), None, MS_BIND | MS_REC, None)
     finally:
         os.close(held)
+    _read_only(str(target), False)  # a bind copies its source's read-only flag
     os.chdir(target)
 
 
@@ -111,9 +167,10 @@ def drop_capabilities() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
-def enter(hide: str, keep: str) -> None:
+def enter(hide: str, keep: str, writable: list[str]) -> None:
     from kernelwright.profiler.loopback import bring_up
 
+    read_only_except(writable)  # first: the mounts made below stay writable
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     bring_up()
     if hide:
@@ -121,18 +178,26 @@ def enter(hide: str, keep: str) -> None:
     drop_capabilities()
 
 
+USAGE = "usage: python -m kernelwright.sandbox [--hide DIR --keep DIR] [--writable DIR]... -- CMD"
+
+
 def main() -> None:
     args = sys.argv[1:]
-    if len(args) < 4 or args[2] != "--":
-        print("usage: python -m kernelwright.sandbox HIDE KEEP -- CMD [ARGS...]", file=sys.stderr)
+    options: dict[str, list[str]] = {"--hide": [], "--keep": [], "--writable": []}
+    while len(args) >= 2 and args[0] in options:
+        options[args[0]].append(args[1])
+        args = args[2:]
+    if not args or args[0] != "--" or len(args) < 2 or len(options["--hide"]) > 1:
+        print(USAGE, file=sys.stderr)
         raise SystemExit(FAILED)
-    hide, keep, command = args[0], args[1], args[3:]
+    hide = options["--hide"][0] if options["--hide"] else ""
+    keep = options["--keep"][0] if options["--keep"] else ""
     try:
-        enter(hide, keep)
+        enter(hide, keep, options["--writable"])
     except (OSError, ValueError) as exc:
         print(f"kernelwright sandbox: {exc}", file=sys.stderr)
         raise SystemExit(FAILED) from None
-    os.execvp(command[0], command)
+    os.execvp(args[1], args[1:])
 
 
 if __name__ == "__main__":

@@ -55,13 +55,21 @@ DYNAMIC = {
     "precision_downgrade.py": ("incorrect", None),
     "hardcoded_shape.py": ("incorrect", "extra shape"),
 }
+# Reaching into the harness from the candidate's process: rejected by the static checks, and
+# caught while running when those are bypassed (the test turns them off).
+HARNESS = {
+    "channel_forge.py": "result_channel",
+    "channel_garble.py": "result_channel",
+    "reference_slowdown.py": "patched_harness",
+    "worker_save_patch.py": "patched_harness",
+}
 
 
 def test_corpus_has_twenty_distinct_cheats():
     files = {p.name for p in CHEATS.glob("*.py")}
     gpu_only = {p.name for p in CHEATS.glob("cuda_*.py")}  # run in test_gpu.py
     assert len(gpu_only) >= 4
-    assert files == set(STATIC) | set(DYNAMIC) | {"address_cache.py"} | gpu_only
+    assert files == set(STATIC) | set(DYNAMIC) | set(HARNESS) | {"address_cache.py"} | gpu_only
     assert len(files) >= 20
 
 
@@ -71,6 +79,22 @@ def test_static_cheat_is_rejected_before_building(name, check):
     assert result.status is Status.REJECTED
     assert result.reason.startswith(f"rejected by {check}:"), result.reason
     assert result.compile_s is None  # nothing was built
+
+
+@pytest.mark.parametrize("name", sorted(HARNESS))
+def test_reaching_into_the_harness_is_rejected_before_building(name):
+    result = evaluate(PROBLEM, CHEATS / name, EvaluateOptions(target="cpu", trials=1))
+    assert result.reason.startswith("rejected by harness_access:"), result.reason
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "check"), sorted(HARNESS.items()))
+def test_reaching_into_the_harness_is_caught_while_running(name, check, monkeypatch):
+    monkeypatch.setattr("kernelwright.evaluate.check_candidate", lambda *args, **kw: [])
+    result = evaluate(PROBLEM, CHEATS / name, EvaluateOptions(target="cpu", trials=2))
+    assert result.status is Status.REJECTED, (result.status, result.reason, result.log[-2000:])
+    assert result.reason.startswith(f"rejected by {check}:"), result.reason
+    assert result.speedup is None
 
 
 @pytest.mark.slow

@@ -109,6 +109,8 @@ def test_the_sandbox_hides_other_processes_and_the_rest_of_the_scratch(fixtures_
     assert victim.pid not in seen["pids"] and len(seen["pids"]) <= 3 and seen["ppid"] == 0
     assert secret.read_text() == token  # hidden from the worker, not touched
     assert seen["capeff"] == 0  # so it cannot unmount what hides the scratch root
+    if not box.note:  # the filesystem read-only but where workers must write
+        assert seen["w"] == {"/etc": False, "/tmp": True, ".": True}
 
 
 def test_a_sandbox_that_does_not_work_here_is_not_used(monkeypatch, fixtures_dir, tmp_path):

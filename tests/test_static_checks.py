@@ -242,3 +242,34 @@ def test_modelnew_bound_to_another_class_is_checked_as_that_class():
         + "\nModelNew = Fast\n"
     )
     assert "torch_compute" in _rejects(source)
+
+
+@pytest.mark.parametrize(
+    ("line", "check"),
+    [
+        ("y = torch.addcmul(self.gain0, x, x)", "torch_compute"),
+        ("inp, g = x, self.gain0\n        y = inp * g", "torch_compute"),  # renamed tensors
+        ("y = mul(x, self.gain0)", "torch_compute"),  # `from operator import mul` below
+        ("y = x.mul_(2)", "torch_compute"),  # in-place variants
+        ("y = __builtins__['ex' + 'ec']('y = x')", "patching"),
+        ("y = sys.modules['kw_problem']", "harness_access"),
+        ("y = s.argv[1]", "harness_access"),  # `import sys as s` below
+    ],
+)
+def test_indirect_pytorch_and_harness_reach_are_rejected(line, check):
+    source = LEGIT.replace("import os\n", "import os\nimport sys\nimport sys as s\n")
+    source = source.replace("import math\n", "import math\nfrom operator import mul\n")
+    assert check in _rejects(source.replace(KERNEL_CALLS, line))
+
+
+@pytest.mark.parametrize(
+    "line", ["from os import environ", "from sys import modules", "from sys import argv as a"]
+)
+def test_importing_the_environment_or_the_harness_by_name_is_rejected(line):
+    assert _rejects(LEGIT.replace("import os\n", f"import os\n{line}\n"))
+
+
+def test_operator_on_sizes_is_fine():
+    source = LEGIT.replace("import math\n", "import math\nimport functools\nimport operator\n")
+    sizes = "n = functools.reduce(operator.mul, x.shape, 1)\n        k = operator.add(n, 1)"
+    assert _rejects(source.replace("y = ops.fused(y)", sizes + "\n        y = ops.fused(y)")) == []

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 import time
-from types import ModuleType
 from typing import Any
 
 import torch
@@ -31,7 +30,9 @@ class Rejected(Exception):
         self.message = message
 
 
-def _protected(harness_modules: list[ModuleType]) -> list[tuple[Any, str]]:
+def _protected(harness_modules: list[Any]) -> list[tuple[Any, str]]:
+    """Functions whose identity must not change: torch's timing, copying and comparing, and
+    every callable of the harness modules (and classes) given."""
     pairs: list[tuple[Any, str]] = [
         (time, "perf_counter"),
         (time, "perf_counter_ns"),
@@ -79,7 +80,8 @@ def settle_torch() -> None:
 class HarnessGuard:
     """Remembers the harness's functions before candidate code runs; `check()` compares."""
 
-    def __init__(self, harness_modules: list[ModuleType]) -> None:
+    def __init__(self, harness_modules: list[Any]) -> None:
+        """`harness_modules`: modules or classes (the reference's `Model`) to hold still."""
         self._saved = [
             (owner, name, getattr(owner, name)) for owner, name in _protected(harness_modules)
         ]

@@ -13,6 +13,9 @@ crash or timeout there becomes the record's one-line `note`.
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,10 +219,12 @@ def run_candidate(
         if worker is not None:
             worker.__exit__(None, None, None)
         worker = Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra)
+    nonce = secrets.token_hex(16)
     with worker:
         worker.send(
             {
                 "mode": "candidate",
+                "nonce": nonce,
                 "problem": str(problem),
                 "candidate": str(candidate),
                 "target": target,
@@ -233,23 +238,25 @@ def run_candidate(
             }
         )
         labels = {c.index: c.label for c in reference.cases}
+        protocol = _Protocol(out_dir, checked, reference.cases)
         try:
             while verdict is None and (message := worker.recv()) is not None:
-                kind = message.get("kind")
+                problem = protocol.admit(message, nonce)
+                if problem:
+                    reason = f"rejected by result_channel: {problem} ({progress})"
+                    verdict = CandidateVerdict(Status.REJECTED, reason, results)
+                    break
+                kind = message["kind"]
                 if kind == "case":
                     index = int(message["index"])
                     progress = f"after {labels.get(index, index)}"
                     results.append(
-                        _check_case(index, labels, reference, Path(message["path"]), tolerance)
+                        _check_case(index, labels, reference, protocol.path(index), tolerance)
                     )
                 elif kind == "outputs_done":
                     progress = "timing"
                     failed = [r for r in results if not r.ok]
-                    if len(results) != len(checked):
-                        verdict = CandidateVerdict(
-                            Status.RUNTIME_ERROR, "the worker skipped cases", results
-                        )
-                    elif failed:
+                    if failed:
                         first = failed[0]
                         reason = (
                             f"{len(failed)} of {len(results)} cases wrong; "
@@ -257,12 +264,11 @@ def run_candidate(
                         )
                         verdict = CandidateVerdict(Status.INCORRECT, reason, results)
                     else:
+                        protocol.timing_asked = True
                         worker.send({"cmd": "time"})
                 elif kind == "recheck":
                     index = int(message["index"])
-                    recheck = _check_case(
-                        index, labels, reference, Path(message["path"]), tolerance
-                    )
+                    recheck = _check_case(index, labels, reference, protocol.path(index), tolerance)
                     results.append(recheck)
                     if not recheck.ok:
                         reason = (
@@ -288,6 +294,9 @@ def run_candidate(
                     verdict = CandidateVerdict(
                         Status.RUNTIME_ERROR, reason, results, log=message.get("traceback", "")
                     )
+        except (KeyError, TypeError, ValueError) as exc:  # a message of the right order, bad body
+            reason = f"rejected by result_channel: a malformed message ({exc!r}; {progress})"
+            verdict = CandidateVerdict(Status.REJECTED, reason, results)
         except WorkerTimeout:
             verdict = CandidateVerdict(
                 Status.TIMEOUT, f"did not finish within {timeout_s:g} s ({progress})", results
@@ -309,6 +318,54 @@ def run_candidate(
     return verdict
 
 
+class _Protocol:
+    """What the candidate's worker may say next. The harness in it sends each checked case once
+    and in order, then `outputs_done`; after the parent asks it to time, each re-check, then
+    `timing`. Candidate code shares that process and can reach the pipe, so anything else (a
+    line without the job's nonce, a garbled line, a timing before the re-checks) is a forgery."""
+
+    def __init__(self, out_dir: Path, checked: list[Any], cases: list[Any]) -> None:
+        self.out_dir = out_dir
+        self.pending = [c.index for c in checked]
+        self.rechecks = [c.index for c in cases if c.after_timing]
+        self.timing_asked = False
+
+    def path(self, index: int) -> Path:
+        return self.out_dir / f"cand_{index}.pt"  # where the harness writes it, never elsewhere
+
+    def admit(self, message: dict[str, Any], nonce: str) -> str:
+        """'' for the message the harness would send now, else what is wrong with it."""
+        if message.get("kind") == "garbled" or message.get("nonce") != nonce:
+            return "a line on the harness's result pipe did not come from the harness"
+        kind = message.get("kind")
+        if kind in ("rejected", "runtime_error"):
+            return ""
+        expected = {
+            "case": not self.timing_asked and bool(self.pending),
+            "outputs_done": not self.timing_asked and not self.pending,
+            "recheck": self.timing_asked and bool(self.rechecks),
+            "timing": self.timing_asked and not self.rechecks,
+        }
+        if not expected.get(str(kind), False):
+            return f"an out-of-order `{kind}` message"
+        if kind in ("case", "recheck"):
+            queue = self.pending if kind == "case" else self.rechecks
+            if message.get("index") != queue[0] or message.get("path") != str(self.path(queue[0])):
+                return f"a `{kind}` message for another case or file"
+            queue.pop(0)
+        return ""
+
+
+def _read_output(path: Path) -> Any:
+    """A candidate's output file: a regular file only (a FIFO would block, a link lead astray)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("it is not a regular file")
+        return torch.load(fh, weights_only=True)
+
+
 def _check_case(
     index: int, labels: dict[int, str], reference: ReferenceOutputs, cand_path: Path, tol: Tolerance
 ) -> CaseResult:
@@ -320,7 +377,7 @@ def _check_case(
         return CaseResult(index, label, False, "the reference output was modified", None, None)
     expected = torch.load(ref_path, weights_only=True)
     try:
-        got = torch.load(cand_path, weights_only=True)
+        got = _read_output(cand_path)
     except Exception as exc:
         return CaseResult(index, label, False, f"output could not be read: {exc}", None, None)
     result = compare(expected, got, tol)

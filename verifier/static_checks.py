@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kernelwright import pyast
@@ -117,6 +118,74 @@ TORCH_COMPUTE = {
     "tensordot",
     "outer",
     "cdist",
+    "addcmul",
+    "addcdiv",
+    "addmv",
+    "addr",
+    "mv",
+    "lerp",
+    "clip",
+    "square",
+    "reciprocal",
+    "neg",
+    "sign",
+    "log1p",
+    "log2",
+    "log10",
+    "expm1",
+    "exp2",
+    "sin",
+    "cos",
+    "true_divide",
+    "floor_divide",
+    "remainder",
+    "fmod",
+    "multiply",
+    "divide",
+    "subtract",
+    "hardswish",
+    "hardsigmoid",
+    "logsigmoid",
+    "softsign",
+    "glu",
+    "prelu",
+    "celu",
+    "threshold",
+    "normalize",
+    "cosine_similarity",
+    "pairwise_distance",
+    "embedding",
+    "gather",
+    "scatter_add",
+    "index_select",
+    "masked_fill",
+    "cummax",
+    "cummin",
+    "logcumsumexp",
+    "median",
+    "nansum",
+    "nanmean",
+    "kron",
+    "matrix_power",
+}
+# Functions of the `operator` module that do arithmetic (on tensors, PyTorch's).
+OPERATOR_ARITHMETIC = {
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "floordiv",
+    "mod",
+    "pow",
+    "matmul",
+    "neg",
+    "abs",
+    "iadd",
+    "isub",
+    "imul",
+    "itruediv",
+    "imatmul",
+    "ipow",
 }
 # nn layers whose __call__ computes; building them in __init__ is fine (parameters), calling them
 # in forward is not.
@@ -340,6 +409,13 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
         found.append(Finding(check, severity, message, getattr(node, "lineno", None)))
 
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    sys_names = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.name == "sys"
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
             problem = _env_read(node, parents)
@@ -353,6 +429,11 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
                 _import_rule(alias.name, node, add)
         elif isinstance(node, ast.ImportFrom) and node.module:
             _import_rule(node.module, node, add)
+            imported = {a.name for a in node.names}
+            if node.module == "sys" and imported & {"modules", "argv"}:
+                add("harness_access", "imports `sys.modules`/`sys.argv` (the harness)", node)
+            if node.module == "os" and imported & {"environ", "getenv", "environb"}:
+                add("env_access", "imports the process environment from os", node)
         elif isinstance(node, ast.Try | ast.TryStar):
             add("try_fallback", "try/except can fall back to PyTorch when the kernel fails", node)
         elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
@@ -374,6 +455,11 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
             if name in FORBIDDEN_CALLS and not on_self:  # setattr(self, ...) builds parameters
                 check, why = FORBIDDEN_CALLS[name]
                 add(check, f"`{name}()` {why}", node)
+        elif isinstance(node, ast.Attribute) and _sys_reach(node, sys_names):
+            # the reference's module and the worker's own functions; the result pipe's number
+            add("harness_access", f"`{_dotted(node)}` reaches into the evaluation harness", node)
+        elif isinstance(node, ast.Name) and node.id == "__builtins__":
+            add("patching", "`__builtins__` reaches builtins (exec, eval) by computed names", node)
         elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
             check, why = FORBIDDEN_ATTRIBUTES[node.attr]
             if node.attr in ("save", "load") and _dotted(node.value) not in (
@@ -394,7 +480,7 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
     if model_new is not None:
         extensions = _extension_names(tree)
         reached = _reachable_code(tree, model_new)
-        compute = _torch_compute_findings(model_new, reached, extensions)
+        compute = _torch_compute_findings(model_new, reached, extensions, _operator_names(tree))
         if compute and _calls_extension(reached, extensions):
             # A kernel does part of the work and PyTorch the rest: allowed, labelled for the judge.
             compute = [
@@ -412,6 +498,14 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
 
 SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 STREAM_ATTRIBUTES = {"Stream", "wait_stream", "record_stream", "set_stream", "ExternalStream"}
+
+
+def _sys_reach(node: ast.Attribute, sys_names: set[str]) -> bool:
+    """`sys.modules` (the reference's module, the worker's own functions) or `sys.argv` (the
+    result pipe's number), under whatever name `sys` was imported as."""
+    owner = node.value
+    named = isinstance(owner, ast.Name) and owner.id in (sys_names | {"sys"})
+    return named and node.attr in ("modules", "argv")
 
 
 def _env_read(node: ast.Attribute, parents: dict[ast.AST, ast.AST]) -> str | None:
@@ -527,8 +621,51 @@ def _calls_extension(reached: list[tuple[ast.FunctionDef, bool]], extensions: se
     return False
 
 
+def _operator_names(tree: ast.Module) -> set[str]:
+    """How the module can call the `operator` module's arithmetic: `add` after `from operator
+    import add`, `operator.mul` or `op.mul` after `import operator as op`."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "operator":
+            names |= {a.asname or a.name for a in node.names if a.name in OPERATOR_ARITHMETIC}
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "operator":
+                    module = alias.asname or alias.name
+                    names |= {f"{module}.{fn}" for fn in OPERATOR_ARITHMETIC}
+    return names
+
+
+def _add_aliases(
+    function: ast.FunctionDef, is_operand: Callable[[str], bool], operands: set[str]
+) -> None:
+    """Names that merely rename a tensor (`inp = x`, `a, b = x, self.w`) are tensors too."""
+    changed = True
+    while changed:
+        changed = False
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Assign):
+                continue
+            pairs: list[tuple[ast.AST, ast.AST]] = []
+            for target in node.targets:
+                value = node.value
+                unpacks = isinstance(target, ast.Tuple | ast.List)
+                if unpacks and isinstance(value, ast.Tuple | ast.List):
+                    pairs += list(zip(target.elts, value.elts, strict=False))
+                else:
+                    pairs.append((target, value))
+            for target, value in pairs:
+                if isinstance(target, ast.Name) and target.id not in operands:
+                    if is_operand(_dotted(value)):
+                        operands.add(target.id)
+                        changed = True
+
+
 def _torch_compute_findings(
-    cls: ast.ClassDef, reached: list[tuple[ast.FunctionDef, bool]], extensions: set[str]
+    cls: ast.ClassDef,
+    reached: list[tuple[ast.FunctionDef, bool]],
+    extensions: set[str],
+    operator_names: set[str] | None = None,
 ) -> list[Finding]:
     """PyTorch compute in the code ModelNew runs, not in __init__ (where layers may be built)."""
     layers: set[str] = set()
@@ -557,6 +694,9 @@ def _torch_compute_findings(
             # inputs, parameters, and the weights of nn layers (`self.linear.weight`)
             return name in operands or any(name.startswith(f"{layer}.") for layer in layers)
 
+        if tensor_args:
+            _add_aliases(method, _is_tensor_operand, operands)
+
         for node in ast.walk(method):
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
                 add("uses `@` (PyTorch matmul)", node)
@@ -569,12 +709,18 @@ def _torch_compute_findings(
                 continue
             name = _dotted(node.func)
             head, _, last = name.rpartition(".")
+            if name in (operator_names or set()):
+                hit = next((_dotted(a) for a in node.args if _is_tensor_operand(_dotted(a))), None)
+                if hit:
+                    add(f"computes with `{name}()` (PyTorch arithmetic) on `{hit}`", node)
+                continue
             aten = head.startswith(("torch.ops.aten", "torch.ops.prims", "torch._C", "torch._ops"))
             if head in extensions or (head.startswith("torch.ops") and not aten):
                 continue  # the candidate's own compiled functions
             if aten:
                 add(f"computes with ATen directly: `{name}()`", node)
                 continue
+            last = last.rstrip("_") if last.endswith("_") and not last.startswith("_") else last
             if head.split(".")[0] in ("torch", "F", "nn"):
                 if last in TORCH_COMPUTE:
                     add(f"computes with PyTorch: `{name}()`", node)

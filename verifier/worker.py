@@ -22,11 +22,13 @@ leave the context unusable, so a worker is never reused after one.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+from kernelwright import isolation
 from kernelwright.isolation import PRELOAD, Channel
 
 
@@ -204,7 +206,9 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
         guards.settle_torch()  # the kernel-launch check runs the profiler, which imports dynamo
     # The problem is the user's own code: whatever it rebinds on import is part of the baseline.
     problem = loader.import_file(Path(request["problem"]), "kw_problem")
-    guard = guards.HarnessGuard([timing, cases_module, guards, loader])
+    # Also this worker's own functions, the channel, and the reference it times against.
+    harness = [timing, cases_module, guards, loader, isolation, sys.modules[__name__]]
+    guard = guards.HarnessGuard([*harness, problem, problem.Model])
     loader.install_build_hooks(Path(request["builds_root"]), request["target"])
     candidate = loader.import_file(Path(request["candidate"]), "kw_candidate")
     guard.check()
