@@ -36,7 +36,7 @@ class TamperedBuild(RuntimeError):
     """A cached extension's file differs from the one its build produced."""
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -59,7 +59,7 @@ def record(builds_root: Path, builds: list[dict[str, Any]]) -> None:
             if (seal.exists() and not fresh) or not libraries:
                 continue
             seal.parent.mkdir(parents=True, exist_ok=True)
-            hashes = {lib.name: _sha256(lib) for lib in libraries}
+            hashes = {lib.name: sha256_file(lib) for lib in libraries}
             partial = seal.with_suffix(".partial")
             partial.write_text(json.dumps(hashes))
             os.replace(partial, seal)
@@ -73,7 +73,7 @@ def intact(folder: Path) -> bool:
     except (OSError, ValueError):
         return True
     try:
-        return all(_sha256(folder / name) == digest for name, digest in expected.items())
+        return all(sha256_file(folder / name) == digest for name, digest in expected.items())
     except OSError:
         return False
 
@@ -92,7 +92,7 @@ def checked_copy(library: Path, scratch: Path) -> Path | None:
     private = Path(tempfile.mkdtemp(prefix="sealed-", dir=scratch))
     copy = private / library.name
     shutil.copyfile(library, copy)
-    if _sha256(copy) != expected:
+    if sha256_file(copy) != expected:
         shutil.rmtree(folder, ignore_errors=True)
         raise TamperedBuild(
             f"the cached build {folder.name} changed after it was built (its {library.name} no "

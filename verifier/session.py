@@ -12,7 +12,6 @@ crash or timeout there becomes the record's one-line `note`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import stat
@@ -22,6 +21,7 @@ from typing import Any
 
 import torch
 from kernelwright import paths
+from kernelwright.compiler.seal import sha256_file
 from kernelwright.errors import BadInput
 from kernelwright.isolation import PRELOAD, Exit, Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.records import (
@@ -58,14 +58,6 @@ class CandidateVerdict:
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def run_reference(
     problem: Path,
     target: str,
@@ -100,7 +92,7 @@ def run_reference(
                     case = Case.from_message(message["case"])
                     path = Path(message["path"])
                     cases.append(case)
-                    files[case.index] = (path, _sha256(path))
+                    files[case.index] = (path, sha256_file(path))
                     nbytes[case.index] = [int(n) for n in message.get("nbytes", [])]
                     if message.get("mutates_inputs"):
                         mutating.append(case.index)
@@ -373,7 +365,7 @@ def _check_case(
     if index not in reference.files:
         return CaseResult(index, label, False, "the worker reported an unknown case", None, None)
     ref_path, digest = reference.files[index]
-    if _sha256(ref_path) != digest:
+    if sha256_file(ref_path) != digest:
         return CaseResult(index, label, False, "the reference output was modified", None, None)
     expected = torch.load(ref_path, weights_only=True)
     try:
