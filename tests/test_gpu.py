@@ -65,6 +65,17 @@ def test_shipped_cuda_candidate_is_correct(cli, prebuilt, problem, candidate):
     assert result["speedup"] > 0
 
 
+def test_the_full_sandbox_runs_cuda_candidates(cli, prebuilt, fixtures_dir):
+    """The namespaces, read-only filesystem and dropped capabilities leave CUDA working: where
+    this fails, the machine's isolation note says why and workers ran less isolated."""
+    problem, candidate = SHIPPED[0].values
+    result = _evaluate(cli, problem, candidate, "--trials", "1")
+    env = result["environment"]
+    assert env["isolation"] == "namespaces", env.get("isolation_note")
+    assert "isolation_note" not in env
+    assert result["status"] == "correct", result["reason"] + result["log"][-3000:]
+
+
 def test_illegal_address_then_endless_kernel_then_a_good_one(cli, prebuilt, fixtures_dir):
     problem = fixtures_dir / "problems" / "scale_add.py"
     cands = fixtures_dir / "candidates"
