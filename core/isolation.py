@@ -156,6 +156,8 @@ class Sandbox:
         args: list[str] = []
         if hide is not None:
             args += ["--hide", str(hide), "--keep", str(scratch)]
+        else:  # a scratch folder outside the scratch root must stay writable all the same
+            writable = [*(writable or []), scratch]
         for path in writable or []:
             args += ["--writable", str(path)]
         return (*self.prefix, *args, "--")

@@ -175,6 +175,9 @@ def enter(hide: str, keep: str, writable: list[str]) -> None:
     bring_up()
     if hide:
         hide_except(Path(hide), Path(keep))
+    # The working directory still points into the mounts as they were before: enter it again
+    # through the new ones (a writable bind over it, say).
+    os.chdir(os.getcwd())
     drop_capabilities()
 
 
