@@ -111,8 +111,9 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
 
 def _check_repeatable(problem: Any, case: Any, device: Any, output: Any) -> None:
     """Build and run the first case again from its seeds: outputs that differ mean randomness
-    the seeds do not reach (random numbers drawn in forward, dropout in training mode, a
-    generator of its own), and every candidate would fail against them."""
+    the seeds do not reach (a generator of its own, numpy's `default_rng()`, the clock), and
+    every candidate would fail against them. (torch's, numpy's and Python's global generators
+    are seeded before each case, so `torch.randn` in forward repeats.)"""
     import torch
     from kernelwright.verifier.cases import ProblemError, build, to_cpu
     from kernelwright.verifier.compare import compare
@@ -126,8 +127,8 @@ def _check_repeatable(problem: Any, case: Any, device: Any, output: Any) -> None
     if not same.ok:
         raise ProblemError(
             f"the reference is not repeatable: run twice on {case.label} from the same seeds, "
-            f"it gave different outputs ({same.reason}); draw random numbers only in "
-            "get_inputs()/get_init_inputs(), and keep dropout out of forward"
+            f"it gave different outputs ({same.reason}); draw random numbers from torch's, "
+            "numpy's or Python's global generators, which kernelwright seeds"
         )
 
 
