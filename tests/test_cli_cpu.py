@@ -130,17 +130,23 @@ def test_exception_in_forward_is_a_runtime_error_with_traceback(cli, fixtures_di
     assert "Traceback" in result["log"]
 
 
-def test_inputs_drawn_with_numpy_are_the_same_for_both_sides(cli, fixtures_dir, tmp_path):
+def _scale_add_variant(fixtures_dir, folder, imports: str, old: str, new: str):
+    """scale_add.py with `old` replaced by `new` and `imports` on top, and its honest candidate."""
     source = (fixtures_dir / "problems" / "scale_add.py").read_text()
-    problem = tmp_path / "numpy_inputs.py"
-    problem.write_text(
-        "import numpy as np\n"
-        + source.replace(
-            "return [torch.randn(rows, dim)]",
-            "return [torch.from_numpy(np.random.randn(rows, dim).astype('float32'))]",
-        )
+    assert old in source
+    problem = folder / "variant.py"
+    problem.write_text(imports + "\n" + source.replace(old, new))
+    return problem, fixtures_dir / "candidates" / "scale_add_ok.py"
+
+
+def test_inputs_drawn_with_numpy_are_the_same_for_both_sides(cli, fixtures_dir, tmp_path):
+    problem, candidate = _scale_add_variant(
+        fixtures_dir,
+        tmp_path,
+        "import numpy as np",
+        "return [torch.randn(rows, dim)]",
+        "return [torch.from_numpy(np.random.randn(rows, dim).astype('float32'))]",
     )
-    candidate = fixtures_dir / "candidates" / "scale_add_ok.py"
     proc = cli("evaluate", str(problem), str(candidate), "--target", "cpu", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "correct"
@@ -149,15 +155,13 @@ def test_inputs_drawn_with_numpy_are_the_same_for_both_sides(cli, fixtures_dir, 
 def test_a_reference_with_randomness_no_seed_reaches_is_refused(cli, fixtures_dir, tmp_path):
     # (torch.randn in forward is repeatable: torch's generator is seeded before each case, and
     # a candidate may draw the same numbers)
-    source = (fixtures_dir / "problems" / "scale_add.py").read_text()
-    problem = tmp_path / "noisy.py"
-    problem.write_text(
-        "import random\n"
-        + source.replace(
-            "return x * self.w + self.b", "return x * self.w + random.SystemRandom().random()"
-        )
+    problem, candidate = _scale_add_variant(
+        fixtures_dir,
+        tmp_path,
+        "import random",
+        "return x * self.w + self.b",
+        "return x * self.w + random.SystemRandom().random()",
     )
-    candidate = fixtures_dir / "candidates" / "scale_add_ok.py"
     proc = cli("evaluate", str(problem), str(candidate), "--target", "cpu")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "the reference is not repeatable" in proc.stderr and "trial 0" in proc.stderr
