@@ -168,6 +168,10 @@ def _render_evaluation(r: dict[str, Any]) -> None:
         from kernelwright.records import compiled_text
 
         table.add_row("torch.compile", escape(compiled_text(r["timing"])))
+    refresh = (r["timing"] or {}).get("input_refresh")
+    if refresh:
+        done = f"new values before {refresh['refreshed']} timed calls ({refresh['seconds']:.2g} s)"
+        table.add_row("inputs", escape(f"{done}; {refresh['note']}" if refresh["note"] else done))
     table.add_row("max abs error", _fmt(r["max_abs_error"], "", 3))
     passed = sum(1 for c in r["cases"] if c["ok"])
     table.add_row("cases passed", f"{passed} of {len(r['cases'])}" if r["cases"] else "-")

@@ -25,9 +25,8 @@ from kernelwright.evaluate import EvaluateOptions, evaluate
 from kernelwright.records import (
     CaseResult,
     EvaluationResult,
-    SampleStats,
     Status,
-    TimingReport,
+    timing_from_json,
     to_jsonable,
 )
 from kernelwright.targets import visible_gpus
@@ -122,13 +121,7 @@ def result_from_json(data: dict[str, Any]) -> EvaluationResult:
     """The inverse of `to_jsonable` for an EvaluationResult."""
     timing = data.get("timing")
     if timing is not None:
-        timing = TimingReport(
-            **{
-                **timing,
-                "reference": SampleStats(**timing["reference"]),
-                "candidate": SampleStats(**timing["candidate"]),
-            }
-        )
+        timing = timing_from_json(timing)
     return EvaluationResult(
         **{
             **data,

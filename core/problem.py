@@ -5,7 +5,8 @@ It may declare `EXTRA_SHAPES`: a list of dicts, each overriding module-level glo
 that `get_inputs`/`get_init_inputs` read) to give another shape to verify against.
 
 A candidate is a Python file with `class ModelNew` whose `__init__` and `forward` take the same
-parameters as the problem's `Model`.
+positional arguments as the problem's `Model` (the harness passes them positionally; names may
+differ).
 
 This module only parses files (AST); it never executes them, so the orchestrator runs no user or
 candidate code. Executing them (and failures such as `get_inputs()` raising) happens in workers.
@@ -108,19 +109,43 @@ def _top_level(tree: ast.Module) -> dict[str, ast.AST]:
     return names
 
 
-def _method_params(cls: ast.ClassDef, method: str) -> list[str] | None:
-    """Parameter names of `cls.method` after `self`, or None where the class does not define it."""
+def _method(cls: ast.ClassDef, method: str) -> ast.FunctionDef | None:
     for node in cls.body:
         if isinstance(node, ast.FunctionDef) and node.name == method:
-            args = node.args
-            names = [a.arg for a in args.posonlyargs + args.args][1:]
-            if args.vararg:
-                names.append("*" + args.vararg.arg)
-            names += [a.arg for a in args.kwonlyargs]
-            if args.kwarg:
-                names.append("**" + args.kwarg.arg)
-            return names
+            return node
     return None
+
+
+def _method_params(node: ast.FunctionDef) -> list[str]:
+    """Parameter names after `self`, as the signature spells them."""
+    args = node.args
+    names = [a.arg for a in args.posonlyargs + args.args][1:]
+    if args.vararg:
+        names.append("*" + args.vararg.arg)
+    names += [a.arg for a in args.kwonlyargs]
+    if args.kwarg:
+        names.append("**" + args.kwarg.arg)
+    return names
+
+
+def _positional_counts(node: ast.FunctionDef) -> tuple[int, float]:
+    """How many positional arguments after `self` a call may pass: (fewest, most); a required
+    keyword-only parameter makes every positional call fail."""
+    args = node.args
+    positional = len(args.posonlyargs + args.args) - 1
+    fewest = positional - len(args.defaults)
+    if any(default is None for default in args.kw_defaults):
+        return (fewest, -1)
+    return (fewest, float("inf") if args.vararg else positional)
+
+
+def _accepts_calls_of(candidate: ast.FunctionDef, reference: ast.FunctionDef) -> bool:
+    """The harness passes `get_init_inputs()` and `get_inputs()` positionally, so a candidate's
+    method fits when it takes every count of positional arguments the reference's takes; the
+    names may differ."""
+    want_fewest, want_most = _positional_counts(reference)
+    got_fewest, got_most = _positional_counts(candidate)
+    return got_fewest <= want_fewest and got_most >= want_most
 
 
 def level_of(path: Path) -> int | None:
@@ -187,11 +212,13 @@ def load_candidate(path: Path | str, problem: Problem) -> Candidate:
     model = _top_level(ptree)["Model"]
     if isinstance(model_new, ast.ClassDef) and isinstance(model, ast.ClassDef):
         for method in ("__init__", "forward"):
-            want, got = _method_params(model, method), _method_params(model_new, method)
-            if want is not None and got is not None and want != got:
+            want, got = _method(model, method), _method(model_new, method)
+            if want is not None and got is not None and not _accepts_calls_of(got, want):
                 raise BadInput(
-                    f"candidate {path}: ModelNew.{method}({', '.join(got)}) does not match "
-                    f"Model.{method}({', '.join(want)}) of {problem.path.name}"
+                    f"candidate {path}: ModelNew.{method}({', '.join(_method_params(got))}) "
+                    f"does not match Model.{method}({', '.join(_method_params(want))}) of "
+                    f"{problem.path.name}; it must take the same positional arguments "
+                    "(names may differ)"
                 )
     return Candidate(
         path=path, source=source, source_hash=hashlib.sha256(source.encode()).hexdigest()

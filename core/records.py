@@ -73,6 +73,21 @@ class TimingReport:
     # `CompiledReference.for_candidate`'s JSON, only with --compile-baseline (else left out of
     # the JSON, so timings without the flag read exactly as before)
     compiled_reference: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
+    # New input values before each sample and host call (verifier/fresh_inputs.py): counts of
+    # calls that got them and that reused the last ones, seconds spent, and a note. None in
+    # timings stored before it existed.
+    input_refresh: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
+
+
+def timing_from_json(raw: dict[str, Any]) -> TimingReport:
+    """The inverse of `to_jsonable` for a TimingReport."""
+    return TimingReport(
+        **{
+            **raw,
+            "reference": SampleStats(**raw["reference"]),
+            "candidate": SampleStats(**raw["candidate"]),
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ samples until it has `min_samples` and `min_block_s`, or hits `max_samples` or `
 (but never fewer than 3), so the sample count adapts to the kernel's length. Statistics are the
 median with p20/p80 over all samples of a side; the speedup is the median over rounds of the
 per-round ratio of medians, which cancels slow clock and temperature drift.
+
+Each side may have a `prepare` callable, run before each of its samples and host calls (outside
+the timed window, before the flush): the worker gives it new input values every time, so a
+result cache keyed on the inputs never hits (verifier/fresh_inputs.py).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class TimingSettings:
     min_block_s: float = 0.02
     max_block_s: float = 1.0
     host_calls: int = 5
+    refresh_budget_s: float = 20.0  # per side: time spent making new inputs, then reuse them
 
 
 class Clock(Protocol):
@@ -114,7 +119,12 @@ def _warmup(clock: Clock, fn: Callable[[], Any], settings: TimingSettings) -> No
         calls += 1
 
 
-def _block(clock: Clock, fn: Callable[[], Any], settings: TimingSettings) -> list[float]:
+Prepare = Callable[[], None] | None
+
+
+def _block(
+    clock: Clock, fn: Callable[[], Any], settings: TimingSettings, prepare: Prepare
+) -> list[float]:
     samples: list[float] = []
     start = time.perf_counter()
     while len(samples) < settings.max_samples:
@@ -122,14 +132,18 @@ def _block(clock: Clock, fn: Callable[[], Any], settings: TimingSettings) -> lis
         enough = len(samples) >= settings.min_samples and elapsed >= settings.min_block_s
         if len(samples) >= 3 and (enough or elapsed >= settings.max_block_s):
             break
+        if prepare is not None:
+            prepare()
         samples.append(clock.sample(fn))
     return samples
 
 
-def host_ms(clock: Clock, fn: Callable[[], Any], calls: int) -> float:
+def host_ms(clock: Clock, fn: Callable[[], Any], calls: int, prepare: Prepare = None) -> float:
     """Median host wall time of one synchronised call (launch overhead and all streams included)."""
     times = []
     for _ in range(calls):
+        if prepare is not None:
+            prepare()
         clock.sync()
         start = time.perf_counter()
         fn()
@@ -143,6 +157,8 @@ def measure(
     candidate: Callable[[], Any],
     clock: Clock,
     settings: TimingSettings | None = None,
+    prepare_reference: Prepare = None,
+    prepare_candidate: Prepare = None,
 ) -> TimingReport:
     settings = settings or TimingSettings()
     _warmup(clock, reference, settings)
@@ -152,11 +168,11 @@ def measure(
     ratios: list[float] = []
     for round_index in range(settings.rounds):
         if round_index % 2 == 0:
-            ref_block = _block(clock, reference, settings)
-            cand_block = _block(clock, candidate, settings)
+            ref_block = _block(clock, reference, settings, prepare_reference)
+            cand_block = _block(clock, candidate, settings, prepare_candidate)
         else:
-            cand_block = _block(clock, candidate, settings)
-            ref_block = _block(clock, reference, settings)
+            cand_block = _block(clock, candidate, settings, prepare_candidate)
+            ref_block = _block(clock, reference, settings, prepare_reference)
         ref_all += ref_block
         cand_all += cand_block
         ratios.append(median(ref_block) / max(median(cand_block), 1e-9))
@@ -166,8 +182,8 @@ def measure(
         candidate=summarize(cand_all),
         speedup=median(ratios),
         round_ratios=ratios,
-        host_reference_ms=host_ms(clock, reference, settings.host_calls),
-        host_candidate_ms=host_ms(clock, candidate, settings.host_calls),
+        host_reference_ms=host_ms(clock, reference, settings.host_calls, prepare_reference),
+        host_candidate_ms=host_ms(clock, candidate, settings.host_calls, prepare_candidate),
         flush_bytes=clock.flush_bytes,
         settings=asdict(settings),
     )

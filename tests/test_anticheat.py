@@ -47,6 +47,7 @@ STATIC = {
     "harness_import.py": "harness_access",
     "native_result_cache.py": "result_cache",
     "persisting_l2.py": "persisting_l2",
+    "numpy_compute.py": "host_compute",
 }
 # Caught while running: (status, check named in the reason or None for plain `incorrect`).
 DYNAMIC = {
@@ -64,12 +65,16 @@ HARNESS = {
     "worker_save_patch.py": "patched_harness",
 }
 
+# Result caches: keyed on addresses (fails the re-check after timing) or on contents (gains
+# nothing, since every timed call gets new input values).
+CACHES = {"address_cache.py", "content_cache.py"}
+
 
 def test_corpus_has_twenty_distinct_cheats():
     files = {p.name for p in CHEATS.glob("*.py")}
     gpu_only = {p.name for p in CHEATS.glob("cuda_*.py")}  # run in test_gpu.py
     assert len(gpu_only) >= 4
-    assert files == set(STATIC) | set(DYNAMIC) | set(HARNESS) | {"address_cache.py"} | gpu_only
+    assert files == set(STATIC) | set(DYNAMIC) | set(HARNESS) | CACHES | gpu_only
     assert len(files) >= 20
 
 
@@ -116,6 +121,18 @@ def test_address_keyed_cache_is_caught():
     assert result.status in (Status.INCORRECT, Status.REJECTED), result.reason
     if result.status is Status.REJECTED:
         assert "recheck_after_timing" in result.reason
+
+
+@pytest.mark.slow
+def test_a_cache_keyed_on_input_values_gains_nothing_in_the_timing():
+    options = EvaluateOptions(target="cpu", trials=1)
+    honest = evaluate(PROBLEM, FIXTURES / "candidates" / "scale_add_ok.py", options)
+    cheat = evaluate(PROBLEM, CHEATS / "content_cache.py", options)
+    assert honest.status is Status.CORRECT and cheat.status is Status.CORRECT, cheat.reason
+    refresh = cheat.timing.input_refresh
+    assert refresh["refreshed"] > 2 * cheat.timing.settings["rounds"] and refresh["reused"] == 0
+    # With the inputs repeated, its lookups took about a fifth of the honest kernel's time.
+    assert cheat.timing.candidate.median_ms > 0.6 * honest.timing.candidate.median_ms
 
 
 def _shipped() -> list[tuple[str, Path]]:

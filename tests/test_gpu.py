@@ -63,6 +63,9 @@ def test_shipped_cuda_candidate_is_correct(cli, prebuilt, problem, candidate):
     assert result["timing"]["method"] == "cuda_events_cold_l2"
     assert result["timing"]["flush_bytes"] >= 2 * (env["l2_bytes"] or 0)
     assert result["speedup"] > 0
+    # every timed call got new input values, made on the GPU fast enough to stay in budget
+    refresh = result["timing"]["input_refresh"]
+    assert refresh["refreshed"] > 0 and refresh["reused"] == 0, refresh
 
 
 def test_the_full_sandbox_runs_cuda_candidates(cli, prebuilt, fixtures_dir):

@@ -85,6 +85,30 @@ def test_candidate_signature_must_match(tmp_path):
         load_candidate(bad, problem)
 
 
+@pytest.mark.parametrize(
+    ("forward", "fits"),
+    [
+        ("def forward(self, inp, other=None)", True),  # renamed: called positionally
+        ("def forward(self, *tensors)", True),
+        ("def forward(self, a, b=None, c=1, *rest, scale=2.0)", True),
+        ("def forward(self, a)", False),  # cannot take the reference's optional y
+        ("def forward(self, a, b, c)", False),
+        ("def forward(self, a, b=None, *, mode)", False),  # a keyword it will never get
+    ],
+)
+def test_forward_must_take_the_same_positional_arguments_under_any_names(tmp_path, forward, fits):
+    problem_path = tmp_path / "p.py"
+    problem_path.write_text(PROBLEM)
+    problem = load_problem(problem_path)
+    candidate = tmp_path / "cand.py"
+    candidate.write_text(f"class ModelNew:\n    {forward}:\n        pass\n")
+    if fits:
+        assert load_candidate(candidate, problem).source_hash
+    else:
+        with pytest.raises(BadInput, match="must take the same positional arguments"):
+            load_candidate(candidate, problem)
+
+
 def test_problem_dir_in_kernelbench_layout(tmp_path):
     for level, names in {1: ["10_b.py", "2_a.py"], 2: ["1_c.py"]}.items():
         folder = tmp_path / f"level{level}"

@@ -107,6 +107,9 @@ def test_no_custom_kernel_applies_to_cuda_only():
     ("snippet", "check"),
     [
         ("at::matmul(a, b)", "library_compute"),
+        ("auto y = at::addcmul(a, b, c)", "library_compute"),
+        ("auto y = torch::nn::functional::relu(a)", "library_compute"),
+        ("auto s = a.sum()", "library_compute"),
         ("cublasSgemm(h, 0, 0, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, 1)", "library_compute"),
         ("__float2half(v)", "precision"),
         ("cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)", "streams"),
@@ -117,6 +120,23 @@ def test_warnings_are_not_rejections(snippet, check):
     findings = check_candidate(source)
     assert any(f.check == check and f.severity == WARN for f in findings)
     assert _rejects(source) == []
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "auto out = torch::empty_like(x)",
+        "auto out = at::empty({n}, x.options().dtype(at::kFloat))",
+        "auto z = torch::zeros({n})",
+        "auto stream = at::cuda::getCurrentCUDAStream()",
+        "at::parallel_for(0, n, 64, [&](int64_t b, int64_t e) {})",
+        "const float* p = x.contiguous().data_ptr<float>()",
+        "int m = std::max(a, b)",
+    ],
+)
+def test_allocating_and_describing_calls_are_not_library_compute(snippet):
+    source = LEGIT.replace("if (i < n)", snippet + "; if (i < n)")
+    assert not [f for f in check_candidate(source) if f.check == "library_compute"]
 
 
 KERNEL_CALLS = "y = self.ops.fused(x.contiguous().view(-1))\n        y = ops.fused(y)"
@@ -273,3 +293,51 @@ def test_operator_on_sizes_is_fine():
     source = LEGIT.replace("import math\n", "import math\nimport functools\nimport operator\n")
     sizes = "n = functools.reduce(operator.mul, x.shape, 1)\n        k = operator.add(n, 1)"
     assert _rejects(source.replace("y = ops.fused(y)", sizes + "\n        y = ops.fused(y)")) == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "y = torch.from_numpy(np.tanh(x.detach().cpu().numpy()))",
+        "y = torch.as_tensor(np.tanh(x))",
+        "y = torch.as_tensor(numpy_tanh(x))",
+    ],
+)
+def test_numpy_doing_the_work_is_rejected_even_beside_a_kernel(line):
+    source = LEGIT.replace(
+        "import numpy as np", "import numpy as np\nfrom numpy import tanh as numpy_tanh"
+    )
+    assert "host_compute" in _rejects(
+        source.replace("y = ops.fused(y)", "y = ops.fused(y)\n        " + line)
+    )
+
+
+def test_numpy_on_sizes_is_fine():
+    source = LEGIT.replace(
+        "y = ops.fused(y)", "y = ops.fused(y)\n        k = int(np.prod(x.shape))"
+    )
+    assert _rejects(source) == []
+
+
+OPTIONAL_IMPORT = "try:\n    import triton\nexcept ImportError:\n    triton = None\n"
+
+
+@pytest.mark.parametrize(
+    "block", [OPTIONAL_IMPORT, OPTIONAL_IMPORT.replace("triton = None", "pass")]
+)
+def test_an_optional_import_is_not_a_fallback(block):
+    source = LEGIT.replace("\n\nclass ModelNew", "\n" + block + "\n\nclass ModelNew")
+    assert _rejects(source) == []
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "try:\n    y = ops.fused(torch.ones(1))\nexcept Exception:\n    pass\n",
+        "try:\n    import triton\nexcept ImportError:\n    ops = torch.nn.ReLU()\n",
+        "try:\n    import triton\nexcept ImportError:\n    pass\nelse:\n    ops = None\n",
+    ],
+)
+def test_try_around_anything_but_imports_is_a_fallback(block):
+    source = LEGIT.replace("\n\nclass ModelNew", "\n" + block + "\n\nclass ModelNew")
+    assert "try_fallback" in _rejects(source)

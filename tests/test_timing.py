@@ -83,12 +83,40 @@ def test_blocks_are_bounded_by_time_and_count():
     settings = timing.TimingSettings(
         min_samples=10, max_samples=50, min_block_s=0.0, max_block_s=0.0
     )
-    samples = timing._block(clock, lambda: ("x", 1.0), settings)
+    samples = timing._block(clock, lambda: ("x", 1.0), settings, None)
     assert len(samples) == 3  # the time budget is spent at once: the floor of 3 samples holds
     settings = timing.TimingSettings(
         min_samples=10, max_samples=50, min_block_s=0.0, max_block_s=60.0
     )
-    assert len(timing._block(clock, lambda: ("x", 1.0), settings)) == 10
+    assert len(timing._block(clock, lambda: ("x", 1.0), settings, None)) == 10
+
+
+def test_each_side_is_prepared_before_every_sample_and_host_call():
+    clock = ScriptedClock()
+    log: list[str] = []
+    settings = timing.TimingSettings(
+        rounds=2, warmup_calls=1, warmup_s=0.0, min_samples=3, max_samples=3, min_block_s=0.0
+    )
+
+    def side(name):
+        def call():
+            log.append(name)
+            return (name, 1.0)
+
+        return call
+
+    timing.measure(
+        side("ref"),
+        side("cand"),
+        clock,
+        settings,
+        prepare_reference=lambda: log.append("new ref inputs"),
+        prepare_candidate=lambda: log.append("new cand inputs"),
+    )
+    timed = log[2:]  # after one warm-up call per side
+    pairs = list(zip(timed[::2], timed[1::2], strict=True))
+    assert pairs and all(prep == f"new {call} inputs" for prep, call in pairs)
+    assert len(pairs) == 2 * 2 * 3 + 2 * settings.host_calls
 
 
 def test_cpu_clock_measures_real_work():

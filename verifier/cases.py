@@ -116,6 +116,36 @@ def build(
     return model, [to_device(x, device) for x in inputs]
 
 
+def inputs_for(
+    problem: ModuleType, get_inputs: Any, case: Case, input_seed: int, device: torch.device
+) -> list[Any]:
+    """The case's inputs drawn from another seed, made straight on `device` (torch's factory
+    functions follow the default device) where the problem's `get_inputs` allows it; else on
+    the CPU. The values differ from the CPU's for the same seed, which timing does not mind."""
+    with overridden([problem], case.overrides):
+        seed_all(input_seed)
+        try:
+            with device:
+                inputs = get_inputs()
+        except Exception:
+            seed_all(input_seed)
+            inputs = _problem_step(get_inputs, "get_inputs()", True)
+    if not isinstance(inputs, (list, tuple)):
+        raise ProblemError(f"get_inputs() returned {type(inputs).__name__}, not a list")
+    return list(inputs)
+
+
+def refill(targets: list[Any], fresh: list[Any], device: torch.device) -> None:
+    """Copy `fresh` into the tensors of `targets` (same addresses, new values); an entry whose
+    kind, shape or dtype differs is replaced instead."""
+    for i, (target, value) in enumerate(zip(targets, fresh, strict=True)):
+        same = isinstance(target, torch.Tensor) and isinstance(value, torch.Tensor)
+        if same and target.shape == value.shape and target.dtype == value.dtype:
+            target.copy_(value)
+        else:
+            targets[i] = to_device(value, device)
+
+
 def seed_all(seed: int) -> None:
     """Seed torch, and Python's `random` and numpy's global generator too: a problem that draws
     its inputs with them gets the same inputs in the reference's and the candidate's workers."""

@@ -27,9 +27,9 @@ from kernelwright.isolation import PRELOAD, Exit, Worker, WorkerOverLimit, Worke
 from kernelwright.records import (
     CaseResult,
     CompiledReference,
-    SampleStats,
     Status,
     TimingReport,
+    timing_from_json,
 )
 from kernelwright.verifier.cases import Case
 from kernelwright.verifier.compare import compare
@@ -160,7 +160,7 @@ def time_compiled_reference(
         return CompiledReference(COMPILE_MODE, note=note or ended)
     if "report" not in message:
         return CompiledReference(COMPILE_MODE, note=str(message.get("note", "no result"))[:500])
-    report = _timing_report(message["report"])
+    report = timing_from_json(message["report"])
     return CompiledReference(
         COMPILE_MODE,
         compiled=report.candidate,
@@ -269,7 +269,7 @@ def run_candidate(
                         )
                         verdict = CandidateVerdict(Status.REJECTED, reason, results)
                 elif kind == "timing":
-                    report = _timing_report(message["report"])
+                    report = timing_from_json(message["report"])
                     verdict = CandidateVerdict(
                         Status.CORRECT,
                         "",
@@ -375,16 +375,6 @@ def _check_case(
     result = compare(expected, got, tol)
     return CaseResult(
         index, label, result.ok, result.reason, result.max_abs_error, result.max_rel_error
-    )
-
-
-def _timing_report(raw: dict[str, Any]) -> TimingReport:
-    return TimingReport(
-        **{
-            **raw,
-            "reference": SampleStats(**raw["reference"]),
-            "candidate": SampleStats(**raw["candidate"]),
-        }
     )
 
 

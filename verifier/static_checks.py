@@ -270,6 +270,39 @@ FORBIDDEN_ATTRIBUTES = {
     "popen": ("threads", "runs shell commands"),
 }
 
+# ATen/torch functions that allocate, describe, guard or launch rather than compute.
+_ATEN_NOT_COMPUTE = "|".join(
+    [
+        r"empty\w*",
+        r"zeros\w*",
+        r"ones\w*",
+        r"full\w*",
+        "from_blob",
+        "tensor",
+        "arange",
+        "scalar_tensor",
+        "cuda",
+        "native",
+        "detail",
+        "indexing",
+        "dtype",
+        "device",
+        "autocast",
+        "globalContext",
+        r"get_\w+",
+        r"set_\w+",
+        r"parallel_\w+",
+        "in_parallel_region",
+        "irange",
+        "elementSize",
+        r"check_\w+",
+        "manual_seed",
+        "toString",
+        r"is_\w+",
+        r"\w*_type",
+    ]
+)
+
 # Patterns over the embedded C++/CUDA text: (name, severity, regex, reason)
 NATIVE_RULES = [
     (
@@ -328,8 +361,12 @@ NATIVE_RULES = [
     (
         "library_compute",
         WARN,
-        r"\b(?:at|torch)::(?:matmul|mm|bmm|addmm|linear|conv\w*|einsum|softmax|layer_norm|"
-        r"scaled_dot_product_attention|baddbmm)\s*\(|\bcublas\w+\s*\(|\bcudnn\w+\s*\(",
+        # any ATen/torch op but those that allocate, describe or launch; tensor methods that
+        # compute; cuBLAS and cuDNN
+        r"\b(?:at|torch)::(?:(?:nn|functional|linalg|fft|special)::)*"
+        rf"(?!(?:{_ATEN_NOT_COMPUTE})\b)[a-z_]\w*\s*\("
+        r"|\.(?:matmul|mm|bmm|addmm|sum|mean|softmax|log_softmax|exp|tanh|sigmoid|relu|cumsum|"
+        r"norm|pow|sqrt|addcmul|lerp)\s*\(|\bcublas\w+\s*\(|\bcudnn\w+\s*\(",
         "calls a library (ATen/cuBLAS/cuDNN) for part of the work",
     ),
     (
@@ -434,7 +471,7 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
                 add("harness_access", "imports `sys.modules`/`sys.argv` (the harness)", node)
             if node.module == "os" and imported & {"environ", "getenv", "environb"}:
                 add("env_access", "imports the process environment from os", node)
-        elif isinstance(node, ast.Try | ast.TryStar):
+        elif isinstance(node, ast.Try | ast.TryStar) and not _optional_import(node):
             add("try_fallback", "try/except can fall back to PyTorch when the kernel fails", node)
         elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
             targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
@@ -493,7 +530,65 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
                 for f in compute
             ]
         found += compute
+        found += _host_compute_findings(reached, _numpy_names(tree))
     return found
+
+
+def _optional_import(node: ast.Try | ast.TryStar) -> bool:
+    """`try: import x` whose handlers only pass or set a constant (`x = None`): an optional
+    dependency, not a fallback around the kernel."""
+
+    def harmless(statement: ast.stmt) -> bool:
+        if isinstance(statement, ast.Pass | ast.Import | ast.ImportFrom):
+            return True
+        return (
+            isinstance(statement, ast.Assign)
+            and isinstance(statement.value, ast.Constant)
+            and all(isinstance(t, ast.Name) for t in statement.targets)
+        )
+
+    return (
+        all(isinstance(s, ast.Import | ast.ImportFrom) for s in node.body)
+        and not node.orelse
+        and not node.finalbody
+        and all(harmless(s) for handler in node.handlers for s in handler.body)
+    )
+
+
+def _numpy_names(tree: ast.Module) -> set[str]:
+    """How the module names numpy (`np`, `numpy`) and the functions it imported from it."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.asname or a.name for a in node.names if a.name.split(".")[0] == "numpy"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "numpy":
+            names |= {a.asname or a.name for a in node.names}
+    return names
+
+
+def _host_compute_findings(
+    reached: list[tuple[ast.FunctionDef, bool]], numpy_names: set[str]
+) -> list[Finding]:
+    """Tensors handed to numpy in the code ModelNew runs: the work is done on the host by numpy,
+    not by the candidate's kernel (on a GPU the output-device and host-time checks catch it too,
+    on the CPU nothing else would)."""
+    findings = []
+    for method, tensor_args in reached:
+        # numpy on sizes (`np.prod(x.shape)`) is fine; numpy on an input tensor is not
+        tensors = {a.arg for a in method.args.args[1:]} if tensor_args else set()
+        for node in ast.walk(method):
+            if not isinstance(node, ast.Call):
+                continue
+            name = _dotted(node.func)
+            on_tensor = any(isinstance(a, ast.Name) and a.id in tensors for a in node.args)
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "numpy":
+                message = f"hands a tensor to numpy (`{name}()`) in {method.name}"
+            elif name.split(".")[0] in numpy_names and on_tensor:
+                message = f"computes with numpy (`{name}()`) in {method.name}"
+            else:
+                continue
+            findings.append(Finding("host_compute", REJECT, message, node.lineno))
+    return findings
 
 
 SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,9 @@ def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
     from kernelwright.compiler.loader import import_file
     from kernelwright.profiler import timing
     from kernelwright.records import to_jsonable
+    from kernelwright.verifier import fresh_inputs
     from kernelwright.verifier.cases import build, clone_inputs, plan_cases
+    from kernelwright.verifier.fresh_inputs import InputRefresher
 
     device = _device(request["target"])
     with _stage("building the reference"):
@@ -174,7 +177,13 @@ def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
 
     with _stage("timing torch.compile"):
         settings = timing.TimingSettings(**request.get("timing", {}))
-        report = timing.measure(eager, compiled_call, timing.make_clock(device), settings)
+        budget = settings.refresh_budget_s
+        refresh = (
+            InputRefresher(problem, base, ref_inputs, device, budget),
+            InputRefresher(problem, base, comp_inputs, device, budget),
+        )
+        report = timing.measure(eager, compiled_call, timing.make_clock(device), settings, *refresh)
+        report = replace(report, input_refresh=fresh_inputs.combined(*refresh))
     return {"report": to_jsonable(report), "compile_s": compile_s}
 
 
@@ -198,8 +207,9 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     from kernelwright.profiler import environment, timing
     from kernelwright.records import to_jsonable
     from kernelwright.verifier import cases as cases_module
-    from kernelwright.verifier import guards
-    from kernelwright.verifier.cases import Case, build, clone_inputs
+    from kernelwright.verifier import fresh_inputs, guards
+    from kernelwright.verifier.cases import Case, build, clone_inputs, refill
+    from kernelwright.verifier.fresh_inputs import InputRefresher
 
     device = _device(request["target"])
     out_dir = Path(request["out_dir"])
@@ -208,7 +218,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     # The problem is the user's own code: whatever it rebinds on import is part of the baseline.
     problem = loader.import_file(Path(request["problem"]), "kw_problem")
     # Also this worker's own functions, the channel, and the reference it times against.
-    harness = [timing, cases_module, guards, loader, isolation, sys.modules[__name__]]
+    harness = [timing, cases_module, fresh_inputs, guards, loader, isolation, sys.modules[__name__]]
     guard = guards.HarnessGuard([*harness, problem, problem.Model])
     loader.install_build_hooks(Path(request["builds_root"]), request["target"])
     candidate = loader.import_file(Path(request["candidate"]), "kw_candidate")
@@ -260,9 +270,15 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
 
         settings = timing.TimingSettings(**request.get("timing", {}))
         clock = timing.make_clock(device)
+        budget = settings.refresh_budget_s
+        refresh = (
+            InputRefresher(problem, base, ref_inputs, device, budget),
+            InputRefresher(problem, base, cand_inputs, device, budget),
+        )
         before = environment.nvml_reading(device) if device.type == "cuda" else None
-        report = timing.measure(reference, candidate_call, clock, settings)
+        report = timing.measure(reference, candidate_call, clock, settings, *refresh)
         after = environment.nvml_reading(device) if device.type == "cuda" else None
+        report = replace(report, input_refresh=fresh_inputs.combined(*refresh))
         guard.check()
         warnings = []
         if device.type == "cuda":
@@ -271,12 +287,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     for case in (c for c in all_cases if c.after_timing):
         with _stage(case.label):
             _, fresh = build(problem, problem.Model, case, device)
-            for i, (target, value) in enumerate(zip(cand_inputs, fresh, strict=True)):
-                same = isinstance(target, torch.Tensor) and isinstance(value, torch.Tensor)
-                if same and target.shape == value.shape and target.dtype == value.dtype:
-                    target.copy_(value)  # same addresses as timed, new values
-                else:
-                    cand_inputs[i] = value
+            refill(cand_inputs, fresh, device)  # same addresses as timed, new values
             _sync(device)
             output = checked_call(cand_model, cand_inputs, case)
             path = out_dir / f"cand_{case.index}.pt"

@@ -1,0 +1,100 @@
+"""New input values before every timed sample (verifier/fresh_inputs.py), without a worker."""
+
+from __future__ import annotations
+
+import time
+import types
+
+import torch
+from kernelwright.verifier.cases import Case
+from kernelwright.verifier.fresh_inputs import InputRefresher, combined
+
+CPU = torch.device("cpu")
+
+
+def _problem(get_inputs, **globals_):
+    module = types.ModuleType("kw_fake_problem")
+    module.get_inputs = get_inputs
+    module.__dict__.update(globals_)
+    return module
+
+
+def _rows_problem():
+    module = _problem(None, rows=4, cols=8)
+    module.get_inputs = lambda: [
+        torch.randn(module.rows, module.cols),
+        torch.randint(0, module.cols, (module.rows,)),
+    ]
+    return module
+
+
+def test_each_call_writes_new_values_into_the_same_tensors():
+    problem = _rows_problem()
+    targets = problem.get_inputs()
+    addresses = [t.data_ptr() for t in targets]
+    refresh = InputRefresher(problem, Case(0, "trial 0", 1), targets, CPU, budget_s=60.0)
+    seen = [targets[0].clone()]
+    for _ in range(5):
+        refresh()
+        assert [t.data_ptr() for t in targets] == addresses
+        assert all(not torch.equal(targets[0], old) for old in seen)
+        seen.append(targets[0].clone())
+        assert targets[1].dtype == torch.int64 and bool((targets[1] < 8).all())  # valid indices
+    summary = refresh.summary()
+    assert (summary["refreshed"], summary["reused"], summary["note"]) == (5, 0, "")
+
+
+def test_seeds_are_not_the_cases_own():
+    problem = _rows_problem()
+    case = Case(0, "trial 0", 1)
+    a, b = problem.get_inputs(), problem.get_inputs()
+    InputRefresher(problem, case, a, CPU, 60.0)()
+    InputRefresher(problem, case, b, CPU, 60.0)()
+    assert not torch.equal(a[0], b[0])  # two refreshers drew different seeds
+
+
+def test_the_case_overrides_apply_and_a_new_shape_replaces_the_entry():
+    problem = _rows_problem()
+    targets = problem.get_inputs()
+    case = Case(3, "extra shape", 1, {"rows": 2, "cols": 3})
+    InputRefresher(problem, case, targets, CPU, 60.0)()
+    assert targets[0].shape == (2, 3) and targets[1].shape == (2,)
+    assert problem.rows == 4  # undone afterwards
+
+
+def test_the_get_inputs_taken_at_the_start_is_the_one_used():
+    problem = _rows_problem()
+    targets = problem.get_inputs()
+    refresh = InputRefresher(problem, Case(0, "t", 1), targets, CPU, 60.0)
+    constant = [torch.zeros(4, 8), torch.zeros(4, dtype=torch.int64)]
+    problem.get_inputs = lambda: constant  # a rebinding after the start does not reach it
+    refresh()
+    assert not torch.equal(targets[0], constant[0])
+
+
+def test_a_get_inputs_that_fails_on_the_device_is_made_on_the_cpu():
+    def get_inputs():
+        x = torch.randn(3, 5)
+        x.numpy()  # needs real values: fails where tensors are made on the "meta" device
+        return [x]
+
+    problem = _problem(get_inputs)
+    targets = [torch.zeros(3, 5)]
+    InputRefresher(problem, Case(0, "t", 1), targets, torch.device("meta"), 60.0)()
+    assert targets[0].device.type == "cpu" and bool((targets[0] != 0).any())
+
+
+def test_refreshing_stops_once_its_time_budget_is_spent():
+    def slow_inputs():
+        time.sleep(0.05)
+        return [torch.randn(2)]
+
+    targets = [torch.zeros(2)]
+    refresh = InputRefresher(_problem(slow_inputs), Case(0, "t", 1), targets, CPU, budget_s=0.04)
+    for _ in range(4):
+        refresh()
+    other = InputRefresher(_rows_problem(), Case(0, "t", 1), _rows_problem().get_inputs(), CPU, 9)
+    other()
+    summary = combined(refresh, other)
+    assert (summary["refreshed"], summary["reused"]) == (2, 3)
+    assert "get_inputs() is slow" in summary["note"] and "3 calls reused" in summary["note"]
