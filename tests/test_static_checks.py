@@ -341,3 +341,171 @@ def test_an_optional_import_is_not_a_fallback(block):
 def test_try_around_anything_but_imports_is_a_fallback(block):
     source = LEGIT.replace("\n\nclass ModelNew", "\n" + block + "\n\nclass ModelNew")
     assert "try_fallback" in _rejects(source)
+
+
+# Legitimate habits a false-positive hunt found rejected (each once was).
+LEGIT_HABITS = {
+    "reraise": (
+        "\n\nclass ModelNew",
+        "\ntry:\n    import triton\nexcept Exception as e:\n"
+        "    raise RuntimeError('no triton') from e\n\n\nclass ModelNew",
+    ),
+    "main_block": (
+        "\n\nclass ModelNew",
+        "\nif __name__ == '__main__':\n    try:\n"
+        "        print(os.environ)\n    except Exception:\n        pass\n\n\nclass ModelNew",
+    ),
+    "env_membership": ("import os\n", "import os\nJOBS = 'MAX_JOBS' in os.environ\n"),
+    "platform": (
+        "import os\n",
+        "import os\nimport platform\nIS_LINUX = platform.system() == 'Linux'\n",
+    ),
+    "hardware_threads": ("if (i < n)", "int t = std::thread::hardware_concurrency(); if (i < n)"),
+    "connect_function": ("if (i < n)", "connect(parent, i); if (i < n)"),
+}
+
+
+@pytest.mark.parametrize("habit", sorted(LEGIT_HABITS))
+def test_legitimate_habits_are_not_rejected(habit):
+    source = LEGIT.replace(*LEGIT_HABITS[habit])
+    assert source != LEGIT
+    assert _rejects(source) == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ext = _build()\n        y = ext.relu(x)",  # a function that builds the extension
+        "y = self.relu(x)",  # a bound extension function
+    ],
+)
+def test_own_kernels_named_like_pytorch_ops_are_recognised(line):
+    source = LEGIT.replace(
+        "class ModelNew",
+        "def _build():\n    return load_inline(name='r', cpp_sources='')\n\n\nclass ModelNew",
+    ).replace("self.ops = ops", "self.ops = ops\n        self.relu = ops.relu")
+    assert _rejects(source.replace(KERNEL_CALLS, line)) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # the main block runs after all when the module renames itself
+        (
+            "import os\n",
+            "import os\n__name__ = '__main__'\nif __name__ == '__main__':\n    print(os.environ)\n",
+        ),
+        # a docstring the module reads back is compiled code
+        ("import os\n", '"""std::ifstream f("/tmp/x");"""\nimport os\nSRC = __doc__\n'),
+        # a handler that falls back before re-raising on some path
+        (
+            "\n\nclass ModelNew",
+            "\ntry:\n    y = ops.fused(torch.ones(1))\nexcept Exception:\n"
+            "    if os:\n        y = None\n    else:\n        raise\n\n\nclass ModelNew",
+        ),
+    ],
+)
+def test_the_exemptions_do_not_open_doors(change):
+    source = LEGIT.replace(*change)
+    assert source != LEGIT
+    assert _rejects(source) != []
+
+
+# Ways a second red team abused the exemptions above; each got a full PyTorch or harness cheat
+# through with no rejection before it was closed.
+PYTORCH_FORWARD = "y = F.gelu(x)"
+DOORS = {
+    "match_capture_renames_module": (
+        (
+            "import os\n",
+            "import os\nmatch '__main__':\n    case __name__:\n        pass\n"
+            "if __name__ == '__main__':\n    os.system('id')\n",
+        ),
+        "threads",
+    ),
+    "imported_main_name": (
+        (
+            "import os\n",
+            "import os\nfrom __main__ import __name__\n"
+            "if __name__ == '__main__':\n    os.system('id')\n",
+        ),
+        "threads",
+    ),
+    "finally_returns": (
+        (
+            "\n\nclass ModelNew",
+            "\ndef f():\n    try:\n        return ops.fused(1)\n"
+            "    except Exception:\n        raise\n    finally:\n        return None\n"
+            "\n\nclass ModelNew",
+        ),
+        "try_fallback",
+    ),
+    "import_fallback": (
+        (
+            "\n\nclass ModelNew",
+            "\ntry:\n    from my_kernels import gelu\nexcept ImportError:\n"
+            "    from torch.nn.functional import gelu\n\n\nclass ModelNew",
+        ),
+        "try_fallback",
+    ),
+    "suppress": (("import os\n", "import os\nfrom contextlib import suppress\n"), "try_fallback"),
+    "env_comparison_chain": (
+        ("import os\n", "import os\nLEAK = 'PATH' in os.environ in set()\n"),
+        "env_access",
+    ),
+    "os_alias": (
+        ("import os\n", "import os\nimport os as platform\nplatform.system('id')\n"),
+        "threads",
+    ),
+    "os_function_import": (("import os\n", "import os\nfrom os import system as sh\n"), "threads"),
+    "protected_alias": (
+        ("import os\n", "import os\nimport torch as T\nT.allclose = max\n"),
+        "patching",
+    ),
+    "native_socket_pointer": (("if (i < n)", "auto mk = &socket; if (i < n)"), "network"),
+    "native_shell": (("if (i < n)", 'system("id"); if (i < n)'), "threads"),
+    "native_jthread": (("if (i < n)", "std::jthread t([]{}); if (i < n)"), "threads"),
+    "numpy_on_detached": (
+        ("y = ops.fused(y)", "y = ops.fused(y)\n        z = np.tanh(x.detach())"),
+        "host_compute",
+    ),
+    "numpy_array_protocol": (
+        ("y = ops.fused(y)", "y = ops.fused(y)\n        z = x.__array__()"),
+        "host_compute",
+    ),
+    "numpy_scalar_type_on_tensor": (
+        ("y = ops.fused(y)", "y = ops.fused(y)\n        z = np.float32(x)"),
+        "host_compute",
+    ),
+}
+FAKE_EXTENSIONS = {
+    "builder_returns_torch": (
+        "def _build():\n    if False:\n        load_inline(name='a')\n    return F\n\n\n"
+        "_ext = _build()\n"
+    ),
+    "own_function_named_load": "def load():\n    return F\n\n\n_ext = load()\n",
+    "rebound": "_ext = load_inline(name='a', cpp_sources='')\n_ext = F\n",
+    "attribute_patched": "_ext = load_inline(name='a', cpp_sources='')\n_ext.gelu = F.gelu\n",
+}
+
+
+@pytest.mark.parametrize("door", sorted(DOORS))
+def test_the_exemptions_stay_shut(door):
+    change, check = DOORS[door]
+    source = LEGIT.replace(*change)
+    assert source != LEGIT
+    assert check in _rejects(source)
+
+
+@pytest.mark.parametrize("fake", sorted(FAKE_EXTENSIONS))
+def test_pytorch_dressed_as_an_extension_is_still_pytorch(fake):
+    source = LEGIT.replace(
+        "\n\nclass ModelNew", "\n" + FAKE_EXTENSIONS[fake] + "\n\nclass ModelNew"
+    )
+    source = source.replace(KERNEL_CALLS, "y = _ext.gelu(x)")
+    assert "torch_compute" in _rejects(source)
+
+
+def test_a_pytorch_function_imported_under_another_name_is_pytorch():
+    source = LEGIT.replace("import os\n", "import os\nfrom torch import matmul as mm_kernel\n")
+    assert "torch_compute" in _rejects(source.replace(KERNEL_CALLS, "y = mm_kernel(x, x)"))

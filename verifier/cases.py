@@ -141,9 +141,18 @@ def refill(targets: list[Any], fresh: list[Any], device: torch.device) -> None:
     for i, (target, value) in enumerate(zip(targets, fresh, strict=True)):
         same = isinstance(target, torch.Tensor) and isinstance(value, torch.Tensor)
         if same and target.shape == value.shape and target.dtype == value.dtype:
-            target.copy_(value)
-        else:
-            targets[i] = to_device(value, device)
+            if _writable_in_place(target):
+                with torch.no_grad():  # inputs made with requires_grad=True stay leaves
+                    target.copy_(value)
+                continue
+        targets[i] = to_device(value, device)
+
+
+def _writable_in_place(tensor: torch.Tensor) -> bool:
+    """Whether each element has its own memory (not an `expand`ed, stride-0 view)."""
+    return all(
+        stride != 0 or size <= 1 for stride, size in zip(tensor.stride(), tensor.shape, strict=True)
+    )
 
 
 def seed_all(seed: int) -> None:

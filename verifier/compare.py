@@ -1,7 +1,8 @@
 """Compare a candidate's outputs with the reference's, element by element, in float64 on the CPU.
 
-The structure must match exactly: a tensor against a tensor, a tuple against a tuple of the same
-length (a list is not a tuple), and so on, with identical shapes and dtypes. NaN must sit where the
+The structure must match exactly: a tensor against a tensor, a sequence against a sequence of the
+same length (a list may stand for a tuple: C++ `std::vector<Tensor>` returns arrive as lists),
+and so on, with identical shapes and dtypes. NaN must sit where the
 reference has NaN, infinities must match exactly. Every output is compared, and the reason for a
 mismatch names the output, how many elements are off and the worst one.
 """
@@ -44,7 +45,7 @@ def _walk(ref: Any, cand: Any, where: str, tol: Tolerance, errors: list) -> str 
             return f"{where}: expected a tensor, got {_kind(cand)}"
         return _tensor(ref, cand, where, tol, errors)
     if isinstance(ref, (tuple, list)):
-        if type(cand) is not type(ref):
+        if type(cand) not in (tuple, list):
             return f"{where}: expected a {type(ref).__name__}, got {_kind(cand)}"
         if len(cand) != len(ref):
             return f"{where}: expected {len(ref)} outputs, got {len(cand)}"

@@ -238,6 +238,16 @@ FORBIDDEN_IMPORTS = {
     "builtins": ("patching", "rebinds builtins"),
     "importlib": ("patching", "loads modules dynamically"),
 }
+OS_PROCESS_FUNCTIONS = {
+    "system",
+    "popen",
+    "fork",
+    "forkpty",
+    "posix_spawn",
+    "posix_spawnp",
+    *(f"exec{s}" for s in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")),
+    *(f"spawn{s}" for s in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")),
+}
 # Modules whose attributes a candidate must never rebind (timers, synchronisation, comparison).
 PROTECTED_ROOTS = {"torch", "time", "builtins", "sys", "os", "numpy", "np", "math", "kernelwright"}
 FORBIDDEN_CALLS = {
@@ -336,7 +346,8 @@ NATIVE_RULES = [
     (
         "network",
         REJECT,
-        r"\bsocket\s*\(|\bconnect\s*\(|#include\s*<(?:sys/socket|netinet)",
+        # `connect(` alone is any function of that name (a union-find's); sockets need these
+        r"\bsocket\b|#\s*include\s*<(?:sys/socket|netinet|arpa/|netdb)",
         "opens network connections from native code",
     ),
     (
@@ -348,8 +359,9 @@ NATIVE_RULES = [
     (
         "threads",
         REJECT,
-        r"std::thread|pthread_create|std::async\b|\bfork\s*\(",
-        "starts threads or processes from native code",
+        r"std::j?thread\b(?!::hardware_concurrency)|\bj?thread\s+\w+\s*[({]|pthread_create"
+        r"|std::async\b|\bv?fork\s*\(|\bsystem\s*\(|\bexec[lv]p?e?\s*\(|\bposix_spawnp?\b",
+        "starts threads, processes or shell commands from native code",
     ),
     (
         "streams",
@@ -392,7 +404,7 @@ def candidate_kernels(source: str) -> list[str]:
 
 def check_candidate(source: str, target: str = "cuda") -> list[Finding]:
     """All findings for a candidate file's source (AST plus embedded native code)."""
-    tree = pyast.parse(source)
+    tree = _without_main_block(pyast.parse(source))
     findings = _python_findings(tree)
     native = native_source(tree)
     findings += native_findings(native)
@@ -403,6 +415,62 @@ def check_candidate(source: str, target: str = "cuda") -> list[Finding]:
     for finding in findings:
         unique.setdefault((finding.check, finding.message), finding)
     return list(unique.values())
+
+
+def _without_main_block(tree: ast.Module) -> ast.Module:
+    """The module without its `if __name__ == "__main__":` self-test, which never runs when the
+    harness imports the candidate; kept where the module could rename itself to make it run."""
+
+    benign = {  # setattr(self, ...) sets an attribute of the model, nothing else
+        id(n.func)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and _dotted(n.func) == "setattr"
+        and n.args
+        and isinstance(n.args[0], ast.Name)
+        and n.args[0].id == "self"
+    }
+
+    def mentions_name(n: ast.AST) -> bool:
+        if isinstance(n, ast.Name):
+            risky = ("__name__", "globals", "vars", "exec", "eval", "setattr")
+            return n.id in risky and id(n) not in benign
+        if isinstance(n, ast.Global | ast.Nonlocal):
+            return "__name__" in n.names
+        if isinstance(n, ast.alias):
+            return "__name__" in (n.name, n.asname)
+        if isinstance(n, ast.arg):
+            return n.arg == "__name__"
+        if isinstance(n, ast.MatchAs | ast.MatchStar | ast.ExceptHandler):
+            return n.name == "__name__"
+        if isinstance(n, ast.MatchMapping):
+            return n.rest == "__name__"
+        if isinstance(n, ast.Attribute):
+            store = isinstance(n.ctx, ast.Store | ast.Del)
+            return n.attr in ("__dict__", "__globals__") or (n.attr == "__name__" and store)
+        return isinstance(n, ast.Constant) and isinstance(n.value, str) and "__name__" in n.value
+
+    def is_main(node: ast.stmt) -> bool:
+        test = node.test if isinstance(node, ast.If) else None
+        return (
+            isinstance(test, ast.Compare)
+            and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__"
+            and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)
+            and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value == "__main__"
+            and not node.orelse
+        )
+
+    guards = [n for n in tree.body if is_main(n)]
+    guard_names = {id(n.test.left) for n in guards}  # type: ignore[attr-defined]
+    # Any other mention of __name__ (an assignment, `from __main__ import __name__`, a match
+    # capture, a string) or of globals/vars/exec/eval/setattr could make the block run.
+    if not guards or any(mentions_name(n) and id(n) not in guard_names for n in ast.walk(tree)):
+        return tree
+    body = [n for n in tree.body if not is_main(n)]
+    return ast.Module(body=body, type_ignores=[])
 
 
 def native_source(tree: ast.Module) -> str:
@@ -453,7 +521,19 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
         for alias in node.names
         if alias.name == "sys"
     }
+    # `import torch as T` makes T as protected as torch, and `import os as platform` an os
+    aliases = {
+        alias.asname: alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.asname
+    }
+    protected = PROTECTED_ROOTS | {a for a, m in aliases.items() if m in PROTECTED_ROOTS}
+    os_names = {"os", "posix"} | {a for a, m in aliases.items() if m in ("os", "posix")}
     for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "suppress":
+            add("try_fallback", "contextlib.suppress can fall back when the kernel fails", node)
         if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
             problem = _env_read(node, parents)
             if problem:
@@ -467,17 +547,21 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             _import_rule(node.module, node, add)
             imported = {a.name for a in node.names}
+            if node.module in ("os", "posix") and any(n in OS_PROCESS_FUNCTIONS for n in imported):
+                add("threads", "imports process-starting functions from os", node)
+            if node.module == "contextlib" and "suppress" in imported:
+                add("try_fallback", "contextlib.suppress can fall back when the kernel fails", node)
             if node.module == "sys" and imported & {"modules", "argv"}:
                 add("harness_access", "imports `sys.modules`/`sys.argv` (the harness)", node)
             if node.module == "os" and imported & {"environ", "getenv", "environb"}:
                 add("env_access", "imports the process environment from os", node)
-        elif isinstance(node, ast.Try | ast.TryStar) and not _optional_import(node):
+        elif isinstance(node, ast.Try | ast.TryStar) and not _harmless_try(node):
             add("try_fallback", "try/except can fall back to PyTorch when the kernel fails", node)
         elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
             targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
             for target in targets:
                 root = _dotted(target).split(".")[0]
-                if isinstance(target, ast.Attribute) and root in PROTECTED_ROOTS:
+                if isinstance(target, ast.Attribute) and root in protected:
                     add("patching", f"rebinds `{_dotted(target)}`", node)
         elif isinstance(node, ast.Call):
             name = _dotted(node.func)
@@ -505,6 +589,8 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
                 "numpy",
             ):
                 continue
+            if node.attr == "system" and _dotted(node.value) not in os_names:
+                continue  # `platform.system()` names the OS
             add(check, f"`{_dotted(node)}` {why}", node)
         elif isinstance(node, ast.ClassDef):
             for base in node.bases:
@@ -517,7 +603,8 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
     if model_new is not None:
         extensions = _extension_names(tree)
         reached = _reachable_code(tree, model_new)
-        compute = _torch_compute_findings(model_new, reached, extensions, _operator_names(tree))
+        operator_names = _operator_names(tree) | _torch_function_names(tree)
+        compute = _torch_compute_findings(model_new, reached, extensions, operator_names)
         if compute and _calls_extension(reached, extensions):
             # A kernel does part of the work and PyTorch the rest: allowed, labelled for the judge.
             compute = [
@@ -534,12 +621,13 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
     return found
 
 
-def _optional_import(node: ast.Try | ast.TryStar) -> bool:
-    """`try: import x` whose handlers only pass or set a constant (`x = None`): an optional
-    dependency, not a fallback around the kernel."""
+def _harmless_try(node: ast.Try | ast.TryStar) -> bool:
+    """A try that cannot fall back to PyTorch: every handler re-raises (a clearer build error)
+    and nothing runs `finally`, or `try: import x` whose handlers only pass or set a constant
+    (an optional dependency; importing something else instead would be a fallback)."""
 
     def harmless(statement: ast.stmt) -> bool:
-        if isinstance(statement, ast.Pass | ast.Import | ast.ImportFrom):
+        if isinstance(statement, ast.Pass):
             return True
         return (
             isinstance(statement, ast.Assign)
@@ -547,12 +635,29 @@ def _optional_import(node: ast.Try | ast.TryStar) -> bool:
             and all(isinstance(t, ast.Name) for t in statement.targets)
         )
 
+    def reraises(handler: ast.ExceptHandler) -> bool:
+        """Only `raise`, after at most a `print`: the error propagates, nothing falls back."""
+        *before, last = handler.body
+        printed = all(
+            isinstance(s, ast.Expr)
+            and isinstance(s.value, ast.Call)
+            and _dotted(s.value.func) == "print"
+            for s in before
+        )
+        return isinstance(last, ast.Raise) and printed
+
+    if node.handlers and not node.finalbody and all(reraises(h) for h in node.handlers):
+        return True
     return (
         all(isinstance(s, ast.Import | ast.ImportFrom) for s in node.body)
         and not node.orelse
         and not node.finalbody
         and all(harmless(s) for handler in node.handlers for s in handler.body)
     )
+
+
+# What describes a tensor's size rather than its values.
+SIZE_ATTRIBUTES = {"shape", "size", "dim", "ndim", "numel", "stride", "dtype", "device"}
 
 
 def _numpy_names(tree: ast.Module) -> set[str]:
@@ -576,14 +681,29 @@ def _host_compute_findings(
     for method, tensor_args in reached:
         # numpy on sizes (`np.prod(x.shape)`) is fine; numpy on an input tensor is not
         tensors = {a.arg for a in method.args.args[1:]} if tensor_args else set()
+        sizes = {
+            id(n.value)
+            for n in ast.walk(method)
+            if isinstance(n, ast.Attribute) and n.attr in SIZE_ATTRIBUTES
+        }
+
+        def holds_tensor(
+            arg: ast.AST, tensors: set[str] = tensors, sizes: set[int] = sizes
+        ) -> bool:
+            return any(
+                isinstance(n, ast.Name) and n.id in tensors and id(n) not in sizes
+                for n in ast.walk(arg)
+            )
+
         for node in ast.walk(method):
-            if not isinstance(node, ast.Call):
-                continue
-            name = _dotted(node.func)
-            on_tensor = any(isinstance(a, ast.Name) and a.id in tensors for a in node.args)
-            if isinstance(node.func, ast.Attribute) and node.func.attr == "numpy":
-                message = f"hands a tensor to numpy (`{name}()`) in {method.name}"
-            elif name.split(".")[0] in numpy_names and on_tensor:
+            if isinstance(node, ast.Attribute) and node.attr in ("numpy", "__array__"):
+                message = f"hands a tensor to numpy (`{_dotted(node)}`) in {method.name}"
+            elif isinstance(node, ast.Call) and _dotted(node.func).split(".")[0] in numpy_names:
+                name = _dotted(node.func)
+                if not any(
+                    holds_tensor(a) for a in [*node.args, *(k.value for k in node.keywords)]
+                ):
+                    continue  # `np.float32(slope)`, `np.prod(x.shape)`: not computing on a tensor
                 message = f"computes with numpy (`{name}()`) in {method.name}"
             else:
                 continue
@@ -613,6 +733,9 @@ def _env_read(node: ast.Attribute, parents: dict[ast.AST, ast.AST]) -> str | Non
         return "reads environment variables by computed names"
 
     parent = parents.get(node)
+    if isinstance(parent, ast.Compare) and parent.comparators == [node]:
+        if isinstance(parent.ops[0], ast.In | ast.NotIn):
+            return named(parent.left)  # `"MAX_JOBS" in os.environ`
     if node.attr == "getenv":
         if isinstance(parent, ast.Call) and parent.func is node:
             return named(parent.args[0] if parent.args else None)
@@ -638,15 +761,95 @@ def _import_rule(module: str, node: ast.AST, add) -> None:
 
 
 def _extension_names(tree: ast.Module) -> set[str]:
-    """Names bound to built extensions (`_ext = load_inline(...)`), and their `self.` aliases."""
-    names: set[str] = set()
+    """Names bound to built extensions and to their functions: `_ext = load_inline(...)` (also
+    annotated, or through `load_inline as build`), the result of a module function that returns
+    one (`_get_ext()`), and aliases (`self._ops = _ext`, `self.relu = _ext.relu`). A name bound
+    to anything else anywhere, or whose attributes are assigned, is not trusted: calls through
+    these names are not counted as PyTorch compute."""
+    own = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+    builders = {"cpp_extension.load_inline", "cpp_extension.load"}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-            if _dotted(node.value.func).split(".")[-1] in ("load_inline", "load"):
-                names |= {_dotted(t) for t in node.targets}
-    for node in ast.walk(tree):  # self._ops = _ext
-        if isinstance(node, ast.Assign) and _dotted(node.value) in names:
-            names |= {_dotted(t) for t in node.targets}
+        if isinstance(node, ast.ImportFrom) and node.module == "torch.utils.cpp_extension":
+            builders |= {
+                a.asname or a.name for a in node.names if a.name in ("load_inline", "load")
+            }
+    builders -= own  # a module's own `def load()` is not torch's
+
+    def builds(value: ast.AST | None) -> bool:
+        if not isinstance(value, ast.Call):
+            return False
+        name = _dotted(value.func)
+        return name in builders or any(name.endswith("." + b) for b in builders if "." in b)
+
+    def bindings() -> list[tuple[list[ast.AST], ast.AST | None]]:
+        found: list[tuple[list[ast.AST], ast.AST | None]] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                found.append((node.targets, node.value))
+            elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+                found.append(([node.target], node.value))
+            elif isinstance(node, ast.For | ast.AsyncFor | ast.With | ast.AsyncWith):
+                targets = (
+                    [node.target]
+                    if isinstance(node, ast.For | ast.AsyncFor)
+                    else [i.optional_vars for i in node.items if i.optional_vars]
+                )
+                found.append((targets, None))
+            elif isinstance(node, ast.NamedExpr):
+                found.append(([node.target], node.value))
+        return found
+
+    binds = bindings()
+    built = {_dotted(t) for targets, value in binds if builds(value) for t in targets}
+    # `_EXT = None` then `_EXT = load_inline(...)` (a lazy getter's global) is fine; any other
+    # value bound to the name is not
+    built -= {
+        _dotted(t)
+        for targets, value in binds
+        if not builds(value) and not (isinstance(value, ast.Constant) and value.value is None)
+        for t in targets
+    }
+    for node in tree.body:  # a function whose every return is a built extension
+        if isinstance(node, ast.FunctionDef) and node.name not in builders:
+            returns = [n.value for n in ast.walk(node) if isinstance(n, ast.Return)]
+            if returns and all(builds(v) or _dotted(v) in built for v in returns if v):
+                if all(v is not None for v in returns):
+                    builders.add(node.name)
+    names = {_dotted(t) for targets, value in binds if builds(value) for t in targets}
+    for _ in range(len(binds) + 2):  # settles within that many rounds; a bound for safety
+        source_ok = {
+            id(value)
+            for _, value in binds
+            if value is not None
+            and (
+                builds(value)
+                or _dotted(value) in names
+                or _dotted(value).rpartition(".")[0] in names
+            )
+        }
+        grown = names | {
+            _dotted(t)
+            for targets, value in binds
+            if value is not None and id(value) in source_ok
+            for t in targets
+        }
+        untrusted = {
+            _dotted(t)
+            for targets, value in binds
+            if value is None or id(value) not in source_ok
+            for t in targets
+        }
+        # `_ext.relu = torch.relu`: an extension whose attributes are assigned is not trusted
+        untrusted |= {
+            _dotted(t).rpartition(".")[0]
+            for targets, _ in binds
+            for t in targets
+            if isinstance(t, ast.Attribute) and _dotted(t).rpartition(".")[0] in grown
+        }
+        trusted = grown - untrusted
+        if trusted == names:
+            break
+        names = trusted
     return names
 
 
@@ -709,11 +912,26 @@ def _calls_extension(reached: list[tuple[ast.FunctionDef, bool]], extensions: se
     for scope, _ in reached:
         for node in ast.walk(scope):
             if isinstance(node, ast.Call):
-                head = _dotted(node.func).rpartition(".")[0]
+                name = _dotted(node.func)
+                head = name.rpartition(".")[0]
                 aten = head.startswith(("torch.ops.aten", "torch.ops.prims"))
-                if head in extensions or (head.startswith("torch.ops") and not aten):
+                if head in extensions or name in extensions:
+                    return True
+                if head.startswith("torch.ops") and not aten:
                     return True
     return False
+
+
+def _torch_function_names(tree: ast.Module) -> set[str]:
+    """Compute functions imported from torch by name (`from torch.nn.functional import relu as
+    kernel`): a call through them is PyTorch doing the work."""
+    return {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch"
+        for alias in node.names
+        if alias.name.rstrip("_") in TORCH_COMPUTE
+    }
 
 
 def _operator_names(tree: ast.Module) -> set[str]:
@@ -810,8 +1028,10 @@ def _torch_compute_findings(
                     add(f"computes with `{name}()` (PyTorch arithmetic) on `{hit}`", node)
                 continue
             aten = head.startswith(("torch.ops.aten", "torch.ops.prims", "torch._C", "torch._ops"))
-            if head in extensions or (head.startswith("torch.ops") and not aten):
+            if head in extensions or name in extensions:
                 continue  # the candidate's own compiled functions
+            if head.startswith("torch.ops") and not aten:
+                continue  # its own registered ops
             if aten:
                 add(f"computes with ATen directly: `{name}()`", node)
                 continue

@@ -63,7 +63,13 @@ def _save(value: Any, path: Path) -> None:
 def run_reference(channel: Channel, request: dict[str, Any]) -> None:
     import torch
     from kernelwright.compiler.loader import import_file
-    from kernelwright.verifier.cases import ProblemError, build, output_nbytes, plan_cases
+    from kernelwright.verifier.cases import (
+        ProblemError,
+        build,
+        output_nbytes,
+        overridden,
+        plan_cases,
+    )
     from kernelwright.verifier.guards import Rejected, check_inputs_unchanged, snapshot_inputs
 
     # An exact fp32 reference: TF32 would put ~1e-3 relative error into the expected values.
@@ -84,7 +90,8 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
         try:
             model, inputs = build(problem, problem.Model, case, device)
             pristine = snapshot_inputs(inputs)
-            with torch.no_grad():
+            # a forward that reads a size global sees the case's value too
+            with torch.no_grad(), overridden([problem], case.overrides):
                 output = model(*inputs)
             _sync(device)
             try:
@@ -208,13 +215,14 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     from kernelwright.records import to_jsonable
     from kernelwright.verifier import cases as cases_module
     from kernelwright.verifier import fresh_inputs, guards
-    from kernelwright.verifier.cases import Case, build, clone_inputs, refill
+    from kernelwright.verifier.cases import Case, build, clone_inputs, overridden, refill
     from kernelwright.verifier.fresh_inputs import InputRefresher
 
     device = _device(request["target"])
     out_dir = Path(request["out_dir"])
-    if device.type == "cuda":
-        guards.settle_torch()  # the kernel-launch check runs the profiler, which imports dynamo
+    # The kernel-launch check (cuda) and candidates that use torch.library or torch.compiler
+    # import dynamo, which rebinds torch.manual_seed: import it before the snapshot.
+    guards.settle_torch()
     # The problem is the user's own code: whatever it rebinds on import is part of the baseline.
     problem = loader.import_file(Path(request["problem"]), "kw_problem")
     # Also this worker's own functions, the channel, and the reference it times against.
@@ -232,7 +240,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     def checked_call(model: Any, inputs: list[Any], case: Case) -> Any:
         pristine = guards.snapshot_inputs(inputs) if case.index not in mutating else None
         guards.poison(device, sizes.get(case.index, []))
-        with torch.no_grad():
+        with torch.no_grad(), overridden([problem, candidate], case.overrides):
             output = model(*inputs)
         _sync(device)
         guards.check_outputs(output, device)
@@ -368,6 +376,9 @@ def main() -> None:
     if os.environ.get(PRELOAD) == "torch":  # started ahead of its job: be ready when it comes
         try:
             import torch  # noqa: F401
+            from kernelwright.verifier.guards import settle_torch
+
+            settle_torch()
         except Exception:  # the job itself reports a broken torch, with its traceback
             pass
     request = channel.recv()

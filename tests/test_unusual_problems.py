@@ -1,0 +1,32 @@
+"""Problems and candidates that are legitimate but unusual evaluate `correct` on the CPU target
+(found by a false-positive hunt: each of these used to fail because of kernelwright itself)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kernelwright.evaluate import EvaluateOptions, evaluate
+from kernelwright.records import Status
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+OK = FIXTURES / "candidates" / "scale_add_ok.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("problem", "candidate"),
+    [
+        ("scale_add_requires_grad.py", OK),  # the timed inputs are leaves that require grad
+        ("scale_add_expanded.py", OK),  # a stride-0 input cannot be written in place
+        ("scale_add_forward_global.py", OK),  # forward reads a global EXTRA_SHAPES overrides
+        ("scale_add.py", FIXTURES / "candidates" / "scale_add_custom_op.py"),  # imports dynamo
+    ],
+    ids=["requires_grad", "expanded", "forward_global", "custom_op"],
+)
+def test_unusual_but_legitimate_evaluates_correct(problem, candidate):
+    result = evaluate(
+        FIXTURES / "problems" / problem, candidate, EvaluateOptions(target="cpu", trials=1)
+    )
+    assert result.status is Status.CORRECT, result.reason + result.log[-2000:]
+    assert result.timing.input_refresh["refreshed"] > 0
