@@ -506,6 +506,11 @@ def test_pytorch_dressed_as_an_extension_is_still_pytorch(fake):
     assert "torch_compute" in _rejects(source)
 
 
-def test_a_pytorch_function_imported_under_another_name_is_pytorch():
-    source = LEGIT.replace("import os\n", "import os\nfrom torch import matmul as mm_kernel\n")
-    assert "torch_compute" in _rejects(source.replace(KERNEL_CALLS, "y = mm_kernel(x, x)"))
+@pytest.mark.parametrize("call", ["y = mm_kernel(x, x)", "y = act(mm_kernel(x, x.t()))"])
+def test_a_pytorch_function_imported_under_another_name_is_pytorch(call):
+    imports = (
+        "import os\nfrom torch import matmul as mm_kernel\n"
+        "from torch.nn.functional import relu as act\n"
+    )
+    source = LEGIT.replace("import os\n", imports)
+    assert "torch_compute" in _rejects(source.replace(KERNEL_CALLS, call))

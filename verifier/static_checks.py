@@ -603,8 +603,9 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
     if model_new is not None:
         extensions = _extension_names(tree)
         reached = _reachable_code(tree, model_new)
-        operator_names = _operator_names(tree) | _torch_function_names(tree)
-        compute = _torch_compute_findings(model_new, reached, extensions, operator_names)
+        compute = _torch_compute_findings(
+            model_new, reached, extensions, _operator_names(tree), _torch_function_names(tree)
+        )
         if compute and _calls_extension(reached, extensions):
             # A kernel does part of the work and PyTorch the rest: allowed, labelled for the judge.
             compute = [
@@ -979,6 +980,7 @@ def _torch_compute_findings(
     reached: list[tuple[ast.FunctionDef, bool]],
     extensions: set[str],
     operator_names: set[str] | None = None,
+    torch_names: set[str] | None = None,
 ) -> list[Finding]:
     """PyTorch compute in the code ModelNew runs, not in __init__ (where layers may be built)."""
     layers: set[str] = set()
@@ -1022,6 +1024,9 @@ def _torch_compute_findings(
                 continue
             name = _dotted(node.func)
             head, _, last = name.rpartition(".")
+            if name in (torch_names or set()):
+                add(f"computes with PyTorch: `{name}()`, imported from torch by name", node)
+                continue
             if name in (operator_names or set()):
                 hit = next((_dotted(a) for a in node.args if _is_tensor_operand(_dotted(a))), None)
                 if hit:
