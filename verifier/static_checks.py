@@ -813,9 +813,10 @@ def _extension_names(tree: ast.Module) -> set[str]:
     for node in tree.body:  # a function whose every return is a built extension
         if isinstance(node, ast.FunctionDef) and node.name not in builders:
             returns = [n.value for n in ast.walk(node) if isinstance(n, ast.Return)]
-            if returns and all(builds(v) or _dotted(v) in built for v in returns if v):
-                if all(v is not None for v in returns):
-                    builders.add(node.name)
+            if returns and all(
+                v is not None and (builds(v) or _dotted(v) in built) for v in returns
+            ):
+                builders.add(node.name)
     names = {_dotted(t) for targets, value in binds if builds(value) for t in targets}
     for _ in range(len(binds) + 2):  # settles within that many rounds; a bound for safety
         source_ok = {
