@@ -98,3 +98,33 @@ def test_refreshing_stops_once_its_time_budget_is_spent():
     summary = combined(refresh, other)
     assert (summary["refreshed"], summary["reused"]) == (2, 3)
     assert "get_inputs() is slow" in summary["note"] and "3 calls reused" in summary["note"]
+
+
+def test_measure_gives_each_side_new_values_before_every_call_and_reports_them():
+    from kernelwright.profiler import timing
+    from kernelwright.verifier import fresh_inputs
+
+    problem = _rows_problem()
+    sides = (problem.get_inputs(), problem.get_inputs())
+    seen: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+
+    def call(side: int):
+        def run():
+            seen[side].append(sides[side][0].clone())
+            return sides[side][0] * 2
+
+        return run
+
+    # no warm-up calls (those are untimed and may repeat values): every call here is a timed one
+    settings = timing.TimingSettings(
+        rounds=2, warmup_calls=0, warmup_s=0.0, min_samples=3, max_samples=3, host_calls=2
+    )
+    clock = timing.make_clock(CPU)
+    case = Case(0, "t", 1)
+    report = fresh_inputs.measure(call(0), call(1), clock, settings, problem, case, sides, CPU)
+    for values in seen:
+        assert len(values) >= 2
+        # no two calls of one side ever saw the same values
+        assert all(not torch.equal(a, b) for i, a in enumerate(values) for b in values[i + 1 :])
+    refresh = report.input_refresh
+    assert refresh["reused"] == 0 and refresh["refreshed"] == len(seen[0]) + len(seen[1])

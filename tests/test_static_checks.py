@@ -344,6 +344,24 @@ def test_try_around_anything_but_imports_is_a_fallback(block):
 
 
 # Legitimate habits a false-positive hunt found rejected (each once was).
+@pytest.mark.parametrize(
+    ("line", "reads_secret"),
+    [
+        # the compiler joins adjacent literals, so the checks do too
+        ('const char* k = getenv("" "OPENAI_API_KEY");', True),
+        ('const char* k = std::getenv("OPENAI_"\n    "API_KEY");', True),
+        ('FILE* f = fopen("/pr" "oc/self/environ", "r");', True),
+        ('const char* k = getenv("ANTHROPIC" SUFFIX);', True),
+        ('const char* k = getenv(name);', True),
+        # a plain variable name, and literals beside a getenv, are fine
+        ('const char* jobs = getenv("MAX_JOBS");', False),
+        ('printf("%s" " rows\\n", "n"); const char* d = getenv( "CUDA_VISIBLE_DEVICES" );', False),
+    ],
+)
+def test_secrets_split_across_adjacent_literals_are_found(line, reads_secret):
+    assert any(f.check == "env_access" for f in native_findings(line)) == reads_secret
+
+
 LEGIT_HABITS = {
     "reraise": (
         "\n\nclass ModelNew",

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -67,6 +69,26 @@ class InputRefresher:
             "seconds": round(self.seconds, 3),
             "note": note,
         }
+
+
+def measure(
+    first: Callable[[], Any],
+    second: Callable[[], Any],
+    clock: Any,
+    settings: Any,
+    problem: ModuleType,
+    case: Case,
+    inputs: tuple[list[Any], list[Any]],
+    device: torch.device,
+) -> Any:
+    """`timing.measure` of two calls, each side's inputs (its own tensors) refilled before every
+    sample; the report's `input_refresh` says how many samples got new values."""
+    from kernelwright.profiler import timing
+
+    budget = settings.refresh_budget_s
+    refresh = [InputRefresher(problem, case, side, device, budget) for side in inputs]
+    report = timing.measure(first, second, clock, settings, *refresh)
+    return replace(report, input_refresh=combined(*refresh))
 
 
 def combined(*refreshers: InputRefresher) -> dict[str, Any]:

@@ -353,7 +353,9 @@ NATIVE_RULES = [
     (
         "env_access",
         REJECT,
-        r"getenv\s*\(\s*(?:[^\"\s)]|\"[^\"]*(?:KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL))|/proc/|\benviron\b",
+        # a name built from anything but one plain literal (`"OPENAI" SUFFIX`) counts as unknown
+        r"getenv\s*\(\s*(?:[^\"\s)]|\"[^\"]*(?:KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)"
+        r"|\"[^\"]*\"\s*[^\s)])|/proc/|\benviron\b",
         "reads secrets or the whole environment from native code",
     ),
     (
@@ -488,10 +490,23 @@ def _strip_comments(code: str) -> str:
     return re.sub(r"//[^\n]*", " ", code)
 
 
+_C_STRING = r'"(?:[^"\\\n]|\\.)*"'
+
+
+def _join_adjacent_strings(code: str) -> str:
+    """`"OPENAI" "_KEY"` as the compiler sees it: one literal (adjacent literals are joined)."""
+
+    def join(match: re.Match[str]) -> str:
+        return '"' + "".join(part[1:-1] for part in re.findall(_C_STRING, match.group(0))) + '"'
+
+    return re.sub(rf"{_C_STRING}(?:\s*{_C_STRING})+", join, code)
+
+
 def native_findings(code: str) -> list[Finding]:
     findings = []
+    joined = _join_adjacent_strings(code)
     for name, severity, pattern, reason in NATIVE_RULES:
-        match = re.search(pattern, code)
+        match = re.search(pattern, code) or re.search(pattern, joined)
         if match:
             findings.append(Finding(name, severity, f"{reason} (`{match.group(0).strip()}`)"))
     return findings

@@ -25,7 +25,6 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +154,6 @@ def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
     from kernelwright.records import to_jsonable
     from kernelwright.verifier import fresh_inputs
     from kernelwright.verifier.cases import build, clone_inputs, plan_cases
-    from kernelwright.verifier.fresh_inputs import InputRefresher
 
     device = _device(request["target"])
     with _stage("building the reference"):
@@ -184,13 +182,11 @@ def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
 
     with _stage("timing torch.compile"):
         settings = timing.TimingSettings(**request.get("timing", {}))
-        budget = settings.refresh_budget_s
-        refresh = (
-            InputRefresher(problem, base, ref_inputs, device, budget),
-            InputRefresher(problem, base, comp_inputs, device, budget),
+        clock = timing.make_clock(device)
+        inputs = (ref_inputs, comp_inputs)
+        report = fresh_inputs.measure(
+            eager, compiled_call, clock, settings, problem, base, inputs, device
         )
-        report = timing.measure(eager, compiled_call, timing.make_clock(device), settings, *refresh)
-        report = replace(report, input_refresh=fresh_inputs.combined(*refresh))
     return {"report": to_jsonable(report), "compile_s": compile_s}
 
 
@@ -216,7 +212,6 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     from kernelwright.verifier import cases as cases_module
     from kernelwright.verifier import fresh_inputs, guards
     from kernelwright.verifier.cases import Case, build, clone_inputs, overridden, refill
-    from kernelwright.verifier.fresh_inputs import InputRefresher
 
     device = _device(request["target"])
     out_dir = Path(request["out_dir"])
@@ -278,15 +273,12 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
 
         settings = timing.TimingSettings(**request.get("timing", {}))
         clock = timing.make_clock(device)
-        budget = settings.refresh_budget_s
-        refresh = (
-            InputRefresher(problem, base, ref_inputs, device, budget),
-            InputRefresher(problem, base, cand_inputs, device, budget),
-        )
+        inputs = (ref_inputs, cand_inputs)
         before = environment.nvml_reading(device) if device.type == "cuda" else None
-        report = timing.measure(reference, candidate_call, clock, settings, *refresh)
+        report = fresh_inputs.measure(
+            reference, candidate_call, clock, settings, problem, base, inputs, device
+        )
         after = environment.nvml_reading(device) if device.type == "cuda" else None
-        report = replace(report, input_refresh=fresh_inputs.combined(*refresh))
         guard.check()
         warnings = []
         if device.type == "cuda":
