@@ -352,7 +352,7 @@ def test_try_around_anything_but_imports_is_a_fallback(block):
         ('const char* k = std::getenv("OPENAI_"\n    "API_KEY");', True),
         ('FILE* f = fopen("/pr" "oc/self/environ", "r");', True),
         ('const char* k = getenv("ANTHROPIC" SUFFIX);', True),
-        ('const char* k = getenv(name);', True),
+        ("const char* k = getenv(name);", True),
         # a plain variable name, and literals beside a getenv, are fine
         ('const char* jobs = getenv("MAX_JOBS");', False),
         ('printf("%s" " rows\\n", "n"); const char* d = getenv( "CUDA_VISIBLE_DEVICES" );', False),
