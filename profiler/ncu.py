@@ -23,6 +23,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kernelwright.verifier.static_checks import kernel_regex
+
 NCU_ENV = "KERNELWRIGHT_NCU"  # an explicit path to ncu wins over PATH
 
 
@@ -50,7 +52,7 @@ def find_ncu() -> str | None:
 def kernel_filter(kernels: list[str]) -> str:
     """An ncu `-k` regex matching demangled names of these functions: plain, templated
     (`void k<float>(...)`) or in a namespace (`ns::k(...)`)."""
-    names = "|".join(re.escape(k) for k in sorted(set(kernels)))
+    names = "|".join(kernel_regex(k) for k in sorted(set(kernels)))
     return f"regex:(^|[\\s:])({names})(<|\\(|$)"
 
 

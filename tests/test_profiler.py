@@ -211,6 +211,15 @@ def test_kernel_filter_matches_own_kernels_in_any_demangled_form():
         assert not re.search(pattern, name), name
 
 
+def test_kernel_filter_fills_the_holes_of_a_name_python_formats():
+    # `__global__ void scale_{T}_kernel(` in the source: the built kernel is `scale_float_kernel`
+    pattern = ncu.kernel_filter(["scale_*_kernel"]).removeprefix("regex:")
+    assert re.search(pattern, "void scale_float_kernel(const float *)")
+    assert re.search(pattern, "scale_half2_kernel<4>(__half2 *)")
+    assert not re.search(pattern, "scale_kernel_v2(float *)")
+    assert not re.search(pattern, "at::native::vectorized_elementwise_kernel<4>()")
+
+
 # -- roofline ------------------------------------------------------------------------------------
 
 

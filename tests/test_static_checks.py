@@ -75,6 +75,17 @@ def test_kernel_names_handle_templates_and_launch_bounds():
     assert kernel_names(LEGIT) == ["fused_kernel"]
 
 
+def test_a_kernel_name_filled_in_by_python_is_known_by_its_fixed_part():
+    code = (
+        "__global__ void scale_{T}_kernel(const float* x) {}\n"
+        "__global__ void row_%s(float* y) {}\n"
+        "__global__ void {name}(int n) {}\n"  # nothing fixed to know it by
+    )
+    assert kernel_names(code) == ["scale_*_kernel", "row_*"]
+    templated = LEGIT.replace("fused_kernel", "fused_{dtype}_kernel")
+    assert _rejects(templated) == []
+
+
 @pytest.mark.parametrize(
     ("change", "check"),
     [
@@ -380,6 +391,12 @@ LEGIT_HABITS = {
     ),
     "hardware_threads": ("if (i < n)", "int t = std::thread::hardware_concurrency(); if (i < n)"),
     "connect_function": ("if (i < n)", "connect(parent, i); if (i < n)"),
+    # prose that reads like C to a regex: nothing compiles a docstring no code reads back
+    "docstring_prose": (
+        "\n\nclass ModelNew",
+        '\n"""One thread per (row, col); the coordinate system (x, y) is row-major."""'
+        "\n\n\nclass ModelNew",
+    ),
 }
 
 
@@ -415,6 +432,15 @@ def test_own_kernels_named_like_pytorch_ops_are_recognised(line):
         ),
         # a docstring the module reads back is compiled code
         ("import os\n", '"""std::ifstream f("/tmp/x");"""\nimport os\nSRC = __doc__\n'),
+        (
+            "import os\n",
+            '"""std::ifstream f("/tmp/x");"""\nimport os\nimport sys\n'
+            'SRC = getattr(sys.modules[__name__], "__d" + "oc__")\n',
+        ),
+        (
+            "\n\nclass ModelNew",
+            '\ndef _src():\n    """system("id");"""\n\n\nSRC = _src.__doc__\n\n\nclass ModelNew',
+        ),
         # a handler that falls back before re-raising on some path
         (
             "\n\nclass ModelNew",
@@ -504,7 +530,33 @@ FAKE_EXTENSIONS = {
     "own_function_named_load": "def load():\n    return F\n\n\n_ext = load()\n",
     "rebound": "_ext = load_inline(name='a', cpp_sources='')\n_ext = F\n",
     "attribute_patched": "_ext = load_inline(name='a', cpp_sources='')\n_ext.gelu = F.gelu\n",
+    "module_named_cpp_extension": (
+        "class cpp_extension:\n    load_inline = staticmethod(lambda **k: F)\n\n\n"
+        "_ext = cpp_extension.load_inline(name='a')\n"
+    ),
+    "module_alias_rebound": (
+        "import torch.utils.cpp_extension as ce\nce = types.SimpleNamespace(load=lambda **k: F)\n"
+        "_ext = ce.load(name='a')\n"
+    ),
 }
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        "import torch.utils.cpp_extension as ce\n_ext = ce.load_inline(name='a', cpp_sources='')\n",
+        "from torch.utils import cpp_extension as ce\n_ext = ce.load(name='a', sources=[])\n",
+        "from torch.utils import cpp_extension\n_ext = cpp_extension.load_inline(name='a')\n",
+        "import torch.utils.cpp_extension\n"
+        "_ext = torch.utils.cpp_extension.load_inline(name='a')\n",
+    ],
+)
+def test_every_spelling_of_the_builder_is_recognised(build):
+    # PyTorch beside a recognised extension call is a warning, not a rejection
+    source = LEGIT.replace("\n\nclass ModelNew", "\n" + build + "\n\nclass ModelNew")
+    source = source.replace(KERNEL_CALLS, "y = _ext.twice(F.gelu(x))")
+    assert _rejects(source) == []
+    assert "torch_compute_partial" in {f.check for f in check_candidate(source)}
 
 
 @pytest.mark.parametrize("door", sorted(DOORS))

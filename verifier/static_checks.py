@@ -396,7 +396,15 @@ NATIVE_RULES = [
 def kernel_names(code: str) -> list[str]:
     """Names of the `__global__` functions defined in CUDA source text."""
     code = re.sub(r"__launch_bounds__\s*\([^)]*\)", " ", code)
-    return re.findall(r"__global__\s+[\w:<>,\s*&]*?(\w+)\s*\(", code)
+    # a name Python fills in (`scale_{T}`, `scale_%s`) gets `*` for each hole: `scale_*`
+    found = re.findall(r"__global__\s+[\w:<>,\s*&]*?((?:\w|\{\w*\}|%\w|%\(\w+\)s)+)\s*\(", code)
+    names = [re.sub(r"\{\w*\}|%\w|%\(\w+\)s", "*", name) for name in found]
+    return [name for name in names if name.strip("*")]  # `{name}` alone: nothing to know it by
+
+
+def kernel_regex(name: str) -> str:
+    """A regex for a name from `kernel_names`, its holes (`*`) standing for any identifier part."""
+    return r"\w*".join(re.escape(part) for part in name.split("*"))
 
 
 def candidate_kernels(source: str) -> list[str]:
@@ -476,13 +484,69 @@ def _without_main_block(tree: ast.Module) -> ast.Module:
 
 
 def native_source(tree: ast.Module) -> str:
-    """The C++/CUDA text of a candidate: its string constants, comments removed."""
+    """The C++/CUDA text of a candidate: its string constants, comments removed. Prose (docstrings
+    and other bare string statements) is left out where no code can read it back."""
+    prose = set() if _docstrings_reachable(tree) else _prose_strings(tree)
     strings = [
         node.value
         for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose
     ]
     return _strip_comments("\n".join(strings))
+
+
+def _prose_strings(tree: ast.Module) -> set[int]:
+    """ids of the string constants that are whole statements: docstrings and bare strings."""
+    return {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    }
+
+
+# Ways code can get at a docstring's text (and so pass it to the compiler): `__doc__` by name or
+# computed attribute names, namespaces, introspection and source readers.
+_DOC_REACH = {
+    "__doc__",
+    "getdoc",
+    "pydoc",
+    "inspect",
+    "help",
+    "__dict__",
+    "vars",
+    "globals",
+    "__getattribute__",
+    "attrgetter",
+    "getattr_static",
+    "get_docstring",
+    "getsource",
+    "__file__",
+    "__loader__",
+    "__spec__",
+    "__code__",
+    "co_consts",
+    "linecache",
+}
+
+
+def _docstrings_reachable(tree: ast.Module) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in _DOC_REACH:
+            return True
+        if isinstance(node, ast.Attribute) and node.attr in _DOC_REACH:
+            return True
+        if isinstance(node, ast.alias) and (node.name.split(".")[-1] in _DOC_REACH):
+            return True
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if any(word in node.value for word in ("__doc__", "getdoc", "co_consts")):
+                return True
+        if isinstance(node, ast.Call) and _dotted(node.func) == "getattr" and len(node.args) > 1:
+            name = node.args[1]
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                return True  # a computed name may spell `__doc__`
+    return False
 
 
 def _strip_comments(code: str) -> str:
@@ -783,19 +847,35 @@ def _extension_names(tree: ast.Module) -> set[str]:
     to anything else anywhere, or whose attributes are assigned, is not trusted: calls through
     these names are not counted as PyTorch compute."""
     own = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
-    builders = {"cpp_extension.load_inline", "cpp_extension.load"}
+    builders: set[str] = set()
+    # the module by its full name, `import torch.utils.cpp_extension as ce`, `from torch.utils
+    # import cpp_extension`
+    modules = {"torch.utils.cpp_extension"}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "torch.utils.cpp_extension":
             builders |= {
                 a.asname or a.name for a in node.names if a.name in ("load_inline", "load")
             }
+        elif isinstance(node, ast.ImportFrom) and node.module == "torch.utils":
+            modules |= {a.asname or a.name for a in node.names if a.name == "cpp_extension"}
+        elif isinstance(node, ast.Import):
+            modules |= {
+                a.asname for a in node.names if a.name == "torch.utils.cpp_extension" and a.asname
+            }
+    rebound = {  # a name bound to anything but the import is not the module
+        t.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign | ast.NamedExpr)
+        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(t, ast.Name)
+    }
+    builders |= {f"{m}.{fn}" for m in modules - rebound - own for fn in ("load_inline", "load")}
     builders -= own  # a module's own `def load()` is not torch's
 
     def builds(value: ast.AST | None) -> bool:
         if not isinstance(value, ast.Call):
             return False
-        name = _dotted(value.func)
-        return name in builders or any(name.endswith("." + b) for b in builders if "." in b)
+        return _dotted(value.func) in builders
 
     def bindings() -> list[tuple[list[ast.AST], ast.AST | None]]:
         found: list[tuple[list[ast.AST], ast.AST | None]] = []

@@ -22,6 +22,7 @@ leave the context unusable, so a worker is never reused after one.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 import traceback
@@ -212,6 +213,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     from kernelwright.verifier import cases as cases_module
     from kernelwright.verifier import fresh_inputs, guards
     from kernelwright.verifier.cases import Case, build, clone_inputs, overridden, refill
+    from kernelwright.verifier.static_checks import kernel_regex
 
     device = _device(request["target"])
     out_dir = Path(request["out_dir"])
@@ -223,6 +225,8 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     # Also this worker's own functions, the channel, and the reference it times against.
     harness = [timing, cases_module, fresh_inputs, guards, loader, isolation, sys.modules[__name__]]
     guard = guards.HarnessGuard([*harness, problem, problem.Model])
+    # compiled before the candidate runs: a Pattern's methods cannot be rebound from Python
+    kernels = [re.compile(kernel_regex(name)) for name in request.get("kernels", [])]
     loader.install_build_hooks(Path(request["builds_root"]), request["target"])
     candidate = loader.import_file(Path(request["candidate"]), "kw_candidate")
     guard.check()
@@ -283,7 +287,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
         warnings = []
         if device.type == "cuda":
             _check_hidden_work(report)
-            warnings += _check_own_kernels(candidate_call, request.get("kernels", []))
+            warnings += _check_own_kernels(candidate_call, kernels)
     for case in (c for c in all_cases if c.after_timing):
         with _stage(case.label):
             _, fresh = build(problem, problem.Model, case, device)
@@ -329,7 +333,7 @@ def _check_hidden_work(report: Any) -> None:
         )
 
 
-def _check_own_kernels(call: Any, kernels: list[str]) -> list[dict[str, Any]]:
+def _check_own_kernels(call: Any, kernels: list[re.Pattern[str]]) -> list[dict[str, Any]]:
     """The candidate's own __global__ kernels must be among those a call launches."""
     import torch
     from kernelwright.verifier.guards import Rejected
@@ -345,11 +349,12 @@ def _check_own_kernels(call: Any, kernels: list[str]) -> list[dict[str, Any]]:
     except Exception as exc:  # a profiler that cannot start must not fail the candidate
         message = f"could not profile: {_short(exc)}"
         return [{"check": "kernel_launch_check", "severity": "warn", "message": message}]
-    if not any(name in key for name in kernels for key in launched):
+    if not any(kernel.search(key) for kernel in kernels for key in launched):
         shown = ", ".join(sorted(launched)[:5]) or "none"
         raise Rejected(
             "own_kernels_not_launched",
-            f"none of its kernels ({', '.join(kernels[:5])}) ran; launched: {shown}",
+            f"none of its kernels ({', '.join(k.pattern for k in kernels[:5])}) ran; "
+            f"launched: {shown}",
         )
     return []
 
