@@ -373,6 +373,53 @@ def test_secrets_split_across_adjacent_literals_are_found(line, reads_secret):
     assert any(f.check == "env_access" for f in native_findings(line)) == reads_secret
 
 
+@pytest.mark.parametrize(
+    ("line", "switches"),
+    [
+        ("cublasSetStream(handle, at::cuda::getCurrentCUDAStream());", False),
+        ("cublasSetStream_v2(h, c10::cuda::getCurrentCUDAStream().stream());", False),
+        ("cudaStream_t s = at::cuda::getCurrentCUDAStream(); cublasSetStream(handle, s);", False),
+        ("cublasSetStream(handle, side);", True),
+        ("cudaStream_t s = getCurrentCUDAStream(); s = side; cublasSetStream(h, s);", True),
+        ("cudaStreamCreate(&s);", True),
+    ],
+)
+def test_putting_cublas_on_the_current_stream_is_not_a_stream_switch(line, switches):
+    assert any(f.check == "streams" for f in native_findings(line)) == switches
+
+
+OWN_MODULE = (
+    "class FusedLinearReLU(nn.Module):\n"
+    "    def forward(self, x):\n"
+    "        return ops.fused(x)\n\n\n"
+    "class MyGELU(nn.GELU):\n"
+    "    pass\n\n\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("layer", "is_pytorch"),
+    [
+        ("FusedLinearReLU()", False),  # the candidate's own module, named like a torch layer
+        ("MyGELU()", True),  # the candidate's class, but torch's GELU does the work
+        ("nn.MaxPool3d(2)", True),
+        ("nn.AdaptiveAvgPool3d(1)", True),
+        ("nn.SiLU()", True),
+        ("torch.nn.Mish()", True),
+        ("nn.Identity()", False),
+        ("nn.Flatten()", False),
+    ],
+)
+def test_any_torch_layer_computes_but_the_candidates_own_modules_do_not(layer, is_pytorch):
+    source = LEGIT.replace("\n\nclass ModelNew", "\n" + OWN_MODULE + "class ModelNew")
+    source = source.replace("self.ops = ops", f"self.ops = ops\n        self.layer = {layer}")
+    source = source.replace(KERNEL_CALLS, "y = self.layer(x)")
+    if is_pytorch:
+        assert "torch_compute" in _rejects(source)
+    else:
+        assert not [f for f in check_candidate(source) if f.check.startswith("torch_compute")]
+
+
 LEGIT_HABITS = {
     "reraise": (
         "\n\nclass ModelNew",

@@ -218,6 +218,19 @@ TORCH_LAYER_SUFFIXES = (
     "Tanh",
     "Sigmoid",
 )
+# nn classes that hold or reshape rather than compute
+NN_NOT_COMPUTE = {
+    "Module",
+    "ModuleList",
+    "ModuleDict",
+    "Parameter",
+    "ParameterList",
+    "ParameterDict",
+    "Buffer",
+    "Identity",
+    "Flatten",
+    "Unflatten",
+}
 FORBIDDEN_IMPORTS = {
     "inspect": ("frame_snooping", "inspects the caller's frames"),
     "gc": ("frame_snooping", "walks the garbage collector's objects"),
@@ -368,7 +381,9 @@ NATIVE_RULES = [
     (
         "streams",
         WARN,
-        r"cudaStreamCreate|getStreamFromPool|cudaStreamNonBlocking|cublasSetStream",
+        # cublasSetStream is checked by `_cublas_off_current_stream`: most put cuBLAS on the
+        # timed stream
+        r"cudaStreamCreate|getStreamFromPool|cudaStreamNonBlocking",
         "creates or switches CUDA streams; work off the current stream escapes event timing "
         "(the timer synchronises the whole device, and host time is cross-checked)",
     ),
@@ -566,6 +581,26 @@ def _join_adjacent_strings(code: str) -> str:
     return re.sub(rf"{_C_STRING}(?:\s*{_C_STRING})+", join, code)
 
 
+_CURRENT_STREAM = r"(?:\w+::)*getCurrentCUDAStream\s*\([^()]*\)(?:\s*\.\s*stream\s*\(\s*\))?"
+
+
+def _cublas_off_current_stream(code: str) -> str | None:
+    """A `cublasSetStream` call whose stream is not the current one: neither
+    `getCurrentCUDAStream()` itself nor a variable only ever set from it."""
+    for match in re.finditer(r"cublasSetStream(?:_v2)?\s*\(([^;]*)\)\s*;", code):
+        stream = match.group(1).rpartition(",")[2].strip()
+        if re.fullmatch(_CURRENT_STREAM, stream):
+            continue
+        if re.fullmatch(r"\w+", stream):
+            sets = re.findall(rf"\b{stream}\s*=(?!=)\s*([^;]*);", code)
+            named = re.findall(rf"\b{stream}\s*[({{]\s*([^;]*?)\s*[)}}]\s*;", code)
+            values = [v.strip() for v in sets + named]
+            if values and all(re.fullmatch(_CURRENT_STREAM, v) for v in values):
+                continue
+        return match.group(0)
+    return None
+
+
 def native_findings(code: str) -> list[Finding]:
     findings = []
     joined = _join_adjacent_strings(code)
@@ -573,6 +608,10 @@ def native_findings(code: str) -> list[Finding]:
         match = re.search(pattern, code) or re.search(pattern, joined)
         if match:
             findings.append(Finding(name, severity, f"{reason} (`{match.group(0).strip()}`)"))
+    foreign = _cublas_off_current_stream(code)
+    if foreign and not any(f.check == "streams" for f in findings):
+        reason = next(r for n, _, _, r in NATIVE_RULES if n == "streams")
+        findings.append(Finding("streams", WARN, f"{reason} (`{foreign}`)"))
     return findings
 
 
@@ -683,7 +722,12 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
         extensions = _extension_names(tree)
         reached = _reachable_code(tree, model_new)
         compute = _torch_compute_findings(
-            model_new, reached, extensions, _operator_names(tree), _torch_function_names(tree)
+            model_new,
+            reached,
+            extensions,
+            _operator_names(tree),
+            _torch_function_names(tree),
+            _layer_test(tree),
         )
         if compute and _calls_extension(reached, extensions):
             # A kernel does part of the work and PyTorch the rest: allowed, labelled for the judge.
@@ -1071,20 +1115,47 @@ def _add_aliases(
                         changed = True
 
 
+def _layer_test(tree: ast.Module) -> Callable[[str], bool]:
+    """Whether a called class is an nn layer that computes: any `nn.X` but the containers, a
+    known layer by name, or the module's own class only where it extends one (its own code is
+    checked where ModelNew reaches it)."""
+    nn_names = {"nn", "torch.nn"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            nn_names |= {a.asname for a in node.names if a.name == "torch.nn" and a.asname}
+        elif isinstance(node, ast.ImportFrom) and node.module == "torch":
+            nn_names |= {a.asname or a.name for a in node.names if a.name == "nn"}
+    own = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+
+    def is_layer(called: str, depth: int = 0) -> bool:
+        head, _, last = called.rpartition(".")
+        if not head and last in own:
+            bases = own[last].bases
+            return depth < 8 and any(is_layer(_dotted(b), depth + 1) for b in bases)
+        if head in nn_names:
+            return last[:1].isupper() and last not in NN_NOT_COMPUTE
+        return last.endswith(TORCH_LAYER_SUFFIXES)
+
+    return is_layer
+
+
 def _torch_compute_findings(
     cls: ast.ClassDef,
     reached: list[tuple[ast.FunctionDef, bool]],
     extensions: set[str],
     operator_names: set[str] | None = None,
     torch_names: set[str] | None = None,
+    is_layer: Callable[[str], bool] | None = None,
 ) -> list[Finding]:
     """PyTorch compute in the code ModelNew runs, not in __init__ (where layers may be built)."""
+    is_layer = is_layer or (lambda called: called.endswith(TORCH_LAYER_SUFFIXES))
     layers: set[str] = set()
     tensors: set[str] = set()  # parameters and buffers: arithmetic on them is PyTorch compute
     for node in ast.walk(cls):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-            called = _dotted(node.value.func).split(".")[-1]
-            if called.endswith(TORCH_LAYER_SUFFIXES):
+            dotted = _dotted(node.value.func)
+            called = dotted.split(".")[-1]
+            if is_layer(dotted):
                 layers |= {_dotted(t) for t in node.targets}
             if called == "Parameter":
                 tensors |= {_dotted(t) for t in node.targets}
