@@ -420,6 +420,32 @@ def test_any_torch_layer_computes_but_the_candidates_own_modules_do_not(layer, i
         assert not [f for f in check_candidate(source) if f.check.startswith("torch_compute")]
 
 
+@pytest.mark.parametrize(
+    ("lines", "reads"),
+    [
+        ("from pathlib import Path\nX = Path('../ref/out0.pt').read_bytes()\n", True),
+        ("import pathlib\nX = pathlib.Path('out.txt').read_text()\n", True),
+        ("from pathlib import Path\nX = Path('a').open().read()\n", True),
+        ("import io\nX = io.open('a', 'rb').read()\n", True),
+        ("import os\nX = os.read(3, 10)\n", True),
+        ("import os\nX = os.listdir('..')\n", True),
+        ("X = np.fromfile('a')\n", True),
+        ("X = torch.from_file('a', size=4)\n", True),
+        ("import mmap\n", True),
+        ("import safetensors.torch\n", True),
+        ("with open('k.cu', 'w+') as f:\n    X = f.read()\n", True),
+        ("MODE = 'w'\nwith open('k.cu', MODE) as f:\n    X = f.read()\n", True),
+        # writing a source file to build it reads nothing
+        ("with open('k.cu', 'w') as f:\n    f.write(cuda_src)\n", False),
+        ("from pathlib import Path\nPath('k.cu').write_text('x')\n", False),
+        ("from pathlib import Path\nPath('k.cu').open(mode='wt').write('x')\n", False),
+    ],
+)
+def test_python_file_reads_in_any_spelling_are_caught(lines, reads):
+    source = LEGIT.replace("\n\nclass ModelNew", "\n" + lines + "\n\nclass ModelNew")
+    assert ("file_replay" in _rejects(source)) == reads
+
+
 LEGIT_HABITS = {
     "reraise": (
         "\n\nclass ModelNew",

@@ -247,6 +247,13 @@ FORBIDDEN_IMPORTS = {
     "requests": ("network", "opens network connections"),
     "pickle": ("file_replay", "persists objects across calls"),
     "shelve": ("file_replay", "persists objects across calls"),
+    "marshal": ("file_replay", "persists objects across calls"),
+    "mmap": ("file_replay", "maps files into memory"),
+    **{
+        module: ("file_replay", "reads files")
+        for module in ("fileinput", "linecache", "sqlite3", "dbm", "zipfile", "tarfile")
+    },
+    **{module: ("file_replay", "reads tensors from files") for module in ("h5py", "safetensors")},
     "kernelwright": ("harness_access", "imports the evaluation harness"),
     "builtins": ("patching", "rebinds builtins"),
     "importlib": ("patching", "loads modules dynamically"),
@@ -269,7 +276,6 @@ FORBIDDEN_CALLS = {
     "exec": ("patching", "executes code built at run time"),
     "compile": ("patching", "compiles code at run time"),
     "__import__": ("patching", "imports modules dynamically"),
-    "open": ("file_replay", "reads or writes files"),
     "globals": ("frame_snooping", "reads the module's globals dynamically"),
     "exit": ("process_exit", "ends the process before the checks run"),
     "quit": ("process_exit", "ends the process before the checks run"),
@@ -292,6 +298,22 @@ FORBIDDEN_ATTRIBUTES = {
     "fork": ("threads", "forks the process"),
     "popen": ("threads", "runs shell commands"),
 }
+
+# Calls that read files or list folders whatever they are called on (`Path.read_bytes`,
+# `np.fromfile`, `torch.from_file`), and those of the os module.
+FILE_READ_CALLS = {
+    "read_bytes",
+    "read_text",
+    "iterdir",
+    "fromfile",
+    "from_file",
+    "memmap",
+    "loadtxt",
+    "genfromtxt",
+    "load_file",
+    "safe_open",
+}
+OS_FILE_CALLS = {"read", "pread", "preadv", "readv", "fdopen", "listdir", "scandir", "walk"}
 
 # ATen/torch functions that allocate, describe, guard or launch rather than compute.
 _ATEN_NOT_COMPUTE = "|".join(
@@ -690,6 +712,9 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
                 literal = isinstance(attr, ast.Constant) and isinstance(attr.value, str)
                 if owner in ("torch", "F", "nn") and (not literal or attr.value in TORCH_COMPUTE):
                     add("torch_compute", "looks up a PyTorch function dynamically", node)
+            file_use = _file_access(node, name, os_names)
+            if file_use:
+                add("file_replay", f"`{name}()` {file_use}", node)
             on_self = name == "setattr" and node.args and _dotted(node.args[0]) == "self"
             if name in FORBIDDEN_CALLS and not on_self:  # setattr(self, ...) builds parameters
                 check, why = FORBIDDEN_CALLS[name]
@@ -837,6 +862,29 @@ def _host_compute_findings(
 
 SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 STREAM_ATTRIBUTES = {"Stream", "wait_stream", "record_stream", "set_stream", "ExternalStream"}
+
+
+def _file_access(call: ast.Call, name: str, os_names: set[str]) -> str | None:
+    """How a call reaches files, if it does. Opening a file only to write (a source file to
+    build) is fine: the expected outputs can only be read."""
+    head, _, last = name.rpartition(".")
+    if last == "open" or (last == "fdopen" and head in os_names):
+        if head in os_names:  # os.open(path, flags): the flags may read
+            return "opens a file"
+        # open(path, mode), io.open and codecs.open too; `path.open(mode)`
+        plain = isinstance(call.func, ast.Name) or head in ("io", "_io", "codecs")
+        position = 1 if plain else 0
+        mode = call.args[position] if len(call.args) > position else None
+        mode = next((k.value for k in call.keywords if k.arg == "mode"), mode)
+        literal = isinstance(mode, ast.Constant) and isinstance(mode.value, str)
+        if literal and set(mode.value) <= set("wxabt") and set(mode.value) & set("wxa"):
+            return None
+        return "opens a file to read"
+    if last in FILE_READ_CALLS:
+        return "reads files"
+    if head in os_names and last in OS_FILE_CALLS:
+        return "reads files or lists folders"
+    return None
 
 
 def _sys_reach(node: ast.Attribute, sys_names: set[str]) -> bool:
