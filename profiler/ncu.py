@@ -23,7 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernelwright.verifier.static_checks import kernel_regex
+from kernelwright.verifier.native_checks import kernel_regex
 
 NCU_ENV = "KERNELWRIGHT_NCU"  # an explicit path to ncu wins over PATH
 

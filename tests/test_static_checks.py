@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from kernelwright.verifier.static_checks import (
-    REJECT,
-    WARN,
-    _strip_comments,
-    check_candidate,
-    kernel_names,
-    native_findings,
-)
+from kernelwright.verifier.findings import REJECT, WARN
+from kernelwright.verifier.native_checks import kernel_names, native_findings, strip_comments
+from kernelwright.verifier.static_checks import check_candidate
 
 LEGIT = '''
 import os
@@ -231,7 +226,7 @@ def test_result_cache_means_static_variables_not_static_functions(line, is_cache
     ],
 )
 def test_native_file_access_in_any_spelling_is_caught(line, is_file_access):
-    found = any(f.check == "file_replay" for f in native_findings(_strip_comments(line)))
+    found = any(f.check == "file_replay" for f in native_findings(strip_comments(line)))
     assert found == is_file_access
 
 

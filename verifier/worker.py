@@ -213,7 +213,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     from kernelwright.verifier import cases as cases_module
     from kernelwright.verifier import fresh_inputs, guards
     from kernelwright.verifier.cases import Case, build, clone_inputs, overridden, refill
-    from kernelwright.verifier.static_checks import kernel_regex
+    from kernelwright.verifier.native_checks import kernel_regex
 
     device = _device(request["target"])
     out_dir = Path(request["out_dir"])

@@ -1,0 +1,192 @@
+"""Static checks over the C++/CUDA text a candidate embeds (its strings, comments removed).
+
+Regexes over source text, so each rule errs towards catching a construct in any spelling the
+compiler accepts: adjacent string literals are joined as the compiler joins them, and names the
+candidate's Python fills in (`scale_{T}`) are matched with holes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kernelwright.verifier.findings import REJECT, WARN, Finding
+
+# ATen/torch functions that allocate, describe, guard or launch rather than compute.
+_ATEN_NOT_COMPUTE = "|".join(
+    [
+        r"empty\w*",
+        r"zeros\w*",
+        r"ones\w*",
+        r"full\w*",
+        "from_blob",
+        "tensor",
+        "arange",
+        "scalar_tensor",
+        "cuda",
+        "native",
+        "detail",
+        "indexing",
+        "dtype",
+        "device",
+        "autocast",
+        "globalContext",
+        r"get_\w+",
+        r"set_\w+",
+        r"parallel_\w+",
+        "in_parallel_region",
+        "irange",
+        "elementSize",
+        r"check_\w+",
+        "manual_seed",
+        "toString",
+        r"is_\w+",
+        r"\w*_type",
+    ]
+)
+
+
+# Patterns over the embedded C++/CUDA text: (name, severity, regex, reason)
+NATIVE_RULES = [
+    (
+        "persisting_l2",
+        REJECT,
+        r"accessPolicyWindow|cudaLimitPersistingL2CacheSize|hitProp|cudaAccessPropertyPersisting",
+        "marks data persisting in L2, which survives the cache flush between timed calls",
+    ),
+    (
+        "result_cache",
+        REJECT,
+        # static *variables* only: `static at::Tensor fn(...)` is a function with internal linkage
+        r"\bstatic\s+(?:std::)?(?:unordered_map|map|vector)\s*<[^;(]*(?:Tensor|void\s*\*)[^;(]*>"
+        r"\s*\w+\s*[;={]"
+        r"|\bstatic\s+(?:const\s+)?(?:at|torch)::Tensor\s*[&*]?\s*\w+\s*[;={]"
+        r"|\bstatic\s+(?:c10|std)::optional\s*<\s*(?:at|torch)::Tensor\s*>\s*\w+\s*[;={]",
+        "keeps tensors or pointers across calls, a cache that can replay earlier results",
+    ),
+    (
+        "file_replay",
+        REJECT,
+        # stdio and iostreams, POSIX calls (`open`, `mmap`, raw `syscall`), std::filesystem, and
+        # `dlopen`/`dlsym`, which could fetch any of these by name. The expected outputs sit in
+        # files beside the candidate's working folder, so native file access is never allowed.
+        r"\bfopen\s*\(|std::[io]?fstream|\bfwrite\s*\(|torch::(?:save|load)\b"
+        r"|\b(?:open|open64|openat|openat2|creat|freopen|fdopen|popen|opendir|mmap|mmap64)\s*\("
+        r"|\bsyscall\b|\bdl(?:open|sym|vsym)\s*\(|std::filesystem"
+        r"|#\s*include\s*<(?:fcntl\.h|sys/mman\.h|sys/syscall\.h|dlfcn\.h|filesystem)>",
+        "reads or writes files from native code",
+    ),
+    (
+        "network",
+        REJECT,
+        # `connect(` alone is any function of that name (a union-find's); sockets need these
+        r"\bsocket\b|#\s*include\s*<(?:sys/socket|netinet|arpa/|netdb)",
+        "opens network connections from native code",
+    ),
+    (
+        "env_access",
+        REJECT,
+        # a name built from anything but one plain literal (`"OPENAI" SUFFIX`) counts as unknown
+        r"getenv\s*\(\s*(?:[^\"\s)]|\"[^\"]*(?:KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)"
+        r"|\"[^\"]*\"\s*[^\s)])|/proc/|\benviron\b",
+        "reads secrets or the whole environment from native code",
+    ),
+    (
+        "threads",
+        REJECT,
+        r"std::j?thread\b(?!::hardware_concurrency)|\bj?thread\s+\w+\s*[({]|pthread_create"
+        r"|std::async\b|\bv?fork\s*\(|\bsystem\s*\(|\bexec[lv]p?e?\s*\(|\bposix_spawnp?\b",
+        "starts threads, processes or shell commands from native code",
+    ),
+    (
+        "streams",
+        WARN,
+        # cublasSetStream is checked by `_cublas_off_current_stream`: most put cuBLAS on the
+        # timed stream
+        r"cudaStreamCreate|getStreamFromPool|cudaStreamNonBlocking",
+        "creates or switches CUDA streams; work off the current stream escapes event timing "
+        "(the timer synchronises the whole device, and host time is cross-checked)",
+    ),
+    (
+        "library_compute",
+        WARN,
+        # any ATen/torch op but those that allocate, describe or launch; tensor methods that
+        # compute; cuBLAS and cuDNN
+        r"\b(?:at|torch)::(?:(?:nn|functional|linalg|fft|special)::)*"
+        rf"(?!(?:{_ATEN_NOT_COMPUTE})\b)[a-z_]\w*\s*\("
+        r"|\.(?:matmul|mm|bmm|addmm|sum|mean|softmax|log_softmax|exp|tanh|sigmoid|relu|cumsum|"
+        r"norm|pow|sqrt|addcmul|lerp)\s*\(|\bcublas\w+\s*\(|\bcudnn\w+\s*\(",
+        "calls a library (ATen/cuBLAS/cuDNN) for part of the work",
+    ),
+    (
+        "precision",
+        WARN,
+        r"__float2half|__float2bfloat16|--use_fast_math|-use_fast_math|__fdividef|__expf\b|"
+        r"\bwmma::precision::tf32|\btf32\b",
+        "lowers precision or uses fast math; the tolerance check decides if it is still correct",
+    ),
+]
+
+
+def kernel_names(code: str) -> list[str]:
+    """Names of the `__global__` functions defined in CUDA source text."""
+    code = re.sub(r"__launch_bounds__\s*\([^)]*\)", " ", code)
+    # a name Python fills in (`scale_{T}`, `scale_%s`) gets `*` for each hole: `scale_*`
+    found = re.findall(r"__global__\s+[\w:<>,\s*&]*?((?:\w|\{\w*\}|%\w|%\(\w+\)s)+)\s*\(", code)
+    names = [re.sub(r"\{\w*\}|%\w|%\(\w+\)s", "*", name) for name in found]
+    return [name for name in names if name.strip("*")]  # `{name}` alone: nothing to know it by
+
+
+def kernel_regex(name: str) -> str:
+    """A regex for a name from `kernel_names`, its holes (`*`) standing for any identifier part."""
+    return r"\w*".join(re.escape(part) for part in name.split("*"))
+
+
+def strip_comments(code: str) -> str:
+    code = re.sub(r"/\*.*?\*/", " ", code, flags=re.S)
+    return re.sub(r"//[^\n]*", " ", code)
+
+
+_C_STRING = r'"(?:[^"\\\n]|\\.)*"'
+
+
+def _join_adjacent_strings(code: str) -> str:
+    """`"OPENAI" "_KEY"` as the compiler sees it: one literal (adjacent literals are joined)."""
+
+    def join(match: re.Match[str]) -> str:
+        return '"' + "".join(part[1:-1] for part in re.findall(_C_STRING, match.group(0))) + '"'
+
+    return re.sub(rf"{_C_STRING}(?:\s*{_C_STRING})+", join, code)
+
+
+_CURRENT_STREAM = r"(?:\w+::)*getCurrentCUDAStream\s*\([^()]*\)(?:\s*\.\s*stream\s*\(\s*\))?"
+
+
+def _cublas_off_current_stream(code: str) -> str | None:
+    """A `cublasSetStream` call whose stream is not the current one: neither
+    `getCurrentCUDAStream()` itself nor a variable only ever set from it."""
+    for match in re.finditer(r"cublasSetStream(?:_v2)?\s*\(([^;]*)\)\s*;", code):
+        stream = match.group(1).rpartition(",")[2].strip()
+        if re.fullmatch(_CURRENT_STREAM, stream):
+            continue
+        if re.fullmatch(r"\w+", stream):
+            sets = re.findall(rf"\b{stream}\s*=(?!=)\s*([^;]*);", code)
+            named = re.findall(rf"\b{stream}\s*[({{]\s*([^;]*?)\s*[)}}]\s*;", code)
+            values = [v.strip() for v in sets + named]
+            if values and all(re.fullmatch(_CURRENT_STREAM, v) for v in values):
+                continue
+        return match.group(0)
+    return None
+
+
+def native_findings(code: str) -> list[Finding]:
+    findings = []
+    joined = _join_adjacent_strings(code)
+    for name, severity, pattern, reason in NATIVE_RULES:
+        match = re.search(pattern, code) or re.search(pattern, joined)
+        if match:
+            findings.append(Finding(name, severity, f"{reason} (`{match.group(0).strip()}`)"))
+    foreign = _cublas_off_current_stream(code)
+    if foreign and not any(f.check == "streams" for f in findings):
+        reason = next(r for n, _, _, r in NATIVE_RULES if n == "streams")
+        findings.append(Finding("streams", WARN, f"{reason} (`{foreign}`)"))
+    return findings
