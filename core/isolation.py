@@ -367,6 +367,7 @@ class Worker:
     """A worker process running `python -m module`, with a deadline counted from its start."""
 
     LOG_LIMIT = 200_000  # characters of stdout/stderr kept per stream (the tail)
+    MAX_MESSAGE = 16 << 20  # bytes: the harness's own messages are far smaller
 
     def __init__(
         self,
@@ -415,7 +416,7 @@ class Worker:
         if closing:
             self.kill()
         self._reader = os.fdopen(read_fd, "rb")
-        self._buffer = b""
+        self._buffer = bytearray()
         self._timed_out = False
 
     # -- messages -----------------------------------------------------------------------------
@@ -436,6 +437,10 @@ class Worker:
         """
         fd = self._reader.fileno()
         while b"\n" not in self._buffer:
+            if len(self._buffer) > self.MAX_MESSAGE:  # candidate code flooding the pipe
+                size = len(self._buffer)
+                self._buffer.clear()
+                return {"kind": "garbled", "text": f"a message of over {size} bytes"}
             remaining = self.deadline - time.monotonic()
             if remaining <= 0:
                 self.kill()
@@ -449,7 +454,9 @@ class Worker:
             if not chunk:
                 return None
             self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
+        end = self._buffer.index(b"\n")
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
         try:
             message = json.loads(line)
         except json.JSONDecodeError:
@@ -531,13 +538,20 @@ class Worker:
 
 
 def _tail(path: Path, limit: int) -> str:
+    """The last `limit` characters of a log, read from its end: a worker may have printed GBs."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            keep = 4 * limit  # UTF-8: at most 4 bytes a character
+            log.seek(max(0, size - keep))
+            data = log.read(keep)
     except OSError:
         return ""
     text = data.decode(errors="replace")
-    if len(text) > limit:
-        return f"[... {len(text) - limit} characters cut ...]\n" + text[-limit:]
+    cut = len(text) - limit if len(text) > limit else 0
+    if size > keep or cut:
+        shown = text[cut:]
+        return f"[... {size - len(shown.encode())} bytes cut ...]\n" + shown
     return text
 
 

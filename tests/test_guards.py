@@ -64,3 +64,43 @@ def test_outputs_must_be_plain_tensors_on_the_target_device():
         guards.check_outputs(torch.ones(2), torch.device("cuda"))
     with pytest.raises(guards.Rejected, match="no real storage"):
         guards.check_outputs(torch.empty(2, device="meta"), torch.device("meta"))
+    with pytest.raises(guards.Rejected, match="sparse"):
+        guards.check_outputs(torch.eye(3).to_sparse(), cpu)
+
+
+def test_a_swapped_global_of_the_problem_is_caught():
+    import types
+
+    problem = types.ModuleType("kw_fake_problem")
+    problem.torch, problem.rows = torch, 4
+    guard = guards.HarnessGuard([], frozen=[problem])
+    guard.check()
+    problem.torch = types.SimpleNamespace(sum=torch.sum)  # a proxy the reference would call
+    with pytest.raises(guards.Rejected, match="kw_fake_problem.torch"):
+        guard.check()
+
+
+def test_a_torch_function_mode_or_global_module_hook_is_caught():
+    from torch.overrides import TorchFunctionMode
+
+    guard = guards.HarnessGuard([])
+    with TorchFunctionMode():
+        with pytest.raises(guards.Rejected, match="torch function mode"):
+            guard.check()
+    guard.check()
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, a: None)
+    try:
+        with pytest.raises(guards.Rejected, match="global module hook"):
+            guard.check()
+    finally:
+        handle.remove()
+    guard.check()
+
+
+def test_nan_checks_survive_a_rebound_isnan(monkeypatch):
+    x = torch.tensor([1.0, float("nan")])
+    before = guards.snapshot_inputs([x])
+    monkeypatch.setitem(torch.__dict__, "isnan", lambda t: torch.ones_like(t, dtype=torch.bool))
+    x.fill_(7.0)
+    with pytest.raises(guards.Rejected, match="inputs_modified"):
+        guards.check_inputs_unchanged(before, [x])

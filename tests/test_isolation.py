@@ -135,3 +135,16 @@ def test_memory_watchdog_kills_a_hoarding_worker(fixtures_dir, tmp_path):
                 pass
         end = worker.finish()
     assert not end.timed_out and "host memory" in worker.over_limit
+
+
+def test_a_flooded_log_and_an_endless_message_cost_the_parent_little(fixtures_dir, tmp_path):
+    with _worker(fixtures_dir, tmp_path, 60) as worker:
+        worker.MAX_MESSAGE = 4 << 20  # the real limit is 16 MB; keep the test small
+        worker.send({"action": "flood", "log_mb": 40, "line_mb": 8})
+        message = worker.recv()
+        assert message["kind"] == "garbled" and "over" in message["text"]
+        worker.kill()
+        end = worker.finish()
+    # only the tail of the 40 MB log is read and kept
+    assert len(end.stdout) < Worker.LOG_LIMIT + 100
+    assert end.stdout.startswith("[... ") and end.stdout.rstrip().endswith("x")

@@ -441,6 +441,42 @@ def test_python_file_reads_in_any_spelling_are_caught(lines, reads):
     assert ("file_replay" in _rejects(source)) == reads
 
 
+# A third red team's ways in: telling checked calls from timed ones, slowing the reference
+# through torch itself, and reaching frames without `inspect`.
+@pytest.mark.parametrize(
+    ("lines", "check"),
+    [
+        ("torch.__dict__['sum'] = None\n", "patching"),
+        ("SUM = torch.__dict__['sum']\n", "patching"),
+        ("import kw_problem\n", "harness_access"),
+        ("import traceback\n", "frame_snooping"),
+        ("FRAME = getattr(sys, '_getframe')\n", "frame_snooping"),
+        ("SEED = torch.initial_seed()\n", "phase_probe"),
+        ("from torch import initial_seed\n", "phase_probe"),
+        ("VERSION = getattr(torch.ones(1), '_version')\n", "phase_probe"),
+        ("from torch.overrides import TorchFunctionMode\n", "patching"),
+        ("H = torch.nn.modules.module.register_module_forward_pre_hook(print)\n", "patching"),
+        ("torch.set_num_threads(1)\n", "patching"),
+    ],
+)
+def test_ways_to_tell_or_slow_the_timed_calls_are_rejected(lines, check):
+    source = LEGIT.replace("\n\nclass ModelNew", "\n" + lines + "\n\nclass ModelNew")
+    assert check in _rejects(source)
+
+
+@pytest.mark.parametrize(
+    ("line", "probes"),
+    [
+        ("uint64_t s = at::detail::getDefaultCPUGenerator().current_seed();", True),
+        ("auto v = x._version();", True),
+        # a kernel that draws random numbers needs the generator, not the seed
+        ("auto gen = at::cuda::detail::getDefaultCUDAGenerator();", False),
+    ],
+)
+def test_native_code_reading_the_seed_is_a_phase_probe(line, probes):
+    assert any(f.check == "phase_probe" for f in native_findings(line)) == probes
+
+
 LEGIT_HABITS = {
     "reraise": (
         "\n\nclass ModelNew",

@@ -65,6 +65,25 @@ def _protected(harness_modules: list[Any]) -> list[tuple[Any, str]]:
     return pairs
 
 
+def _interposers() -> dict[str, int]:
+    """How many torch function and dispatch modes are active, and how many global nn.Module
+    hooks are set: each runs on the reference's calls too, so a candidate could slow it down."""
+    import torch.nn.modules.module as module_module
+
+    counts = {}
+    for what, name in (
+        ("a torch function mode", "_len_torch_function_stack"),
+        ("a torch dispatch mode", "_len_torch_dispatch_stack"),
+    ):
+        length = getattr(torch._C, name, None)
+        if length is not None:
+            counts[what] = length()
+    for name, value in vars(module_module).items():
+        if name.startswith("_global_") and name.endswith("hooks") and isinstance(value, dict):
+            counts[f"a global module hook ({name})"] = len(value)
+    return counts
+
+
 def settle_torch() -> None:
     """Let torch rebind its own functions before a snapshot is taken.
 
@@ -80,18 +99,25 @@ def settle_torch() -> None:
 class HarnessGuard:
     """Remembers the harness's functions before candidate code runs; `check()` compares."""
 
-    def __init__(self, harness_modules: list[Any]) -> None:
-        """`harness_modules`: modules or classes (the reference's `Model`) to hold still."""
-        self._saved = [
-            (owner, name, getattr(owner, name)) for owner, name in _protected(harness_modules)
-        ]
+    def __init__(self, harness_modules: list[Any], frozen: list[Any] = ()) -> None:
+        """`harness_modules`: modules or classes (the reference's `Model`) whose functions must
+        hold still; `frozen`: modules (the problem) every global of which must (its `torch`, a
+        size), since the reference runs through them in this process."""
+        pairs = _protected(harness_modules)
+        pairs += [(module, name) for module in frozen for name in vars(module)]
+        self._saved = [(owner, name, getattr(owner, name)) for owner, name in pairs]
         self._threads = {t.ident for t in threading.enumerate()}
+        self._interposers = _interposers()
 
     def check(self) -> None:
         for owner, name, value in self._saved:
             if getattr(owner, name, None) is not value:
                 where = getattr(owner, "__name__", type(owner).__name__)
                 raise Rejected("patched_harness", f"replaced `{where}.{name}`")
+        now = _interposers()
+        for what, count in now.items():
+            if count != self._interposers.get(what):
+                raise Rejected("patched_harness", f"installed {what} around every torch call")
         extra = [t for t in threading.enumerate() if t.ident not in self._threads and t.is_alive()]
         if extra:
             raise Rejected("threads", f"left {len(extra)} thread(s) running: {extra[0].name}")
@@ -120,12 +146,17 @@ def check_inputs_unchanged(before: list[Any], after: list[Any]) -> None:
                 raise Rejected("inputs_modified", f"input {i} was changed by the candidate")
 
 
+# Bound when the harness is imported, before any candidate code: rebinding `torch.isnan` later
+# (through `torch.__dict__`, say) cannot reach these checks.
+_equal, _isnan = torch.equal, torch.isnan
+
+
 def _nan_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
-    if torch.equal(a, b):
+    if _equal(a, b):
         return True
     if not (a.dtype.is_floating_point or a.dtype.is_complex):
         return False
-    return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+    return bool(((a == b) | (_isnan(a) & _isnan(b))).all())
 
 
 def check_outputs(value: Any, device: torch.device, where: str = "output") -> None:
@@ -138,6 +169,8 @@ def check_outputs(value: Any, device: torch.device, where: str = "output") -> No
             raise Rejected("output_type", f"{where} is on {value.device}, not on {device.type}")
         if value.is_meta:
             raise Rejected("output_type", f"{where} has no real storage behind it")
+        if value.layout != torch.strided or value.is_nested:
+            raise Rejected("output_type", f"{where} is a {value.layout} tensor, not a dense one")
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             check_outputs(item, device, f"{where}[{i}]")

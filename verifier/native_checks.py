@@ -98,6 +98,13 @@ NATIVE_RULES = [
         "starts threads, processes or shell commands from native code",
     ),
     (
+        "phase_probe",
+        REJECT,
+        # the seed the inputs were drawn with differs between checked and timed calls
+        r"\b(?:current_seed|initial_seed)\s*\(|\b_version\s*\(\s*\)|version_counter",
+        "can tell checked calls from timed ones",
+    ),
+    (
         "streams",
         WARN,
         # cublasSetStream is checked by `_cublas_off_current_stream`: most put cuBLAS on the

@@ -245,6 +245,11 @@ FORBIDDEN_IMPORTS = {
     },
     **{module: ("file_replay", "reads tensors from files") for module in ("h5py", "safetensors")},
     "kernelwright": ("harness_access", "imports the evaluation harness"),
+    # the names the harness loads the problem and the candidate under, and the worker itself
+    "kw_problem": ("harness_access", "imports the reference the harness times"),
+    "kw_candidate": ("harness_access", "imports itself as the harness loaded it"),
+    "__main__": ("harness_access", "imports the worker running the harness"),
+    "traceback": ("frame_snooping", "walks the call stack"),
     "builtins": ("patching", "rebinds builtins"),
     "importlib": ("patching", "loads modules dynamically"),
 }
@@ -279,6 +284,41 @@ FORBIDDEN_ATTRIBUTES = {
     "f_back": ("frame_snooping", "walks the call stack"),
     "f_locals": ("frame_snooping", "reads the caller's variables"),
     "f_globals": ("frame_snooping", "reads the caller's globals"),
+    "tb_frame": ("frame_snooping", "reaches a frame through a traceback"),
+    "gi_frame": ("frame_snooping", "reaches a generator's frame"),
+    "cr_frame": ("frame_snooping", "reaches a coroutine's frame"),
+    "f_code": ("frame_snooping", "reads a frame's code"),
+    # What differs between a checked call and a timed one: the seed the inputs were drawn
+    # with, a tensor's version counter (inputs are refilled in place), the call stack.
+    **{
+        name: ("phase_probe", "can tell checked calls from timed ones")
+        for name in (
+            "initial_seed",
+            "get_rng_state",
+            "_version",
+            "extract_stack",
+            "walk_stack",
+            "format_stack",
+            "print_stack",
+            "currentframe",
+        )
+    },
+    # Modes and global hooks run on every torch call or module, the reference's included.
+    **{
+        name: ("patching", "intercepts the reference's torch calls too")
+        for name in (
+            "TorchFunctionMode",
+            "TorchDispatchMode",
+            "BaseTorchFunctionMode",
+            "register_module_forward_pre_hook",
+            "register_module_forward_hook",
+            "register_module_full_backward_hook",
+            "register_module_full_backward_pre_hook",
+            "register_module_backward_hook",
+            "set_num_threads",
+            "set_num_interop_threads",
+        )
+    },
     "_make_subclass": ("tensor_subclass", "builds a tensor subclass"),
     "__torch_function__": ("tensor_subclass", "overrides tensor operations"),
     "__torch_dispatch__": ("tensor_subclass", "overrides tensor operations"),
@@ -526,6 +566,12 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
             file_use = _file_access(node, name, os_names)
             if file_use:
                 add("file_replay", f"`{name}()` {file_use}", node)
+            if name in ("getattr", "setattr", "hasattr") and len(node.args) >= 2:
+                attr = node.args[1]
+                if isinstance(attr, ast.Constant) and attr.value in FORBIDDEN_ATTRIBUTES:
+                    check, why = FORBIDDEN_ATTRIBUTES[attr.value]
+                    if check in ("phase_probe", "patching", "frame_snooping"):
+                        add(check, f"`{name}(..., {attr.value!r})` {why}", node)
             on_self = name == "setattr" and node.args and _dotted(node.args[0]) == "self"
             if name in FORBIDDEN_CALLS and not on_self:  # setattr(self, ...) builds parameters
                 check, why = FORBIDDEN_CALLS[name]
@@ -535,6 +581,17 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
             add("harness_access", f"`{_dotted(node)}` reaches into the evaluation harness", node)
         elif isinstance(node, ast.Name) and node.id == "__builtins__":
             add("patching", "`__builtins__` reaches builtins (exec, eval) by computed names", node)
+        elif isinstance(node, ast.Attribute) and node.attr == "__dict__":
+            if _dotted(node.value).split(".")[0] in protected:  # torch.__dict__["sum"] = slow
+                add(
+                    "patching",
+                    f"`{_dotted(node)}` reaches module attributes by computed names",
+                    node,
+                )
+        elif isinstance(node, ast.alias) and node.name in FORBIDDEN_ATTRIBUTES:
+            check, why = FORBIDDEN_ATTRIBUTES[node.name]
+            if check in ("phase_probe", "patching", "frame_snooping"):
+                add(check, f"imports `{node.name}`, which {why}", node)
         elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
             check, why = FORBIDDEN_ATTRIBUTES[node.attr]
             if node.attr in ("save", "load") and _dotted(node.value) not in (

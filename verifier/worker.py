@@ -224,7 +224,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     problem = loader.import_file(Path(request["problem"]), "kw_problem")
     # Also this worker's own functions, the channel, and the reference it times against.
     harness = [timing, cases_module, fresh_inputs, guards, loader, isolation, sys.modules[__name__]]
-    guard = guards.HarnessGuard([*harness, problem, problem.Model])
+    guard = guards.HarnessGuard([*harness, problem.Model], frozen=[problem])
     # compiled before the candidate runs: a Pattern's methods cannot be rebound from Python
     kernels = [re.compile(kernel_regex(name)) for name in request.get("kernels", [])]
     loader.install_build_hooks(Path(request["builds_root"]), request["target"])
