@@ -65,6 +65,14 @@ HARNESS = {
     "worker_save_patch.py": "patched_harness",
 }
 
+# Telling timed calls from checked ones, or slowing the reference through torch itself:
+# (the static check that refuses it, the run-time check that catches it when that is bypassed).
+RUNTIME = {
+    "timed_seed_probe.py": ("phase_probe", "spot_check"),
+    "function_mode_slowdown.py": ("patching", "patched_harness"),
+    "problem_global_swap.py": ("harness_access", "patched_harness"),
+}
+
 # Result caches: keyed on addresses (fails the re-check after timing) or on contents (gains
 # nothing, since every timed call gets new input values).
 CACHES = {"address_cache.py", "content_cache.py"}
@@ -74,7 +82,7 @@ def test_corpus_has_twenty_distinct_cheats():
     files = {p.name for p in CHEATS.glob("*.py")}
     gpu_only = {p.name for p in CHEATS.glob("cuda_*.py")}  # run in test_gpu.py
     assert len(gpu_only) >= 4
-    assert files == set(STATIC) | set(DYNAMIC) | set(HARNESS) | CACHES | gpu_only
+    assert files == set(STATIC) | set(DYNAMIC) | set(HARNESS) | set(RUNTIME) | CACHES | gpu_only
     assert len(files) >= 20
 
 
@@ -99,6 +107,23 @@ def test_reaching_into_the_harness_is_caught_while_running(name, check, monkeypa
     result = evaluate(PROBLEM, CHEATS / name, EvaluateOptions(target="cpu", trials=2))
     assert result.status is Status.REJECTED, (result.status, result.reason, result.log[-2000:])
     assert result.reason.startswith(f"rejected by {check}:"), result.reason
+    assert result.speedup is None
+
+
+@pytest.mark.parametrize(("name", "checks"), sorted(RUNTIME.items()))
+def test_phase_probes_and_torch_interposers_are_rejected_before_building(name, checks):
+    result = evaluate(PROBLEM, CHEATS / name, EvaluateOptions(target="cpu", trials=1))
+    assert result.status is Status.REJECTED and f"{checks[0]}:" in result.reason, result.reason
+    assert result.compile_s is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "checks"), sorted(RUNTIME.items()))
+def test_phase_probes_and_torch_interposers_are_caught_while_running(name, checks, monkeypatch):
+    monkeypatch.setattr("kernelwright.evaluate.check_candidate", lambda *args, **kw: [])
+    result = evaluate(PROBLEM, CHEATS / name, EvaluateOptions(target="cpu", trials=1))
+    assert result.status is Status.REJECTED, (result.status, result.reason, result.log[-2000:])
+    assert result.reason.startswith(f"rejected by {checks[1]}:"), result.reason
     assert result.speedup is None
 
 

@@ -74,3 +74,27 @@ def test_an_output_that_is_a_fifo_or_a_link_is_refused_at_once(tmp_path):
     with pytest.raises(OSError):
         _read_output(link)
     assert torch.equal(_read_output(real), torch.ones(2))
+
+
+def test_spot_outputs_come_after_the_rechecks_with_their_seeds_and_no_more_than_asked(tmp_path):
+    from kernelwright.verifier.session import SPOT_CHECKS
+
+    protocol = _protocol(tmp_path)
+    for index in (0, 1):
+        protocol.admit(_case(tmp_path, "case", index), NONCE)
+    protocol.admit({"kind": "outputs_done", "nonce": NONCE}, NONCE)
+    protocol.timing_asked = True
+
+    def spot(number, seed=123):
+        path = str(tmp_path / f"spot_{number}.pt")
+        return {"kind": "spot", "index": number, "seed": seed, "path": path, "nonce": NONCE}
+
+    assert "out-of-order `spot`" in protocol.admit(spot(0), NONCE)  # the re-check comes first
+    protocol.admit(_case(tmp_path, "recheck", 2), NONCE)
+    assert "without its seed" in protocol.admit(spot(0, seed="7"), NONCE)
+    assert "another call or file" in protocol.admit(spot(1), NONCE)
+    for number in range(SPOT_CHECKS):
+        assert protocol.admit(spot(number, seed=number), NONCE) == ""
+    assert "out-of-order `spot`" in protocol.admit(spot(SPOT_CHECKS), NONCE)
+    assert [seed for seed, _ in protocol.spots] == list(range(SPOT_CHECKS))
+    assert protocol.admit({"kind": "timing", "report": {}, "nonce": NONCE}, NONCE) == ""

@@ -44,8 +44,10 @@ class InputRefresher:
         self.refreshed = 0
         self.skipped = 0
         self.seconds = 0.0
+        self.seed: int | None = None  # the seed of the values the next call sees, if new
 
     def __call__(self) -> None:
+        self.seed = None
         if self.seconds >= self._budget_s:
             self.skipped += 1
             return
@@ -53,6 +55,7 @@ class InputRefresher:
         seed = self._random.randrange(1 << 62)
         fresh = inputs_for(self._problem, self._get_inputs, self._case, seed, self._device)
         refill(self._targets, fresh, self._device)
+        self.seed = seed
         self.refreshed += 1
         self.seconds += time.perf_counter() - started
 
@@ -71,6 +74,66 @@ class InputRefresher:
         }
 
 
+class SpotChecks:
+    """Keeps `size` of the timed calls' outputs, with the seeds their inputs were drawn from, for
+    the parent to check against a clean reference afterwards (`worker.spot_reference`).
+
+    Outputs of timed calls are otherwise never checked, and a candidate can often tell a checked
+    call from a timed one (the seed, the call stack, the harness's own ops around a check). Which
+    calls are kept is decided after each call returned, by reservoir sampling from a secret
+    random source: every timed call is equally likely to be checked, and nothing the candidate
+    sees while it runs says which."""
+
+    def __init__(self, refresher: InputRefresher, device: torch.device, size: int) -> None:
+        self._refresher = refresher
+        self._device = device
+        self._size = size
+        self._random = secrets.SystemRandom()
+        self._seen = 0
+        self._pending: tuple[int, Any] | None = None
+        self.kept: list[tuple[int, Any]] = []
+
+    def call(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """`fn`, remembering its output and the seed of the inputs it saw."""
+
+        def timed() -> Any:
+            output = fn()
+            seed = self._refresher.seed
+            self._pending = (seed, output) if seed is not None else None
+            return output
+
+        return timed
+
+    def prepare(self) -> None:
+        """Before each timed call: settle the last one, then draw new inputs."""
+        self.settle()
+        self._refresher()
+
+    def settle(self) -> None:
+        from kernelwright.verifier.guards import check_outputs
+
+        if self._pending is None or self._size <= 0:
+            return
+        seed, output = self._pending
+        self._pending = None
+        check_outputs(output, self._device, "a timed call's output")
+        self._seen += 1
+        if len(self.kept) < self._size:
+            self.kept.append((seed, _copy(output)))
+        else:
+            slot = self._random.randrange(self._seen)
+            if slot < self._size:
+                self.kept[slot] = (seed, _copy(output))
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy(v) for v in value)
+    return value
+
+
 def measure(
     first: Callable[[], Any],
     second: Callable[[], Any],
@@ -80,15 +143,22 @@ def measure(
     case: Case,
     inputs: tuple[list[Any], list[Any]],
     device: torch.device,
-) -> Any:
+    spot_checks: int = 0,
+) -> tuple[Any, list[tuple[int, Any]]]:
     """`timing.measure` of two calls, each side's inputs (its own tensors) refilled before every
-    sample; the report's `input_refresh` says how many samples got new values."""
+    sample; the report's `input_refresh` says how many samples got new values. With
+    `spot_checks`, also that many of the second call's timed outputs and their inputs' seeds."""
     from kernelwright.profiler import timing
 
     budget = settings.refresh_budget_s
     refresh = [InputRefresher(problem, case, side, device, budget) for side in inputs]
-    report = timing.measure(first, second, clock, settings, *refresh)
-    return replace(report, input_refresh=combined(*refresh))
+    # both sides through the same wrapper, so that its few instructions weigh on both alike
+    sides = (SpotChecks(refresh[0], device, 0), SpotChecks(refresh[1], device, spot_checks))
+    calls = (sides[0].call(first), sides[1].call(second))
+    report = timing.measure(*calls, clock, settings, sides[0].prepare, sides[1].prepare)
+    spots = sides[1]
+    spots.settle()
+    return replace(report, input_refresh=combined(*refresh)), spots.kept
 
 
 def combined(*refreshers: InputRefresher) -> dict[str, Any]:

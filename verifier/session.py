@@ -227,15 +227,16 @@ def run_candidate(
                 "nbytes": reference.nbytes,
                 "mutating_cases": reference.mutating,
                 "kernels": kernels,
+                "spot_checks": SPOT_CHECKS,
             }
         )
         labels = {c.index: c.label for c in reference.cases}
         protocol = _Protocol(out_dir, checked, reference.cases)
         try:
             while verdict is None and (message := worker.recv()) is not None:
-                problem = protocol.admit(message, nonce)
-                if problem:
-                    reason = f"rejected by result_channel: {problem} ({progress})"
+                fault = protocol.admit(message, nonce)
+                if fault:
+                    reason = f"rejected by result_channel: {fault} ({progress})"
                     verdict = CandidateVerdict(Status.REJECTED, reason, results)
                     break
                 kind = message["kind"]
@@ -307,7 +308,84 @@ def run_candidate(
             results,
         )
     verdict.log = _log(verdict.log, end)
+    if verdict.status is Status.CORRECT and protocol.spots:
+        _check_spots(
+            verdict,
+            problem,
+            target,
+            reference,
+            tolerance,
+            scratch,
+            timeout_s,
+            env_extra,
+            protocol.spots,
+        )
     return verdict
+
+
+def _check_spots(
+    verdict: CandidateVerdict,
+    problem: Path,
+    target: str,
+    reference: ReferenceOutputs,
+    tolerance: Tolerance,
+    scratch: Path,
+    timeout_s: float,
+    env_extra: dict[str, str] | None,
+    spots: list[tuple[int, Path]],
+) -> None:
+    """Compare the outputs of the timed calls the candidate's worker kept with the reference's on
+    the same inputs, computed in a worker that never ran candidate code. A wrong one means the
+    candidate did less (or other) work when timed than when checked: `rejected`. Where the
+    reference cannot be run again, the verdict stands, with a warning saying so."""
+    out_dir = scratch / "spot_reference"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    expected: dict[int, Path] = {}
+    note = ""
+    try:
+        with Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra) as worker:
+            worker.send(
+                {
+                    "mode": "spot_reference",
+                    "problem": str(problem),
+                    "target": target,
+                    "case": reference.cases[0].to_message(),
+                    "seeds": [seed for seed, _ in spots],
+                    "out_dir": str(out_dir),
+                }
+            )
+            while (message := worker.recv()) is not None and message.get("kind") == "spot":
+                expected[int(message["index"])] = Path(message["path"])
+            if message is not None and message.get("kind") == "spot_error":
+                note = str(message.get("message", ""))[:300]
+            worker.finish()
+    except (WorkerTimeout, WorkerOverLimit) as exc:
+        note = f"the reference worker {exc or 'timed out'}"
+    if len(expected) < len(spots):
+        message = f"timed calls' outputs were not checked: {note or 'the reference did not run'}"
+        verdict.warnings.append({"check": "spot_check", "severity": "warn", "message": message})
+        return
+    for number, (_, got_path) in enumerate(spots):
+        try:
+            result = compare(
+                torch.load(expected[number], weights_only=True), _read_output(got_path), tolerance
+            )
+            ok, reason = result.ok, result.reason
+        except Exception as exc:
+            ok, reason = False, f"its output could not be compared: {type(exc).__name__}: {exc}"
+        if not ok:
+            verdict.status, verdict.timing = Status.REJECTED, None  # its times measured no work
+            verdict.reason = (
+                f"rejected by spot_check: timed call {number + 1} of the {len(spots)} checked "
+                f"after timing returned a wrong output, though every checked case was right "
+                f"(does it work less when timed?); {reason}"[:600]
+            )
+            return
+
+
+# How many timed calls' outputs the candidate's worker keeps (chosen at random after each call)
+# for the parent to check against a clean reference.
+SPOT_CHECKS = 3
 
 
 class _Protocol:
@@ -321,6 +399,7 @@ class _Protocol:
         self.pending = [c.index for c in checked]
         self.rechecks = [c.index for c in cases if c.after_timing]
         self.timing_asked = False
+        self.spots: list[tuple[int, Path]] = []  # (seed, output file) of kept timed calls
 
     def path(self, index: int) -> Path:
         return self.out_dir / f"cand_{index}.pt"  # where the harness writes it, never elsewhere
@@ -336,10 +415,20 @@ class _Protocol:
             "case": not self.timing_asked and bool(self.pending),
             "outputs_done": not self.timing_asked and not self.pending,
             "recheck": self.timing_asked and bool(self.rechecks),
+            "spot": self.timing_asked and not self.rechecks and len(self.spots) < SPOT_CHECKS,
             "timing": self.timing_asked and not self.rechecks,
         }
         if not expected.get(str(kind), False):
             return f"an out-of-order `{kind}` message"
+        if kind == "spot":
+            number = len(self.spots)
+            path = self.out_dir / f"spot_{number}.pt"
+            seed = message.get("seed")
+            if message.get("index") != number or message.get("path") != str(path):
+                return "a `spot` message for another call or file"
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                return "a `spot` message without its seed"
+            self.spots.append((seed, path))
         if kind in ("case", "recheck"):
             queue = self.pending if kind == "case" else self.rechecks
             if message.get("index") != queue[0] or message.get("path") != str(self.path(queue[0])):

@@ -148,6 +148,31 @@ def run_compiled_reference(channel: Channel, request: dict[str, Any]) -> None:
     channel.send({"kind": "compiled_reference", **message})
 
 
+def spot_reference(channel: Channel, request: dict[str, Any]) -> None:
+    """The reference's outputs on the inputs some timed calls of a candidate saw: drawn again
+    from their seeds exactly as the candidate's worker drew them (`fresh_inputs`), with the
+    model built as for the timing. No candidate code runs in this process."""
+    import torch
+    from kernelwright.compiler.loader import import_file
+    from kernelwright.verifier.cases import Case, build, inputs_for, overridden
+
+    device = _device(request["target"])
+    out_dir = Path(request["out_dir"])
+    problem = import_file(Path(request["problem"]), "kw_problem")
+    case = Case.from_message(request["case"])
+    get_inputs = problem.get_inputs
+    model, _ = build(problem, problem.Model, case, device)
+    for number, seed in enumerate(request["seeds"]):
+        inputs = inputs_for(problem, get_inputs, case, int(seed), device)
+        with torch.no_grad(), overridden([problem], case.overrides):
+            output = model(*inputs)
+        _sync(device)
+        path = out_dir / f"spot_ref_{number}.pt"
+        _save(output, path)
+        channel.send({"kind": "spot", "index": number, "path": str(path)})
+    channel.send({"kind": "done"})
+
+
 def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
     import torch
     from kernelwright.compiler.loader import import_file
@@ -185,7 +210,7 @@ def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
         settings = timing.TimingSettings(**request.get("timing", {}))
         clock = timing.make_clock(device)
         inputs = (ref_inputs, comp_inputs)
-        report = fresh_inputs.measure(
+        report, _ = fresh_inputs.measure(
             eager, compiled_call, clock, settings, problem, base, inputs, device
         )
     return {"report": to_jsonable(report), "compile_s": compile_s}
@@ -279,8 +304,9 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
         clock = timing.make_clock(device)
         inputs = (ref_inputs, cand_inputs)
         before = environment.nvml_reading(device) if device.type == "cuda" else None
-        report = fresh_inputs.measure(
-            reference, candidate_call, clock, settings, problem, base, inputs, device
+        spot_checks = int(request.get("spot_checks", 0))
+        report, spots = fresh_inputs.measure(
+            reference, candidate_call, clock, settings, problem, base, inputs, device, spot_checks
         )
         after = environment.nvml_reading(device) if device.type == "cuda" else None
         guard.check()
@@ -297,6 +323,10 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
             path = out_dir / f"cand_{case.index}.pt"
             _save(output, path)
         channel.send({"kind": "recheck", "index": case.index, "path": str(path)})
+    for number, (seed, output) in enumerate(spots):  # checked by the parent, on a clean reference
+        path = out_dir / f"spot_{number}.pt"
+        _save(output, path)
+        channel.send({"kind": "spot", "index": number, "seed": seed, "path": str(path)})
     env = environment.record(device, before, after)
     message = {"kind": "timing", "report": to_jsonable(report), "environment": env}
     channel.send({**message, "warnings": warnings})
@@ -385,6 +415,11 @@ def main() -> None:
         run_reference(channel, request)
     elif request["mode"] == "compiled_reference":
         run_compiled_reference(channel, request)
+    elif request["mode"] == "spot_reference":
+        try:
+            spot_reference(channel, request)
+        except Exception as exc:
+            channel.send({"kind": "spot_error", "message": _short(exc)})
     else:
         run_candidate(channel, request)
 
