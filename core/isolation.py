@@ -160,7 +160,24 @@ class Sandbox:
             writable = [*(writable or []), scratch]
         for path in writable or []:
             args += ["--writable", str(path)]
+        for path in _protected_folders():
+            args += ["--readonly", str(path)]
         return (*self.prefix, *args, "--")
+
+
+def _protected_folders() -> list[Path]:
+    """What a worker must never change, even where it lies under /tmp (writable to workers):
+    the Python installation, kernelwright's own code, and its state folder (the history
+    database, the build seals); the build cache and scratch folders inside are opened again."""
+    import kernelwright
+    import kernelwright.compiler
+    import kernelwright.verifier
+
+    packages = (kernelwright, kernelwright.compiler, kernelwright.verifier)
+    code = [Path(p).resolve() for package in packages for p in package.__path__]
+    roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), paths.home()}
+    roots |= {Path(os.path.commonpath([str(p) for p in code]))}
+    return sorted(roots)
 
 
 def _run_quietly(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -225,7 +242,7 @@ def sandbox() -> Sandbox:
         note = _probe_namespaces(prefix)
         if note in ("ok", "writable"):
             # Before Linux 5.12 (no mount_setattr) the rest holds, but files stay writable.
-            why = "the filesystem stays writable (mount_setattr needs Linux 5.12)"
+            why = "the filesystem stays writable (mount_setattr needs Linux 5.12 and failed here)"
             return Sandbox("namespaces", prefix, "" if note == "ok" else why)
     elif wanted == "namespaces":
         note = "unshare (util-linux) is not installed"

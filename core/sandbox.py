@@ -1,4 +1,5 @@
-"""`python -m kernelwright.sandbox [--hide DIR --keep DIR] [--writable DIR]... -- CMD [ARGS...]`:
+"""`python -m kernelwright.sandbox [--hide DIR --keep DIR] [--writable DIR]... [--readonly DIR]...
+-- CMD [ARGS...]`:
 the last step before a worker runs.
 
 `isolation` starts this inside fresh user, network, pid and mount namespaces (`unshare`), where it
@@ -7,7 +8,8 @@ is root of its own user namespace only. Before it execs CMD it:
 - makes the whole filesystem read-only for the worker (`mount_setattr`, Linux 5.12+; older
   kernels skip this step), then writable again only where workers must write: /dev, /dev/shm,
   /tmp, the `--writable` folders (the build cache) and its own scratch folder. The history
-  database, the user's files, the Python installation and kernelwright itself stay untouchable;
+  database, the user's files, the Python installation and kernelwright itself stay untouchable,
+  also where they lie under /tmp (`--readonly`: read-only again, but for writable folders inside);
 - mounts a /proc of the new pid namespace, so the worker sees only its own processes: never the
   orchestrator, nor the user's shell, whose `/proc/<pid>/environ` holds the API keys, nor their
   memory, open files or working directories;
@@ -122,8 +124,10 @@ def _writable(path: str) -> None:
     _read_only(path, False)
 
 
-def read_only_except(writable: list[str]) -> bool:
-    """The filesystem read-only but for `writable`; False where the kernel cannot (before 5.12)."""
+def read_only_except(writable: list[str], readonly: list[str] = ()) -> bool:
+    """The filesystem read-only but for `writable`; False where the kernel cannot (before 5.12).
+    `readonly` folders stay read-only even inside a writable one (kernelwright's state and
+    installation under /tmp), except for the `writable` ones inside them."""
     try:
         _read_only("/", True)
     except OSError as exc:
@@ -133,7 +137,21 @@ def read_only_except(writable: list[str]) -> bool:
     for path in [*ALWAYS_WRITABLE, *writable]:
         if os.path.isdir(path):
             _writable(path)
+    for path in readonly:
+        if os.path.isdir(path):
+            _mount(path, path, None, MS_BIND | MS_REC, None)
+            _read_only(path, True)
+    for path in writable:
+        inside = any(_within(path, r) for r in readonly)
+        if inside and os.path.isdir(path):
+            _writable(path)
     return True
+
+
+def _within(path: str, folder: str) -> bool:
+    return os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) == os.path.abspath(
+        folder
+    )
 
 
 def hide_except(hide: Path, keep: Path) -> None:
@@ -167,10 +185,10 @@ def drop_capabilities() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
-def enter(hide: str, keep: str, writable: list[str]) -> None:
+def enter(hide: str, keep: str, writable: list[str], readonly: list[str] = ()) -> None:
     from kernelwright.profiler.loopback import bring_up
 
-    read_only_except(writable)  # first: the mounts made below stay writable
+    read_only_except(writable, readonly)  # first: the mounts made below stay writable
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     bring_up()
     if hide:
@@ -181,12 +199,15 @@ def enter(hide: str, keep: str, writable: list[str]) -> None:
     drop_capabilities()
 
 
-USAGE = "usage: python -m kernelwright.sandbox [--hide DIR --keep DIR] [--writable DIR]... -- CMD"
+USAGE = (
+    "usage: python -m kernelwright.sandbox [--hide DIR --keep DIR] [--writable DIR]... "
+    "[--readonly DIR]... -- CMD"
+)
 
 
 def main() -> None:
     args = sys.argv[1:]
-    options: dict[str, list[str]] = {"--hide": [], "--keep": [], "--writable": []}
+    options: dict[str, list[str]] = {"--hide": [], "--keep": [], "--writable": [], "--readonly": []}
     while len(args) >= 2 and args[0] in options:
         options[args[0]].append(args[1])
         args = args[2:]
@@ -196,7 +217,7 @@ def main() -> None:
     hide = options["--hide"][0] if options["--hide"] else ""
     keep = options["--keep"][0] if options["--keep"] else ""
     try:
-        enter(hide, keep, options["--writable"])
+        enter(hide, keep, options["--writable"], options["--readonly"])
     except (OSError, ValueError) as exc:
         print(f"kernelwright sandbox: {exc}", file=sys.stderr)
         raise SystemExit(FAILED) from None

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from kernelwright import isolation, paths
@@ -148,3 +149,32 @@ def test_a_flooded_log_and_an_endless_message_cost_the_parent_little(fixtures_di
     # only the tail of the 40 MB log is read and kept
     assert len(end.stdout) < Worker.LOG_LIMIT + 100
     assert end.stdout.startswith("[... ") and end.stdout.rstrip().endswith("x")
+
+
+def test_kernelwright_its_state_and_python_stay_read_only_even_under_tmp(fixtures_dir):
+    box = sandbox()
+    if box.level != "namespaces" or box.note:
+        pytest.skip(f"no read-only filesystem in the sandbox here: {box.note or box.level}")
+    import kernelwright
+
+    home = paths.home()  # under /tmp in the tests, which workers may write
+    seals = home / "seals"
+    seals.mkdir(exist_ok=True)
+    scratch = paths.scratch_dir() / f"eval-test-{uuid.uuid4().hex[:8]}" / "candidate"
+    folders = {
+        "seals": str(seals),
+        "home": str(home),
+        "code": str(Path(kernelwright.__file__).resolve().parent),
+        "python": sys.prefix,
+        "builds": str(paths.builds_dir()),
+        "scratch": str(scratch),
+        "tmp": "/tmp",
+    }
+    with Worker(
+        "probe_worker", scratch, 60, env_extra={"PYTHONPATH": str(fixtures_dir / "workers")}
+    ) as worker:
+        worker.send({"action": "write", "paths": list(folders.values())})
+        can = worker.recv()["can"]
+        worker.finish()
+    allowed = {name for name, folder in folders.items() if can[folder]}
+    assert allowed == {"builds", "scratch", "tmp"}
