@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright import paths
-from kernelwright.compiler import seal
+from kernelwright.compiler import pch, seal
 from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.records import BuildResult, Status
 
@@ -73,7 +73,9 @@ class BuildJob:
             return _precheck_rejection(message, kernels, precheck_s)
         ok = bool(message["ok"])
         if ok:
-            seal.record(paths.builds_dir(), list(message.get("builds") or []))
+            builds = list(message.get("builds") or [])
+            seal.record(paths.builds_dir(), builds)
+            log += _make_pchs(builds)
         return BuildResult(
             status=None if ok else Status.COMPILE_ERROR,
             reason=""
@@ -87,6 +89,20 @@ class BuildJob:
             kernels=kernels,
             precheck_s=precheck_s,
         )
+
+
+def _make_pchs(builds: list[dict[str, Any]]) -> str:
+    """Make the precompiled headers these builds asked for (here, never in a worker: see
+    compiler/pch.py); lines for the build log."""
+    from kernelwright.compiler.precheck_run import system_includes
+
+    root = paths.builds_dir()
+    folders = [f for b in builds for f in root.glob(f"*-{b['key']}") if f.is_dir()]
+    try:
+        notes = pch.make_requested(folders, root, [Path(p) for p in system_includes()])
+    except Exception as exc:  # a PCH problem never fails a build that succeeded
+        notes = [f"precompiled header not made: {type(exc).__name__}: {exc}"]
+    return "".join(f"[kernelwright] {note}\n" for note in notes)
 
 
 PRECHECK_TAG = "(nvcc pre-check; full build skipped)"

@@ -21,8 +21,17 @@ How, without changing what the candidate means:
 - the prelude's folder is passed with `-isystem`, so the dependency file ninja keeps does not
   name it: evicting an old PCH never forces a cached extension to rebuild.
 
-PCHs live in `<builds>/pch/<key>/`, made under an exclusive `flock` (concurrent builders of the
-same key wait for the first), and at most `KEEP` of them are kept (each is about 300 MB).
+Who makes them: never a build worker. A build worker has already run the candidate's code (its
+import calls `load_inline`), and a PCH it made or changed would be compiled into every later
+candidate's build with those flags: one hostile candidate could plant code in all the others.
+So workers see `<builds>/pch/` read-only (`isolation`), and a build whose PCH does not exist yet
+goes without it and leaves a recipe (headers, compiler, flags) in its build folder. After the
+build, the CLI (`make_requested`) checks the recipe against what torch itself would write (torch
+headers only; known flags only; include folders only torch's, Python's and CUDA's) and makes the
+PCH with gcc, no shell, for the builds that follow.
+
+PCHs live in `<builds>/pch/<key>/`, made under an exclusive `flock` (concurrent makers of the same
+key wait for the first), and at most `KEEP` of them are kept (each is about 300 MB).
 `KERNELWRIGHT_PCH=0` turns the whole thing off.
 """
 
@@ -39,10 +48,12 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 PRELUDE = "kernelwright_pch_prelude.h"
 MARKER = ".kw-complete"
 APPLIED = ".kw-pch"  # in a build directory: the cflags line used, re-applied on cache hits
+RECIPE = ".kw-pch-recipe.json"  # in a build directory: the PCH it wanted, for the CLI to make
 KEEP = 4
 EVICT_AFTER_S = 600.0  # never evict a PCH used this recently (a build may be about to read it)
 MAKE_TIMEOUT_S = 300.0
@@ -149,20 +160,122 @@ def prepare(build_directory: Path, root: Path, toolchain: list[str], cached: boo
     cflags = _ninja_value(variables["cflags"])
     flags = re.sub(r"\s*-DTORCH_EXTENSION_NAME=\S+", "", cflags).strip()
     post = _ninja_value(variables.get("post_cflags", "")).strip()
-    key_text = json.dumps([toolchain, identity, cxx, flags, post, headers])
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
-    folder = root / "pch" / key
+    folder = root / "pch" / _key(toolchain, identity, cxx, flags, post, headers)
     if re.search(r"[\s$]", str(folder)):  # it goes into build.ninja unquoted, unescaped
         return f"precompiled header not used: its folder {folder} has a space or '$'"
-    started = time.perf_counter()
-    made, problem = _ensure(folder, cxx, flags, post, headers)
-    if problem:
-        return f"precompiled header not used: {problem}"
+    state = _state(folder)
+    if state is None:  # the CLI makes it after this build, from the recipe (see the docstring)
+        recipe = {"toolchain": toolchain, "cxx": cxx, "flags": flags, "post": post}
+        (build_directory / RECIPE).write_text(json.dumps({**recipe, "headers": headers}))
+        return "precompiled header not made yet: kernelwright makes it for the next builds"
+    if state:
+        return f"precompiled header not used: {state}"
     line = f"{variables['cflags']} -isystem {folder} -include {PRELUDE} -Winvalid-pch"
     _set_cflags(ninja_file, ninja, line)
     applied_file.write_text(line + "\n")
-    what = f"made in {time.perf_counter() - started:.1f} s" if made else "reused"
-    return f"precompiled header {folder} ({what}): {', '.join(headers)}"
+    return f"precompiled header {folder} (reused): {', '.join(headers)}"
+
+
+def _key(
+    toolchain: list[str], identity: str, cxx: str, flags: str, post: str, headers: list[str]
+) -> str:
+    text = json.dumps([toolchain, identity, cxx, flags, post, headers])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _state(folder: Path) -> str | None:
+    """None: no PCH made yet; '': a good one; else why it could not be made."""
+    try:
+        state = (folder / MARKER).read_text()
+    except OSError:
+        return None
+    return "" if state.startswith("ok") else state.strip()
+
+
+def make_requested(build_dirs: list[Path], root: Path, include_dirs: list[Path]) -> list[str]:
+    """In the CLI, after builds: make the PCHs their recipes ask for, where each recipe is one
+    torch would write (`_checked_recipe`). Returns a line per recipe for the log."""
+    notes = []
+    for build_dir in build_dirs:
+        try:  # a PCH this build used counts as recently used: not evicted (workers cannot touch)
+            used = re.search(r"-isystem (\S+) -include", (Path(build_dir) / APPLIED).read_text())
+            if used and Path(used.group(1)).parent == root / "pch":
+                os.utime(Path(used.group(1)) / MARKER)
+        except OSError:
+            pass
+        path = Path(build_dir) / RECIPE
+        try:
+            recipe = json.loads(path.read_text())
+            path.unlink()
+        except (OSError, ValueError):
+            continue
+        problem = _checked_recipe(recipe, include_dirs)
+        if problem:
+            notes.append(f"precompiled header not made: {problem}")
+            continue
+        identity = _gcc_identity(recipe["cxx"])
+        if identity is None:
+            continue
+        parts = [recipe[k] for k in ("cxx", "flags", "post", "headers")]
+        folder = root / "pch" / _key(recipe["toolchain"], identity, *parts)
+        started = time.perf_counter()
+        made, problem = _ensure(folder, *parts)
+        if made:
+            notes.append(
+                f"precompiled header {folder} made in {time.perf_counter() - started:.1f} s"
+            )
+        elif problem:
+            notes.append(f"precompiled header not made: {problem}")
+    return notes
+
+
+_HEADER = re.compile(r"(?:torch|ATen|c10)/[A-Za-z0-9_]+(?:/[A-Za-z0-9_]+)*\.h")
+# Flags torch writes for a C++ extension, and the harmless ones a candidate adds; anything else
+# (-fplugin, -Wl,..., -include, -specs, quoting tricks) means no PCH for that recipe.
+_FLAG = re.compile(
+    r"-D[A-Za-z_]\w*(?:=(?:[\w.+-]*|\"[\w.+-]*\"))?|-U[A-Za-z_]\w*|-std=(?:c|gnu)\+\+\w+"
+    r"|-O[0-3sgz]?|-Ofast|-g[0-3]?|-w|-pthread|-pipe|-m[\w=.+-]+|-W(?![lap],)[\w=+-]*"
+    r"|-f(?!plugin|profile|dump|lto|opt-info|stack-usage|callgraph|record|save|auto-profile"
+    r"|spec)[\w=.+-]+"
+)
+
+
+def _checked_recipe(recipe: Any, include_dirs: list[Path]) -> str:
+    """'' for a recipe torch itself could have written here, else what is wrong with it."""
+    if not isinstance(recipe, dict):
+        return "a malformed recipe"
+    headers, cxx = recipe.get("headers"), recipe.get("cxx")
+    if not isinstance(headers, list) or not headers:
+        return "a recipe without headers"
+    if not all(isinstance(h, str) and _HEADER.fullmatch(h) for h in headers):
+        return "a header outside torch's"
+    if cxx != os.environ.get("CXX", "c++"):
+        return f"a compiler other than torch's ({cxx!r})"
+    if not isinstance(recipe.get("toolchain"), list):
+        return "a recipe without its toolchain"
+    roots = [Path(d).resolve() for d in include_dirs]
+    for part in ("flags", "post"):
+        text = recipe.get(part)
+        if not isinstance(text, str):
+            return f"a recipe without {part}"
+        try:
+            words = shlex.split(text)
+        except ValueError:
+            return f"unbalanced quotes in its {part}"
+        while words:
+            word = words.pop(0)
+            folder = None
+            if word in ("-isystem", "-I"):
+                folder = words.pop(0) if words else ""
+            elif word.startswith(("-isystem", "-I")):
+                folder = word.removeprefix("-isystem").removeprefix("-I")
+            if folder is not None:
+                resolved = Path(folder).resolve()
+                if not any(resolved == r or r in resolved.parents for r in roots):
+                    return f"an include folder outside torch's, Python's and CUDA's ({folder})"
+            elif not _FLAG.fullmatch(word):
+                return f"a flag kernelwright does not precompile with ({word})"
+    return ""
 
 
 def _set_cflags(ninja_file: Path, ninja: str, line: str) -> None:
@@ -186,14 +299,10 @@ def _ensure(folder: Path, cxx: str, flags: str, post: str, headers: list[str]) -
         prelude = folder / PRELUDE
         prelude.write_text("".join(f"#include <{h}>\n" for h in headers))
         partial = folder / f"{PRELUDE}.gch.partial"
-        command = (
-            f"{cxx} {flags} -x c++-header {shlex.quote(str(prelude))} "
-            f"-o {shlex.quote(str(partial))} {post}"
-        )
+        command = [*shlex.split(cxx), *shlex.split(flags), "-x", "c++-header", str(prelude)]
+        command += ["-o", str(partial), *shlex.split(post)]
         try:
-            proc = subprocess.run(
-                command, shell=True, capture_output=True, text=True, timeout=MAKE_TIMEOUT_S
-            )
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=MAKE_TIMEOUT_S)
             ok = proc.returncode == 0 and partial.exists()
             problem = "" if ok else f"gcc could not precompile it: {proc.stderr.strip()[-300:]}"
         except subprocess.TimeoutExpired:

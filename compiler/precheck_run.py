@@ -76,7 +76,7 @@ def precheck_call(
     arch = precheck.choose_arch(
         plan.user_arch, os.environ.get("TORCH_CUDA_ARCH_LIST", ""), gpu_arches
     )
-    return run_plan(plan, nvcc, arch, _base_flags(), _system_includes())
+    return run_plan(plan, nvcc, arch, _base_flags(), system_includes())
 
 
 def run_plan(
@@ -151,7 +151,7 @@ def _base_flags() -> list[str]:
     return list(COMMON_NVCC_FLAGS)
 
 
-def _system_includes() -> list[str]:
+def system_includes() -> list[str]:
     """The include folders torch's build passes (torch, CUDA, Python), in its order."""
     folders: list[str] = []
     try:

@@ -167,8 +167,9 @@ class Sandbox:
 
 def _protected_folders() -> list[Path]:
     """What a worker must never change, even where it lies under /tmp (writable to workers):
-    the Python installation, kernelwright's own code, and its state folder (the history
-    database, the build seals); the build cache and scratch folders inside are opened again."""
+    the Python installation, kernelwright's own code, its state folder (the history database,
+    the build seals; the build cache and scratch folders inside are opened again), and the
+    precompiled headers inside the build cache."""
     import kernelwright
     import kernelwright.compiler
     import kernelwright.verifier
@@ -177,7 +178,10 @@ def _protected_folders() -> list[Path]:
     code = [Path(p).resolve() for package in packages for p in package.__path__]
     roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), paths.home()}
     roots |= {Path(os.path.commonpath([str(p) for p in code]))}
-    return sorted(roots)
+    # the precompiled headers every later build compiles in: only the CLI makes them (pch.py)
+    headers = paths.builds_dir() / "pch"
+    headers.mkdir(exist_ok=True)
+    return [*sorted(roots), headers]
 
 
 def _run_quietly(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

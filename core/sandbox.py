@@ -141,10 +141,13 @@ def read_only_except(writable: list[str], readonly: list[str] = ()) -> bool:
         if os.path.isdir(path):
             _mount(path, path, None, MS_BIND | MS_REC, None)
             _read_only(path, True)
-    for path in writable:
-        inside = any(_within(path, r) for r in readonly)
-        if inside and os.path.isdir(path):
+    for path in writable:  # the build cache inside kernelwright's state folder
+        if any(_within(path, r) for r in readonly) and os.path.isdir(path):
             _writable(path)
+    for path in readonly:  # the precompiled headers inside the build cache
+        if any(_within(path, w) and path != w for w in writable) and os.path.isdir(path):
+            _mount(path, path, None, MS_BIND | MS_REC, None)
+            _read_only(path, True)
     return True
 
 

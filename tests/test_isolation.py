@@ -167,6 +167,7 @@ def test_kernelwright_its_state_and_python_stay_read_only_even_under_tmp(fixture
         "code": str(Path(kernelwright.__file__).resolve().parent),
         "python": sys.prefix,
         "builds": str(paths.builds_dir()),
+        "precompiled headers": str(paths.builds_dir() / "pch"),
         "scratch": str(scratch),
         "tmp": "/tmp",
     }

@@ -76,25 +76,33 @@ def _ninja(build: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ninja", "-v"], cwd=build, capture_output=True, text=True)
 
 
+def _made(tmp: Path, root: Path, name: str = "ext_made", extra_flags: str = "") -> list[str]:
+    """What the CLI does after a build that found no PCH: make it from the build's recipe."""
+    build = _fake_build(tmp, name, extra_flags)
+    note = pch.prepare(build, root, ["toolchain"], cached=False)
+    assert note.startswith("precompiled header not made yet")
+    assert "-include" not in (build / "build.ninja").read_text()  # this build goes without
+    notes = pch.make_requested([build], root, [tmp / "include"])
+    assert not (build / pch.RECIPE).exists()  # used up
+    return notes
+
+
 @needs_gcc
-def test_a_build_compiles_against_the_pch_and_the_next_one_reuses_it(tmp_path):
+def test_the_cli_makes_the_pch_a_build_asked_for_and_the_next_builds_use_it(tmp_path):
     root = tmp_path / "builds"
-    first = _fake_build(tmp_path, "ext_a")
-    note = pch.prepare(first, root, ["toolchain"], cached=False)
-    assert "made in" in note and "torch/library.h" in note
-    assert "-include kernelwright_pch_prelude.h" in (first / "build.ninja").read_text()
+    notes = _made(tmp_path, root)
+    assert len(notes) == 1 and "made in" in notes[0]
     # From now on the header's text would fail to compile: only the PCH can make this build pass,
     # so passing proves gcc used it (and -Winvalid-pch would have said if it had not).
     header = tmp_path / "include" / "torch" / "library.h"
     header.write_text(GUARDED.format(body="#error the precompiled header was not used"))
-    proc = _ninja(first)
+    second = _fake_build(tmp_path, "ext_b")  # another extension name, same flags and headers
+    note = pch.prepare(second, root, ["toolchain"], cached=False)
+    assert "(reused)" in note and "torch/library.h" in note
+    assert "-include kernelwright_pch_prelude.h" in (second / "build.ninja").read_text()
+    proc = _ninja(second)
     assert proc.returncode == 0, proc.stdout
     assert "warning" not in proc.stdout.lower()
-
-    # another extension name, same flags and headers: the same PCH
-    second = _fake_build(tmp_path, "ext_b")
-    assert "(reused)" in pch.prepare(second, root, ["toolchain"], cached=False)
-    assert _ninja(second).returncode == 0
     assert len(list((root / "pch").iterdir())) == 2  # one PCH folder and its lock file
 
     # the dependency file does not name the prelude: evicting a PCH never forces a rebuild
@@ -105,6 +113,7 @@ def test_a_build_compiles_against_the_pch_and_the_next_one_reuses_it(tmp_path):
 @needs_gcc
 def test_a_cache_hit_keeps_the_command_ninja_built_with(tmp_path):
     root = tmp_path / "builds"
+    _made(tmp_path, root)
     build = _fake_build(tmp_path, "ext_a")
     pristine = (build / "build.ninja").read_text()
     pch.prepare(build, root, ["toolchain"], cached=False)
@@ -118,14 +127,50 @@ def test_a_cache_hit_keeps_the_command_ninja_built_with(tmp_path):
 @needs_gcc
 def test_flags_gcc_rejects_are_remembered_and_the_build_goes_on_without(tmp_path):
     root = tmp_path / "builds"
-    build = _fake_build(tmp_path, "ext_a", " -fno-such-flag-kw")
-    note = pch.prepare(build, root, ["toolchain"], cached=False)
-    assert note.startswith("precompiled header not used: gcc could not precompile it")
-    assert "-include" not in (build / "build.ninja").read_text()
+    notes = _made(tmp_path, root, extra_flags=" -fno-such-flag-kw")
+    assert notes[0].startswith("precompiled header not made: gcc could not precompile it")
     again = _fake_build(tmp_path, "ext_b", " -fno-such-flag-kw")
     started = time.perf_counter()
     assert "not used" in pch.prepare(again, root, ["toolchain"], cached=False)
     assert time.perf_counter() - started < 1.0  # remembered, not retried
+    assert "-include" not in (again / "build.ninja").read_text()
+
+
+TORCH_FLAGS = (
+    '-DTORCH_API_INCLUDE_EXTENSION_H -DPYBIND11_COMPILER_TYPE=\\"_gcc\\" -isystem {inc} '
+    "-isystem {inc}/torch/csrc/api/include -fPIC -std=c++17 -O3 -march=native -Wall"
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({}, ""),
+        ({"headers": ["torch/../../../etc/evil.h"]}, "a header outside torch's"),
+        ({"headers": ["mine.h"]}, "a header outside torch's"),
+        ({"cxx": "/tmp/evil/g++"}, "a compiler other than torch's"),
+        ({"flags": "-fplugin=/tmp/evil.so"}, "a flag kernelwright does not precompile with"),
+        ({"flags": "-Wl,-rpath,/tmp"}, "a flag kernelwright does not precompile with"),
+        ({"flags": "-include /tmp/evil.h"}, "a flag kernelwright does not precompile with"),
+        ({"flags": "-isystem /tmp/evil"}, "an include folder outside"),
+        ({"flags": "-I{inc}/../../evil"}, "an include folder outside"),
+        ({"post": "$(touch /tmp/x)"}, "a flag kernelwright does not precompile with"),
+        ({"flags": "-DX='a"}, "unbalanced quotes"),
+    ],
+)
+def test_only_a_recipe_torch_could_have_written_is_made(tmp_path, change, problem):
+    inc = tmp_path / "torch" / "include"
+    (inc / "torch" / "csrc" / "api" / "include").mkdir(parents=True)
+    recipe = {
+        "toolchain": ["t"],
+        "cxx": os.environ.get("CXX", "c++"),
+        "flags": TORCH_FLAGS.format(inc=inc),
+        "post": "",
+        "headers": ["torch/library.h", "ATen/core/Tensor.h"],
+    }
+    recipe.update({k: v.format(inc=inc) if isinstance(v, str) else v for k, v in change.items()})
+    found = pch._checked_recipe(recipe, [inc])
+    assert found.startswith(problem) if problem else found == ""
 
 
 @needs_gcc
@@ -166,7 +211,7 @@ def test_old_pchs_beyond_the_limit_are_evicted_recent_ones_kept(tmp_path):
     recent = root / "pch" / "recent"
     recent.mkdir()
     (recent / pch.MARKER).write_text("ok\n")
-    pch.prepare(_fake_build(tmp_path, "ext_a"), root, ["toolchain"], cached=False)
+    _made(tmp_path, root)
     left = {p.name for p in (root / "pch").iterdir() if p.is_dir()}
     # the new one, the recent one, and the newest old ones up to KEEP in all
     assert "recent" in left and len(left) == pch.KEEP
@@ -218,7 +263,8 @@ def test_real_fast_layout_candidates_share_one_pch(tmp_path, monkeypatch):
         results.append(start_build(path, "cpu").result())
     first, second = results
     assert first.ok and second.ok, (first.log[-2000:], second.log[-2000:])
-    assert "precompiled header" in first.log and "made in" in first.log
+    # the first goes without and the CLI makes the PCH after it; the second uses it
+    assert "not made yet" in first.log and "made in" in first.log
     assert "(reused)" in second.log
     assert "not used because" not in second.log  # gcc's -Winvalid-pch warning
     pchs = [p for p in (tmp_path / "home" / "builds" / "pch").iterdir() if p.is_dir()]
