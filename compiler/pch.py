@@ -50,6 +50,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kernelwright.isolation import run_tracked
+
 PRELUDE = "kernelwright_pch_prelude.h"
 MARKER = ".kw-complete"
 APPLIED = ".kw-pch"  # in a build directory: the cflags line used, re-applied on cache hits
@@ -302,11 +304,15 @@ def _ensure(folder: Path, cxx: str, flags: str, post: str, headers: list[str]) -
         command = [*shlex.split(cxx), *shlex.split(flags), "-x", "c++-header", str(prelude)]
         command += ["-o", str(partial), *shlex.split(post)]
         try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=MAKE_TIMEOUT_S)
+            proc = run_tracked(command, MAKE_TIMEOUT_S)  # Ctrl-C of a run ends it too
             ok = proc.returncode == 0 and partial.exists()
             problem = "" if ok else f"gcc could not precompile it: {proc.stderr.strip()[-300:]}"
         except subprocess.TimeoutExpired:
             ok, problem = False, f"precompiling took over {MAKE_TIMEOUT_S:.0f} s"
+            proc = None
+        if proc is not None and proc.returncode < 0:  # killed (Ctrl-C): not gcc's verdict
+            shutil.rmtree(folder, ignore_errors=True)
+            return False, "interrupted"
         if ok:
             os.replace(partial, folder / f"{PRELUDE}.gch")
         else:

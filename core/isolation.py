@@ -209,6 +209,8 @@ def _probe_namespaces(prefix: tuple[str, ...]) -> str:
         keep.mkdir()
         (hide / "secret").write_text("hidden\n")
         args = ["--hide", str(hide), "--keep", str(keep), "--writable", str(hide.parent)]
+        for folder in _protected_folders():  # as workers get them: Python stays read-only
+            args += ["--readonly", str(folder)]
         command = [*prefix, *args, "--", sys.executable, "-c", _PROBE, cuda]
         try:
             probe = _run_quietly(command, cwd=keep)
@@ -356,17 +358,42 @@ class WorkerOverLimit(Exception):
 
 
 _LIVE: set[Worker] = set()  # every started worker not yet finished, for kill_all()
+_HELPERS: set[subprocess.Popen[str]] = set()  # the CLI's own helper processes (run_tracked)
 _LIVE_LOCK = threading.Lock()
 _CLOSING = False  # set at interpreter exit: a worker started after that kills itself
 
 
 def kill_all() -> int:
-    """SIGKILL every live worker's process group (Ctrl-C of a run); return how many."""
+    """SIGKILL every live worker's process group (Ctrl-C of a run), and the helper processes the
+    CLI runs itself (`run_tracked`); return how many."""
     with _LIVE_LOCK:
         workers = list(_LIVE)
+        helpers = list(_HELPERS)
     for worker in workers:
         worker.kill()
-    return len(workers)
+    for helper in helpers:
+        kill_tree(helper.pid)
+    return len(workers) + len(helpers)
+
+
+def run_tracked(command: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """`subprocess.run` of a trusted helper the CLI runs itself (gcc making a precompiled header),
+    in its own process group so that `kill_all()` (Ctrl-C) ends it at once with its children."""
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    with _LIVE_LOCK:
+        _HELPERS.add(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        proc.communicate()
+        raise
+    finally:
+        with _LIVE_LOCK:
+            _HELPERS.discard(proc)
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
 @atexit.register

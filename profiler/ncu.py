@@ -23,8 +23,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernelwright.verifier.native_checks import kernel_regex
-
 NCU_ENV = "KERNELWRIGHT_NCU"  # an explicit path to ncu wins over PATH
 
 
@@ -47,6 +45,12 @@ def find_ncu() -> str | None:
             if os.access(path, os.X_OK):
                 return path
     return None
+
+
+def kernel_regex(name: str) -> str:
+    """A regex for a kernel name as the static checks give it (`native_checks.kernel_names`):
+    its holes (`*`, where Python fills the name in) stand for any identifier part."""
+    return r"\w*".join(re.escape(part) for part in name.split("*"))
 
 
 def kernel_filter(kernels: list[str]) -> str:

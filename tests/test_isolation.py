@@ -179,3 +179,25 @@ def test_kernelwright_its_state_and_python_stay_read_only_even_under_tmp(fixture
         worker.finish()
     allowed = {name for name, folder in folders.items() if can[folder]}
     assert allowed == {"builds", "scratch", "tmp"}
+
+
+def test_ctrl_c_also_ends_the_clis_own_helper_processes():
+    import threading
+
+    result = {}
+
+    def make() -> None:  # as the CLI makes a precompiled header
+        command = [sys.executable, "-c", "import time; time.sleep(60)"]
+        result["proc"] = isolation.run_tracked(command, 120)
+
+    thread = threading.Thread(target=make)
+    started = time.monotonic()
+    thread.start()
+    for _ in range(100):
+        if isolation._HELPERS:
+            break
+        time.sleep(0.05)
+    assert isolation.kill_all() >= 1
+    thread.join(timeout=10)
+    assert not thread.is_alive() and time.monotonic() - started < 10
+    assert result["proc"].returncode < 0

@@ -143,11 +143,6 @@ def kernel_names(code: str) -> list[str]:
     return [name for name in names if name.strip("*")]  # `{name}` alone: nothing to know it by
 
 
-def kernel_regex(name: str) -> str:
-    """A regex for a name from `kernel_names`, its holes (`*`) standing for any identifier part."""
-    return r"\w*".join(re.escape(part) for part in name.split("*"))
-
-
 def strip_comments(code: str) -> str:
     code = re.sub(r"/\*.*?\*/", " ", code, flags=re.S)
     return re.sub(r"//[^\n]*", " ", code)

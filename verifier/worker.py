@@ -234,11 +234,11 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     import torch
     from kernelwright.compiler import loader
     from kernelwright.profiler import environment, timing
+    from kernelwright.profiler.ncu import kernel_regex
     from kernelwright.records import to_jsonable
     from kernelwright.verifier import cases as cases_module
     from kernelwright.verifier import fresh_inputs, guards
     from kernelwright.verifier.cases import Case, build, clone_inputs, overridden, refill
-    from kernelwright.verifier.native_checks import kernel_regex
 
     device = _device(request["target"])
     out_dir = Path(request["out_dir"])
