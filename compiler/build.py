@@ -27,13 +27,16 @@ class BuildJob:
     def __init__(self, candidate: Path, target: str, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         scratch = paths.scratch_dir() / f"build-{uuid.uuid4().hex[:12]}"
-        self.worker = Worker("kernelwright.compiler.worker", scratch, deadline_s=timeout_s)
+        self.shelf = paths.shelf(candidate)  # the only part of the build cache it may write
+        self.worker = Worker(
+            "kernelwright.compiler.worker", scratch, deadline_s=timeout_s, writable=[self.shelf]
+        )
         self.nonce = secrets.token_hex(16)  # its answer must carry it (see isolation.Channel)
         self.worker.send(
             {
                 "candidate": str(candidate),
                 "target": target,
-                "builds_root": str(paths.builds_dir()),
+                "builds_root": str(self.shelf),
                 "nonce": self.nonce,
             }
         )
@@ -74,8 +77,8 @@ class BuildJob:
         ok = bool(message["ok"])
         if ok:
             builds = list(message.get("builds") or [])
-            seal.record(paths.builds_dir(), builds)
-            log += _make_pchs(builds)
+            seal.record(self.shelf, builds)
+            log += _make_pchs(self.shelf, builds)
         return BuildResult(
             status=None if ok else Status.COMPILE_ERROR,
             reason=""
@@ -91,13 +94,14 @@ class BuildJob:
         )
 
 
-def _make_pchs(builds: list[dict[str, Any]]) -> str:
-    """Make the precompiled headers these builds asked for (here, never in a worker: see
-    compiler/pch.py); lines for the build log."""
+def _make_pchs(shelf: Path, builds: list[dict[str, Any]]) -> str:
+    """Make the precompiled headers the builds on `shelf` asked for (here, never in a worker:
+    see compiler/pch.py); lines for the build log."""
     from kernelwright.compiler.precheck_run import system_includes
 
     root = paths.builds_dir()
-    folders = [f for b in builds for f in root.glob(f"*-{b['key']}") if f.is_dir()]
+    keys = [str(b["key"]) for b in builds if re.fullmatch(r"[0-9a-f]+", str(b["key"]))]
+    folders = [f for key in keys for f in shelf.glob(f"*-{key}") if f.is_dir()]
     try:
         notes = pch.make_requested(folders, root, [Path(p) for p in system_includes()])
     except Exception as exc:  # a PCH problem never fails a build that succeeded

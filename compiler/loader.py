@@ -110,7 +110,10 @@ def _safe(name: Any) -> str:
 
 
 def install_build_hooks(builds_root: Path, target: str) -> None:
-    """Route every extension build of this process into its content-addressed directory."""
+    """Route every extension build of this process into its content-addressed directory.
+
+    `builds_root`: the candidate's shelf in the build cache (`paths.shelf`); the precompiled
+    headers every shelf shares are in the cache's `pch/`, beside it."""
     import torch.utils.cpp_extension as cpp_extension
 
     builds_root.mkdir(parents=True, exist_ok=True)
@@ -157,11 +160,11 @@ def install_build_hooks(builds_root: Path, target: str) -> None:
         original = getattr(cpp_extension, fn)
         if not hasattr(original, "__wrapped__"):
             setattr(cpp_extension, fn, routed(fn, original))
-    _install_pch_hook(cpp_extension, builds_root, toolchain)
+    _install_pch_hook(cpp_extension, builds_root.parent, toolchain)
     seal.install_load_hook(cpp_extension, Path(tempfile.gettempdir()))  # TMPDIR: the scratch
 
 
-def _install_pch_hook(cpp_extension: Any, builds_root: Path, toolchain: list[str]) -> None:
+def _install_pch_hook(cpp_extension: Any, cache_root: Path, toolchain: list[str]) -> None:
     """Just before torch runs ninja, point the C++ compile at a precompiled header (pch.py).
     `_run_ninja_build` is torch's private step; where a torch version lacks it, builds simply
     go without."""
@@ -172,7 +175,7 @@ def _install_pch_hook(cpp_extension: Any, builds_root: Path, toolchain: list[str
     def run_ninja(build_directory: str, *args: Any, **kwargs: Any) -> Any:
         directory = Path(build_directory)
         cached = (directory / COMPLETE_MARKER).exists()
-        note = pch.prepare(directory, builds_root, toolchain, cached)
+        note = pch.prepare(directory, cache_root, toolchain, cached)
         if note:
             print(f"[kernelwright] {note}", flush=True)
         return original(build_directory, *args, **kwargs)

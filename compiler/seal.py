@@ -1,22 +1,20 @@
 """Seals on cached builds: a cached extension is loaded only as it was built.
 
-Why: the build cache (`builds/`) must stay writable for the workers that build into it, so one
-candidate's code could overwrite another extension's `.so` there, and a later, honest candidate
-whose build is a cache hit would run the planted code. So:
+Why: a candidate's build folders (its shelf under `builds/`, see `paths.shelf`) stay writable to
+the workers that run that candidate, so its code could rewrite its own `.so` after the build.
+Other candidates cannot reach that shelf (the sandbox keeps it read-only to them); where the
+sandbox is only a network namespace, they can, and the seals are what is left. So:
 
 - after a build worker reports success, the parent (no candidate code runs there) records the
   sha256 of each `.so` in the build folders it reports under `seals/` beside `builds/`, where
   workers cannot write (the sandbox makes it read-only): a folder built now gets a new seal, a
   cache hit keeps the one it has (the build channel carries the job's nonce, like the
-  candidate's);
-- a build worker treats a cached folder that no longer matches its seal as not built: it is
-  wiped and built again;
+  candidate's); only folders on the candidate's own shelf are looked at;
+- a build worker treats a cached folder without a seal, or that no longer matches its seal, as
+  not built: it is wiped and built again (a folder planted by someone else has no seal);
 - a worker about to load a sealed extension copies the `.so` into its own scratch folder,
   hashes the copy and loads the copy, so nothing can swap it between the check and the load; a
   mismatch deletes the tampered folder (the next build starts afresh) and fails the load.
-
-Extensions never reported by a build worker (built by older versions) load unchecked until
-their first build report seals them.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -44,17 +43,21 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _seal_file(builds_root: Path, folder: str) -> Path:
-    return builds_root.parent / SEALS / f"{folder}.json"
+def _seal_file(folder: Path) -> Path:
+    """`$KERNELWRIGHT_HOME/seals/<shelf>/<folder>.json` for `builds/<shelf>/<folder>`."""
+    shelf = folder.parent
+    return shelf.parent.parent / SEALS / shelf.name / f"{folder.name}.json"
 
 
-def record(builds_root: Path, builds: list[dict[str, Any]]) -> None:
-    """Seal the build folders a build worker reported (parent side, after a successful build):
-    one it built now gets a new seal, a cache hit keeps its seal (or gets its first)."""
+def record(shelf: Path, builds: list[dict[str, Any]]) -> None:
+    """Seal the build folders a build worker reported on its candidate's `shelf` (parent side,
+    after a successful build): one it built now gets a new seal, a cache hit keeps its seal."""
     for build in builds:
         key, fresh = str(build["key"]), not build["cached"]
-        for folder in builds_root.glob(f"*-{key}"):
-            seal = _seal_file(builds_root, folder.name)
+        if not re.fullmatch(r"[0-9a-f]+", key):  # the worker's word: nothing outside the shelf
+            continue
+        for folder in shelf.glob(f"*-{key}"):
+            seal = _seal_file(folder)
             libraries = sorted(folder.glob("*.so"))
             if (seal.exists() and not fresh) or not libraries:
                 continue
@@ -66,12 +69,13 @@ def record(builds_root: Path, builds: list[dict[str, Any]]) -> None:
 
 
 def intact(folder: Path) -> bool:
-    """Whether a cached build folder still holds what its seal says (True without a seal)."""
-    seal = _seal_file(folder.parent, folder.name)
+    """Whether a cached build folder holds what its seal says (False without a seal)."""
     try:
-        expected = json.loads(seal.read_text())
+        expected = json.loads(_seal_file(folder).read_text())
     except (OSError, ValueError):
-        return True
+        return False
+    if not isinstance(expected, dict) or not expected:
+        return False
     try:
         return all(sha256_file(folder / name) == digest for name, digest in expected.items())
     except OSError:
@@ -82,9 +86,8 @@ def checked_copy(library: Path, scratch: Path) -> Path | None:
     """The sealed `library`, copied into a new folder under `scratch` and checked there; None
     when it has no seal. Raises TamperedBuild (after deleting its build folder) on a mismatch."""
     folder = library.parent
-    seal = _seal_file(folder.parent, folder.name)
     try:
-        expected = json.loads(seal.read_text()).get(library.name)
+        expected = json.loads(_seal_file(folder).read_text()).get(library.name)
     except (OSError, ValueError):
         return None
     if expected is None:

@@ -116,7 +116,7 @@ def evaluate(
     try:
         job = start_build(candidate.path, options.target, options.build_timeout_s)
         # The candidate's worker imports torch meanwhile, off the critical path.
-        prestarted = session.prestart_candidate(scratch, device_env)
+        prestarted = session.prestart_candidate(scratch, candidate.path, device_env)
         try:
             with _timed(phases, "reference_s"):
                 reference = _references.acquire(

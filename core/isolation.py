@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,9 +180,7 @@ def _protected_folders() -> list[Path]:
     roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), paths.home()}
     roots |= {Path(os.path.commonpath([str(p) for p in code]))}
     # the precompiled headers every later build compiles in: only the CLI makes them (pch.py)
-    headers = paths.builds_dir() / "pch"
-    headers.mkdir(exist_ok=True)
-    return [*sorted(roots), headers]
+    return [*sorted(roots), paths.pch_dir()]
 
 
 def _run_quietly(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -257,10 +256,11 @@ def sandbox() -> Sandbox:
     return Sandbox("none", (), note or "no private network namespace either")
 
 
-def _writable(env_extra: dict[str, str] | None) -> list[Path]:
-    """Where a worker may write besides its scratch folder, /tmp and /dev: the build cache (the
-    build and its precompiled headers), and a TMPDIR the caller gave it (inductor's caches)."""
-    paths_ = [paths.builds_dir()]
+def _writable(env_extra: dict[str, str] | None, extra: Sequence[Path]) -> list[Path]:
+    """Where a worker may write besides its scratch folder, /tmp and /dev: the folders its
+    caller names (a candidate's shelf in the build cache), and a TMPDIR the caller gave it
+    (inductor's caches). The rest of the build cache stays read-only."""
+    paths_ = [Path(p) for p in extra]
     tmpdir = (env_extra or {}).get("TMPDIR")
     if tmpdir:
         paths_.append(Path(tmpdir).resolve())
@@ -426,9 +426,11 @@ class Worker:
         memory_limit: int | None = None,
         launcher: tuple[str, ...] = (),
         isolation: str = "",
+        writable: Sequence[Path] = (),
     ) -> None:
         """`launcher`: a command the interpreter runs under (a profiler), inside the isolation.
-        `isolation`: "network" for a private network namespace only (see `sandbox()`)."""
+        `isolation`: "network" for a private network namespace only (see `sandbox()`).
+        `writable`: folders it may write to besides its scratch (see `_writable`)."""
         scratch.mkdir(parents=True, exist_ok=True)
         self.scratch = scratch
         self.deadline = time.monotonic() + deadline_s
@@ -441,7 +443,9 @@ class Worker:
         with open(self._stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 [
-                    *box.command(scratch.resolve(), _hidden_root(scratch), _writable(env_extra)),
+                    *box.command(
+                        scratch.resolve(), _hidden_root(scratch), _writable(env_extra, writable)
+                    ),
                     *launcher,
                     sys.executable,
                     "-m",

@@ -7,6 +7,7 @@ Nothing is ever written into the repository or next to the user's files.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -20,8 +21,29 @@ def home() -> Path:
 
 
 def builds_dir() -> Path:
-    """Content-addressed build directories, one per candidate source and toolchain."""
+    """The build cache: a shelf per candidate source (`shelf`), and the precompiled headers."""
     path = home() / "builds"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def shelf(candidate: Path) -> Path:
+    """The build folders of one candidate source (under `builds/`, named by its content hash).
+
+    Why one per candidate: a candidate's code runs in the workers that build and load its
+    extensions, so whatever it leaves in its build folders is its own work. Each candidate's
+    workers may write only to its own shelf (the sandbox keeps the rest of `builds/` read-only),
+    so no candidate can plant code in a build another candidate will load. The same source, run
+    again, finds its builds there."""
+    digest = hashlib.sha256(Path(candidate).read_bytes()).hexdigest()[:20]
+    path = builds_dir() / digest
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def pch_dir() -> Path:
+    """Precompiled torch headers, shared by every build and made only by the CLI (pch.py)."""
+    path = builds_dir() / "pch"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

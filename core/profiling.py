@@ -155,7 +155,7 @@ def _run(
     job = {
         "problem": str(problem),
         "candidate": str(candidate),
-        "builds_root": str(paths.builds_dir()),
+        "builds_root": str(paths.shelf(candidate)),
         "seed": seed,
         "warmup": WARMUP_CALLS,
     }
@@ -172,6 +172,7 @@ def _run(
         env_extra=env,
         launcher=launcher,
         isolation=isolation,
+        writable=[paths.shelf(candidate)],
     )
     with worker:
         try:

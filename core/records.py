@@ -73,9 +73,9 @@ class TimingReport:
     # `CompiledReference.for_candidate`'s JSON, only with --compile-baseline (else left out of
     # the JSON, so timings without the flag read exactly as before)
     compiled_reference: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
-    # New input values before each sample and host call (verifier/fresh_inputs.py): counts of
-    # calls that got them and that reused the last ones, seconds spent, and a note. None in
-    # timings stored before it existed.
+    # New input values before each sample and host call (verifier/fresh_inputs.py): how many
+    # calls got them, seconds spent, and a note (why fewer rounds ran). None in timings stored
+    # before it existed; older ones also count `reused` calls.
     input_refresh: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
 
 

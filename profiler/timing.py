@@ -40,7 +40,8 @@ class TimingSettings:
     min_block_s: float = 0.02
     max_block_s: float = 1.0
     host_calls: int = 5
-    refresh_budget_s: float = 20.0  # per side: time spent making new inputs, then reuse them
+    # per side: time spent making new inputs after which no more rounds start (past the first 2)
+    refresh_budget_s: float = 20.0
 
 
 class Clock(Protocol):
@@ -159,7 +160,10 @@ def measure(
     settings: TimingSettings | None = None,
     prepare_reference: Prepare = None,
     prepare_candidate: Prepare = None,
+    another_round: Callable[[], bool] | None = None,
 ) -> TimingReport:
+    """`another_round`: asked before each round past the first two (one in each order); False
+    ends the timing there (a slow `prepare`)."""
     settings = settings or TimingSettings()
     _warmup(clock, reference, settings)
     _warmup(clock, candidate, settings)
@@ -167,6 +171,8 @@ def measure(
     cand_all: list[float] = []
     ratios: list[float] = []
     for round_index in range(settings.rounds):
+        if round_index >= 2 and another_round is not None and not another_round():
+            break
         if round_index % 2 == 0:
             ref_block = _block(clock, reference, settings, prepare_reference)
             cand_block = _block(clock, candidate, settings, prepare_candidate)

@@ -60,8 +60,8 @@ def _candidate(folder: Path, factor: str) -> tuple[Path, str]:
     return path, name
 
 
-def _directory(name: str, key: str) -> Path:
-    return paths.builds_dir() / f"{name}-{key}"
+def _directory(candidate: Path, name: str, key: str) -> Path:
+    return paths.shelf(candidate) / f"{name}-{key}"
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_two_candidates_build_at_once_in_their_own_directories(pair):
     for name, one in zip(names, built, strict=True):
         assert one.result.ok, one.result.log[-3000:]
         assert not one.result.cached
-        assert (_directory(name, one.result.key) / COMPLETE_MARKER).exists()
+        assert (_directory(one.candidate, name, one.result.key) / COMPLETE_MARKER).exists()
     assert built[0].result.key != built[1].result.key
     # they overlapped: together they took less than one after the other
     assert wall < built[0].wall_s + built[1].wall_s
@@ -91,7 +91,7 @@ def test_torch_lock_left_in_a_finished_build_does_not_block_the_next_load(pair):
     # torch takes its FileBaton on every load, cache hits included: a loader killed meanwhile
     # leaves `lock` beside a finished build, and torch alone would wait on it forever.
     names, built, _ = pair
-    directory = _directory(names[0], built[0].result.key)
+    directory = _directory(built[0].candidate, names[0], built[0].result.key)
     os.close(os.open(directory / TORCH_BATON, os.O_CREAT | os.O_EXCL))
     start = time.monotonic()
     again = build_candidate(built[0].candidate, "cpu", timeout_s=60)
@@ -107,7 +107,7 @@ def test_builder_killed_mid_build_does_not_block_the_next_build(tmp_path):
     deadline = time.monotonic() + 120
     locks: list[Path] = []
     while not locks and time.monotonic() < deadline:  # torch holds its lock while compiling
-        locks = list(paths.builds_dir().glob(f"{name}-*/{TORCH_BATON}"))
+        locks = list(paths.shelf(candidate).glob(f"{name}-*/{TORCH_BATON}"))
         time.sleep(0.05)
     assert locks, "the build never took torch's lock"
     job.worker.kill()  # as SIGKILL of the builder: compiler and ninja included

@@ -127,6 +127,14 @@ def test_resume_of_an_evaluate_run_is_refused(cli, tmp_path):
     _one_line_error(cli("optimize", "--resume", run_id, "--db", url), "only optimize runs")
 
 
+def _default_signals() -> None:
+    # As from a terminal: started in the background of a script (`nohup ... &`, as CI runners
+    # may), these tests would pass on SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _start_demo(url: str, home: Path) -> subprocess.Popen[str]:
     env = {**os.environ, **NO_KEYS, "KERNELWRIGHT_HOME": str(home)}
     return subprocess.Popen(
@@ -136,6 +144,7 @@ def _start_demo(url: str, home: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_signals,
     )
 
 
@@ -201,3 +210,18 @@ def test_ctrl_c_stops_cleanly_and_kill_minus_nine_loses_nothing_committed(cli, k
         ]
         assert data["run_id"] == run_id and data["best_candidate_id"] == rows[2].id
         assert repo.show_run(engine, run_id)["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_as_ctrl_c_does(kw_home, tmp_path):
+    # timeout(1), batch schedulers and `docker stop` send SIGTERM, not SIGINT
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    proc = _start_demo(url, kw_home)
+    _wait_for(proc, "building and checking")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    assert "resume with: kernelwright optimize --resume" in proc.stderr.read()
+    time.sleep(0.5)
+    assert _workers_under(kw_home / "scratch") == []
+    (run,) = repo.list_runs(open_engine(url))
+    assert run["status"] == "interrupted"

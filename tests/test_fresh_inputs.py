@@ -7,7 +7,7 @@ import types
 
 import torch
 from kernelwright.verifier.cases import Case
-from kernelwright.verifier.fresh_inputs import InputRefresher, combined
+from kernelwright.verifier.fresh_inputs import InputRefresher
 
 CPU = torch.device("cpu")
 
@@ -40,8 +40,7 @@ def test_each_call_writes_new_values_into_the_same_tensors():
         assert all(not torch.equal(targets[0], old) for old in seen)
         seen.append(targets[0].clone())
         assert targets[1].dtype == torch.int64 and bool((targets[1] < 8).all())  # valid indices
-    summary = refresh.summary()
-    assert (summary["refreshed"], summary["reused"], summary["note"]) == (5, 0, "")
+    assert refresh.summary()["refreshed"] == 5 and not refresh.over_budget
 
 
 def test_seeds_are_not_the_cases_own():
@@ -84,20 +83,46 @@ def test_a_get_inputs_that_fails_on_the_device_is_made_on_the_cpu():
     assert targets[0].device.type == "cpu" and bool((targets[0] != 0).any())
 
 
-def test_refreshing_stops_once_its_time_budget_is_spent():
-    def slow_inputs():
-        time.sleep(0.05)
-        return [torch.randn(2)]
+def test_a_slow_get_inputs_shortens_the_timing_and_never_repeats_values():
+    # Reusing values once the budget is spent would let a content-keyed memo replay (its outputs
+    # are right, so no check catches it): instead fewer rounds run, each call with new values.
+    from kernelwright.profiler import timing
+    from kernelwright.verifier import fresh_inputs
 
-    targets = [torch.zeros(2)]
-    refresh = InputRefresher(_problem(slow_inputs), Case(0, "t", 1), targets, CPU, budget_s=0.04)
-    for _ in range(4):
-        refresh()
-    other = InputRefresher(_rows_problem(), Case(0, "t", 1), _rows_problem().get_inputs(), CPU, 9)
-    other()
-    summary = combined(refresh, other)
-    assert (summary["refreshed"], summary["reused"]) == (2, 3)
-    assert "get_inputs() is slow" in summary["note"] and "3 calls reused" in summary["note"]
+    rows = _rows_problem()
+
+    def slow_inputs():
+        time.sleep(0.02)
+        return rows.get_inputs()
+
+    problem = _problem(slow_inputs)
+    sides = (problem.get_inputs(), problem.get_inputs())
+    seen: list[torch.Tensor] = []
+
+    def first():
+        return sides[0][0] * 2
+
+    def second():
+        seen.append(sides[1][0].clone())
+        return sides[1][0] * 2
+
+    settings = timing.TimingSettings(
+        rounds=6,
+        warmup_calls=0,
+        warmup_s=0.0,
+        min_samples=3,
+        max_samples=3,
+        host_calls=1,
+        refresh_budget_s=0.01,  # spent by the first call
+    )
+    clock = timing.make_clock(CPU)
+    case = Case(0, "t", 1)
+    report, _ = fresh_inputs.measure(first, second, clock, settings, problem, case, sides, CPU)
+    assert len(report.round_ratios) == 2  # one round in each order, then no more
+    assert all(not torch.equal(a, b) for i, a in enumerate(seen) for b in seen[i + 1 :])
+    refresh = report.input_refresh
+    assert refresh["refreshed"] == 2 * (2 * 3 + 1)  # every sample and host call, both sides
+    assert "get_inputs() is slow" in refresh["note"] and "after 2 of 6 rounds" in refresh["note"]
 
 
 def test_measure_gives_each_side_new_values_before_every_call_and_reports_them():
@@ -127,7 +152,7 @@ def test_measure_gives_each_side_new_values_before_every_call_and_reports_them()
         # no two calls of one side ever saw the same values
         assert all(not torch.equal(a, b) for i, a in enumerate(values) for b in values[i + 1 :])
     refresh = report.input_refresh
-    assert refresh["reused"] == 0 and refresh["refreshed"] == len(seen[0]) + len(seen[1])
+    assert refresh["refreshed"] == len(seen[0]) + len(seen[1]) and refresh["note"] == ""
 
 
 def test_spot_checks_keep_timed_outputs_with_the_seeds_that_redraw_their_inputs():

@@ -65,7 +65,7 @@ def test_shipped_cuda_candidate_is_correct(cli, prebuilt, problem, candidate):
     assert result["speedup"] > 0
     # every timed call got new input values, made on the GPU fast enough to stay in budget
     refresh = result["timing"]["input_refresh"]
-    assert refresh["refreshed"] > 0 and refresh["reused"] == 0, refresh
+    assert refresh["refreshed"] > 0 and refresh["note"] == "", refresh
 
 
 def test_the_full_sandbox_runs_cuda_candidates(cli, prebuilt, fixtures_dir):

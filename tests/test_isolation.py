@@ -161,24 +161,32 @@ def test_kernelwright_its_state_and_python_stay_read_only_even_under_tmp(fixture
     seals = home / "seals"
     seals.mkdir(exist_ok=True)
     scratch = paths.scratch_dir() / f"eval-test-{uuid.uuid4().hex[:8]}" / "candidate"
+    own_shelf = paths.shelf(fixtures_dir / "candidates" / "scale_add_ok.py")
+    other_shelf = paths.shelf(fixtures_dir / "candidates" / "scale_add_wrong.py")
     folders = {
         "seals": str(seals),
         "home": str(home),
         "code": str(Path(kernelwright.__file__).resolve().parent),
         "python": sys.prefix,
         "builds": str(paths.builds_dir()),
-        "precompiled headers": str(paths.builds_dir() / "pch"),
+        "precompiled headers": str(paths.pch_dir()),
+        "own shelf": str(own_shelf),
+        "another candidate's shelf": str(other_shelf),
         "scratch": str(scratch),
         "tmp": "/tmp",
     }
     with Worker(
-        "probe_worker", scratch, 60, env_extra={"PYTHONPATH": str(fixtures_dir / "workers")}
+        "probe_worker",
+        scratch,
+        60,
+        env_extra={"PYTHONPATH": str(fixtures_dir / "workers")},
+        writable=[own_shelf],
     ) as worker:
         worker.send({"action": "write", "paths": list(folders.values())})
         can = worker.recv()["can"]
         worker.finish()
     allowed = {name for name, folder in folders.items() if can[folder]}
-    assert allowed == {"builds", "scratch", "tmp"}
+    assert allowed == {"own shelf", "scratch", "tmp"}
 
 
 def test_ctrl_c_also_ends_the_clis_own_helper_processes():

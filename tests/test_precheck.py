@@ -244,7 +244,8 @@ def _candidate(tmp_path: Path, cuda: str, name: str) -> Path:
 @needs_nvcc
 def test_worker_ends_a_broken_kernel_in_the_precheck(tmp_path):
     started = time.perf_counter()
-    result = build_candidate(_candidate(tmp_path, BROKEN, "broken_scale"), "cuda")
+    candidate = _candidate(tmp_path, BROKEN, "broken_scale")
+    result = build_candidate(candidate, "cuda")
     elapsed = time.perf_counter() - started
     assert result.status == Status.COMPILE_ERROR
     assert result.reason.startswith('cuda.cu(6): error: expected a ";"'), result.reason
@@ -253,7 +254,7 @@ def test_worker_ends_a_broken_kernel_in_the_precheck(tmp_path):
     assert result.precheck_s is not None and result.precheck_s < 30
     assert elapsed < 90  # worker start and `import torch` included; a full build takes 20-70 s
     # no full build ran: no build directory was ever made for the extension
-    assert not list(paths.builds_dir().glob("broken_scale-*"))
+    assert not list(paths.shelf(candidate).glob("broken_scale-*"))
 
 
 @needs_nvcc

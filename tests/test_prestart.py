@@ -27,7 +27,7 @@ def test_a_prestarted_worker_that_died_is_replaced_not_blamed_on_the_candidate(t
     candidate = FIXTURES / "candidates" / "scale_add_ok.py"
     assert start_build(candidate, "cpu").result().ok
     reference = session.run_reference(PROBLEM, "cpu", 1, 42, tmp_path, 120)
-    ahead = session.prestart_candidate(tmp_path)
+    ahead = session.prestart_candidate(tmp_path, candidate)
     ahead.kill()
     ahead.proc.wait()
     verdict = session.run_candidate(
@@ -37,7 +37,7 @@ def test_a_prestarted_worker_that_died_is_replaced_not_blamed_on_the_candidate(t
 
 
 def test_the_deadline_counts_from_the_job_not_from_the_start(tmp_path):
-    ahead = session.prestart_candidate(tmp_path)
+    ahead = session.prestart_candidate(tmp_path, FIXTURES / "candidates" / "scale_add_ok.py")
     with ahead:
         time.sleep(1.5)  # idle longer than the limit below
         ahead.restart_clock(1.0)

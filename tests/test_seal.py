@@ -9,17 +9,18 @@ from kernelwright.compiler import seal
 
 
 def _build(tmp_path, name="ext", key="abc123", content=b"\x7fELF honest"):
-    builds = tmp_path / "home" / "builds"
-    folder = builds / f"{name}-{key}"
+    shelf = tmp_path / "home" / "builds" / "0123abcd"  # one candidate's (paths.shelf)
+    folder = shelf / f"{name}-{key}"
     folder.mkdir(parents=True)
     (folder / f"{name}.so").write_bytes(content)
-    return builds, folder
+    return shelf, folder
 
 
 def test_a_reported_build_is_sealed_and_loads_from_a_checked_copy(tmp_path):
     builds, folder = _build(tmp_path)
     seal.record(builds, [{"name": "ext", "key": "abc123", "cached": False}])
-    recorded = json.loads((builds.parent / "seals" / f"{folder.name}.json").read_text())
+    home = tmp_path / "home"
+    recorded = json.loads((home / "seals" / "0123abcd" / f"{folder.name}.json").read_text())
     assert set(recorded) == {"ext.so"}
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -51,7 +52,23 @@ def test_a_cache_hit_keeps_its_seal_and_a_new_build_replaces_it(tmp_path):
     assert seal.intact(folder)
 
 
-def test_an_unsealed_library_loads_where_it_is(tmp_path):
+def test_an_unsealed_folder_is_not_a_cache_hit(tmp_path):
+    # One no build report of ours sealed: planted by someone else, or its build never finished.
+    # The build worker builds it again; what it builds loads where it is until the CLI seals it.
     _, folder = _build(tmp_path)
+    assert not seal.intact(folder)
     assert seal.checked_copy(folder / "ext.so", tmp_path) is None
-    assert seal.intact(folder)
+
+
+def test_only_folders_on_the_reporting_candidates_shelf_are_sealed(tmp_path):
+    shelf, _ = _build(tmp_path)
+    other_shelf = shelf.parent / "ffff0000"
+    (other_shelf / "ext-abc123").mkdir(parents=True)
+    (other_shelf / "ext-abc123" / "ext.so").write_bytes(b"\x7fELF planted")
+    seal.record(shelf, [{"name": "ext", "key": "abc123", "cached": False}])
+    assert seal.intact(shelf / "ext-abc123")
+    assert not seal.intact(other_shelf / "ext-abc123")
+    # a key is hex: a report cannot reach another folder through a glob or a path
+    for key in ("*", "../ffff0000/ext-abc123", "abc123/.."):
+        seal.record(shelf, [{"name": "ext", "key": key, "cached": False}])
+    assert not (tmp_path / "home" / "seals" / "ffff0000").exists()

@@ -457,6 +457,22 @@ def test_python_file_reads_in_any_spelling_are_caught(lines, reads):
         ("from torch.overrides import TorchFunctionMode\n", "patching"),
         ("H = torch.nn.modules.module.register_module_forward_pre_hook(print)\n", "patching"),
         ("torch.set_num_threads(1)\n", "patching"),
+        # red team 4: computed attribute names reach frames and the harness's locals
+        ("F_ = getattr(sys, '_get' + 'frame')(1)\n", "frame_snooping"),
+        ("BACK = getattr(F_, NAME)\n", "frame_snooping"),
+        ("from operator import attrgetter\nG = attrgetter('f_' + 'back')\n", "frame_snooping"),
+        ("from functools import reduce\nF_ = reduce(getattr, NAMES, sys)\n", "frame_snooping"),
+        ("object.__setattr__(torch.Tensor, 'add', None)\n", "frame_snooping"),
+        ("sys.settrace(print)\n", "frame_snooping"),
+        ("import signal\n", "frame_snooping"),
+        # aliases of torch's own objects, then patched
+        ("T = torch.Tensor\nT.__mul__ = T.__add__\n", "patching"),
+        ("from torch import Tensor as T\nT.__mul__ = T.__add__\n", "patching"),
+        ("(T := torch.Tensor)\nT.__mul__ = T.__add__\n", "patching"),
+        # kernels registered for aten's ops slow the reference down in the same process
+        ("LIB = torch.library.Library('aten', 'IMPL', 'CPU')\n", "patching"),
+        ("from torch.library import Library as L\nLIB = L('aten', 'IMPL')\n", "patching"),
+        ("torch.library.impl('aten::mul.Tensor', 'CPU')(print)\n", "patching"),
     ],
 )
 def test_ways_to_tell_or_slow_the_timed_calls_are_rejected(lines, check):
@@ -477,6 +493,42 @@ def test_native_code_reading_the_seed_is_a_phase_probe(line, probes):
     assert any(f.check == "phase_probe" for f in native_findings(line)) == probes
 
 
+@pytest.mark.parametrize(
+    ("line", "check"),
+    [
+        # red team 4: a thread by an alias precomputed outputs during the untimed refill
+        ("namespace kw = std; using worker_t = kw::thread; worker_t(loop).detach();", "threads"),
+        ("typedef std::thread T; T t(loop);", "threads"),
+        ("at::set_num_threads(2); run(); at::set_num_threads(1);", "threads"),
+        ("#pragma omp parallel for num_threads(8)", "threads"),
+        ("omp_set_num_threads(8);", "threads"),
+        ("at::launch([] { work(); });", "threads"),
+        ('TORCH_LIBRARY_IMPL(aten, CPU, m) { m.impl("mul.Tensor", slow_mul); }', "patching"),
+        (
+            '#define NS aten\nTORCH_LIBRARY_IMPL(NS, CPU, m) { m.impl("mul.Tensor", f); }',
+            "patching",
+        ),
+        ('static auto r = c10::RegisterOperators().op("aten::mul", f);', "patching"),
+    ],
+)
+def test_native_threads_and_aten_registrations_in_any_spelling_are_caught(line, check):
+    assert check in [f.check for f in native_findings(line) if f.severity == REJECT]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'TORCH_CHECK(n > 0, "one thread (per row) needs rows; thread block (256) too small");',
+        "#pragma omp parallel for",  # follows torch's one thread
+        "int threads = at::get_num_threads();",
+        'TORCH_LIBRARY(myops, m) { m.def("scale(Tensor x) -> Tensor"); }\n'
+        'TORCH_LIBRARY_IMPL(myops, CPU, m) { m.impl("scale", &scale); }',
+    ],
+)
+def test_native_prose_own_ops_and_plain_openmp_are_fine(line):
+    assert [f.check for f in native_findings(line) if f.severity == REJECT] == []
+
+
 LEGIT_HABITS = {
     "reraise": (
         "\n\nclass ModelNew",
@@ -495,6 +547,25 @@ LEGIT_HABITS = {
     ),
     "hardware_threads": ("if (i < n)", "int t = std::thread::hardware_concurrency(); if (i < n)"),
     "connect_function": ("if (i < n)", "connect(parent, i); if (i < n)"),
+    # helper 19: logged then re-raised, cleanup in `finally`, the candidate's own op namespace
+    "log_reraise": (
+        "\n\nclass ModelNew",
+        "\nimport logging\nlog = logging.getLogger(__name__)\ntry:\n    import triton\n"
+        "except Exception:\n    log.warning('no triton')\n    raise\n\n\nclass ModelNew",
+    ),
+    "try_finally_cleanup": (
+        "\n\nclass ModelNew",
+        "\ndef _run(f):\n    try:\n        return f()\n    finally:\n        print('done')"
+        "\n\n\nclass ModelNew",
+    ),
+    "own_ops_by_name": (
+        "        y = ops.fused(y)",
+        "        y = ops.fused(y)\n        y = getattr(torch.ops.myops, 'sc' + 'ale')(y)",
+    ),
+    "getattr_self_by_name": (
+        "        y = ops.fused(y)",
+        "        y = ops.fused(y)\n        g = getattr(self, f'gain{0}')",
+    ),
     # prose that reads like C to a regex: nothing compiles a docstring no code reads back
     "docstring_prose": (
         "\n\nclass ModelNew",

@@ -174,11 +174,22 @@ def _problem_step(fn: Any, what: str, wrap: bool) -> Any:
         raise ProblemError(f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
+def _same_kind(value: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
+    """`items` in a sequence of `value`'s type: a namedtuple takes them one by one, and a
+    tuple type that takes neither form (torch.Size of tensors) becomes a plain tuple."""
+    if isinstance(value, list):
+        return list(items)
+    try:
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    except (TypeError, ValueError):
+        return tuple(items)
+
+
 def to_device(value: Any, device: torch.device) -> Any:
     if isinstance(value, torch.Tensor):
         return value.to(device)
     if isinstance(value, (list, tuple)):
-        return type(value)(to_device(v, device) for v in value)
+        return _same_kind(value, [to_device(v, device) for v in value])
     return value
 
 
@@ -186,21 +197,36 @@ def clone_inputs(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.clone()
     if isinstance(value, (list, tuple)):
-        return type(value)(clone_inputs(v) for v in value)
+        return _same_kind(value, [clone_inputs(v) for v in value])
     return value
 
 
 def to_cpu(value: Any) -> Any:
-    """Outputs as CPU data that `torch.load(weights_only=True)` accepts."""
+    """Outputs as CPU data that `torch.load(weights_only=True)` accepts: tuples of any kind
+    (`torch.max(x, dim)`'s values/indices, namedtuples, torch.Size) as plain tuples, numbers of
+    any kind (numpy's float64) as Python's own."""
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", copy=True)
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_cpu(v) for v in value)
+    if isinstance(value, list):
+        return [to_cpu(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(to_cpu(v) for v in value)
     if isinstance(value, dict):
         return {k: to_cpu(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None:
         return value
+    for kind in (bool, int, float):  # bool first: it is an int
+        if isinstance(value, kind) or _numpy_scalar_of(value, kind):
+            return kind(value)
     raise TypeError(f"output of type {type(value).__name__} is not a tensor, tuple, list or number")
+
+
+def _numpy_scalar_of(value: Any, kind: type) -> bool:
+    """numpy's int32/float32/bool_ scalars (not Python subclasses, unlike float64)."""
+    module = type(value).__module__
+    if module != "numpy" or not hasattr(value, "item"):
+        return False
+    return isinstance(value.item(), kind)
 
 
 def output_nbytes(value: Any) -> list[int]:

@@ -93,9 +93,25 @@ NATIVE_RULES = [
     (
         "threads",
         REJECT,
-        r"std::j?thread\b(?!::hardware_concurrency)|\bj?thread\s+\w+\s*[({]|pthread_create"
-        r"|std::async\b|\bv?fork\s*\(|\bsystem\s*\(|\bexec[lv]p?e?\s*\(|\bposix_spawnp?\b",
+        # `kw::thread` for any namespace alias, type aliases of it, torch's and OpenMP's own
+        # pools sized by the candidate (torch runs one thread per side; a plain `#pragma omp`
+        # follows it)
+        r"::\s*j?thread\b(?!::hardware_concurrency)|\bj?thread\s+\w+\s*[({]|pthread_create"
+        r"|\b(?:using\s+\w+\s*=|typedef)\s*[\w:]*\bj?thread\b"
+        r"|\basync\s*\(\s*(?:std::)?launch|std::async\b|\bpackaged_task\b"
+        r"|\b(?:omp_)?set_num_threads\s*\(|\bnum_threads\s*\(|\bat::(?:intraop_)?launch\s*\("
+        r"|\bThreadPool\b"
+        r"|\bv?fork\s*\(|\bsystem\s*\(|\bexec[lv]p?e?\s*\(|\bposix_spawnp?\b",
         "starts threads, processes or shell commands from native code",
+    ),
+    (
+        "patching",
+        REJECT,
+        # kernels registered for PyTorch's own operators run in the reference too (slowed down,
+        # say); a candidate registers its own namespace (TORCH_LIBRARY) only
+        r"\bTORCH_LIBRARY_(?:IMPL|FRAGMENT)\s*\(\s*(?:aten|prims?|_)\s*,|\"(?:aten|prims?)::"
+        r"|\bRegisterOperators\b|\bDispatcher::singleton\b",
+        "registers kernels for PyTorch's own operators, which the reference calls as well",
     ),
     (
         "phase_probe",
@@ -180,13 +196,35 @@ def _cublas_off_current_stream(code: str) -> str | None:
     return None
 
 
+_CODE_ONLY = {"threads", "phase_probe", "result_cache", "library_compute"}
+
+
+def _registration_off_own_namespace(code: str) -> str:
+    """A `TORCH_LIBRARY_IMPL`/`_FRAGMENT` for a namespace the code does not define itself with
+    `TORCH_LIBRARY` (a macro standing for `aten`, say); '' when there is none."""
+    own = set(re.findall(r"\bTORCH_LIBRARY\s*\(\s*(\w+)", code))
+    for match in re.finditer(r"\bTORCH_LIBRARY_(?:IMPL|FRAGMENT)\s*\(\s*(\w+)", code):
+        if match.group(1) not in own:
+            return match.group(0)
+    return ""
+
+
 def native_findings(code: str) -> list[Finding]:
     findings = []
     joined = _join_adjacent_strings(code)
+    # Rules about code, not text, skip what strings say ("one thread (per row)" in a message)
+    prose_free = re.sub(_C_STRING, '""', code)
     for name, severity, pattern, reason in NATIVE_RULES:
-        match = re.search(pattern, code) or re.search(pattern, joined)
+        if name in _CODE_ONLY:
+            match = re.search(pattern, prose_free)
+        else:
+            match = re.search(pattern, code) or re.search(pattern, joined)
         if match:
             findings.append(Finding(name, severity, f"{reason} (`{match.group(0).strip()}`)"))
+    registered = _registration_off_own_namespace(prose_free)
+    if registered and not any(f.check == "patching" for f in findings):
+        reason = next(r for n, _, _, r in NATIVE_RULES if n == "patching")
+        findings.append(Finding("patching", REJECT, f"{reason} (`{registered}`)"))
     foreign = _cublas_off_current_stream(code)
     if foreign and not any(f.check == "streams" for f in findings):
         reason = next(r for n, _, _, r in NATIVE_RULES if n == "streams")

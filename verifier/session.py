@@ -170,7 +170,9 @@ def time_compiled_reference(
     )
 
 
-def prestart_candidate(scratch: Path, env_extra: dict[str, str] | None = None) -> Worker:
+def prestart_candidate(
+    scratch: Path, candidate: Path, env_extra: dict[str, str] | None = None
+) -> Worker:
     """A candidate worker started ahead of its job: it imports torch while the build and the
     reference run, then waits. It serves one candidate only, like every worker; pass it to
     `run_candidate`, and close it (`__exit__`) when the evaluation ends without using it."""
@@ -180,6 +182,7 @@ def prestart_candidate(scratch: Path, env_extra: dict[str, str] | None = None) -
         scratch / "candidate",
         deadline_s=idle_s,
         env_extra={**(env_extra or {}), PRELOAD: "torch"},
+        writable=[paths.shelf(candidate)],
     )
 
 
@@ -210,7 +213,13 @@ def run_candidate(
     else:
         if worker is not None:
             worker.__exit__(None, None, None)
-        worker = Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra)
+        worker = Worker(
+            WORKER,
+            out_dir,
+            deadline_s=timeout_s,
+            env_extra=env_extra,
+            writable=[paths.shelf(candidate)],
+        )
     nonce = secrets.token_hex(16)
     with worker:
         worker.send(
@@ -221,7 +230,7 @@ def run_candidate(
                 "candidate": str(candidate),
                 "target": target,
                 "out_dir": str(out_dir),
-                "builds_root": str(paths.builds_dir()),
+                "builds_root": str(paths.shelf(candidate)),
                 "cases": [c.to_message() for c in reference.cases],
                 "timing": timing_settings or {},
                 "nbytes": reference.nbytes,
@@ -271,6 +280,15 @@ def run_candidate(
                         verdict = CandidateVerdict(Status.REJECTED, reason, results)
                 elif kind == "timing":
                     report = timing_from_json(message["report"])
+                    # Every timed call may be the one kept: missing spots mean the harness's own
+                    # list was emptied, and the timed calls would go unchecked.
+                    timed_calls = report.candidate.samples + int(report.settings["host_calls"])
+                    wanted = min(SPOT_CHECKS, timed_calls)
+                    if len(protocol.spots) < wanted:
+                        raise _Missing(
+                            f"{len(protocol.spots)} of {wanted} spot-checked timed calls came "
+                            f"back ({timed_calls} were timed)"
+                        )
                     verdict = CandidateVerdict(
                         Status.CORRECT,
                         "",
@@ -287,6 +305,9 @@ def run_candidate(
                     verdict = CandidateVerdict(
                         Status.RUNTIME_ERROR, reason, results, log=message.get("traceback", "")
                     )
+        except _Missing as exc:
+            reason = f"rejected by spot_check: {exc} ({progress})"
+            verdict = CandidateVerdict(Status.REJECTED, reason, results)
         except (KeyError, TypeError, ValueError) as exc:  # a message of the right order, bad body
             reason = f"rejected by result_channel: a malformed message ({exc!r}; {progress})"
             verdict = CandidateVerdict(Status.REJECTED, reason, results)
@@ -386,6 +407,10 @@ def _check_spots(
 # How many timed calls' outputs the candidate's worker keeps (chosen at random after each call)
 # for the parent to check against a clean reference.
 SPOT_CHECKS = 3
+
+
+class _Missing(Exception):
+    """The worker's timing came without the timed outputs it must keep for spot checks."""
 
 
 class _Protocol:

@@ -250,6 +250,7 @@ FORBIDDEN_IMPORTS = {
     "kw_candidate": ("harness_access", "imports itself as the harness loaded it"),
     "__main__": ("harness_access", "imports the worker running the harness"),
     "traceback": ("frame_snooping", "walks the call stack"),
+    "signal": ("frame_snooping", "runs handlers (with the interrupted frame) during timed calls"),
     "builtins": ("patching", "rebinds builtins"),
     "importlib": ("patching", "loads modules dynamically"),
 }
@@ -278,6 +279,10 @@ FORBIDDEN_CALLS = {
 }
 FORBIDDEN_ATTRIBUTES = {
     "_getframe": ("frame_snooping", "inspects the call stack"),
+    "_current_frames": ("frame_snooping", "inspects every thread's call stack"),
+    "settrace": ("frame_snooping", "traces the harness's frames"),
+    "setprofile": ("frame_snooping", "traces the harness's frames"),
+    "monitoring": ("frame_snooping", "traces the harness's code"),
     "_exit": ("process_exit", "ends the process before the checks run"),
     "exit": ("process_exit", "ends the process before the checks run"),
     "abort": ("process_exit", "ends the process before the checks run"),
@@ -488,6 +493,78 @@ def _docstrings_reachable(tree: ast.Module) -> bool:
     return False
 
 
+_ATTRIBUTE_GETTERS = {"getattr", "setattr", "delattr", "attrgetter", "methodcaller"}
+_RAW_ATTRIBUTE_ACCESS = {"__getattribute__", "__setattr__", "__delattr__", "__getattr__"}
+
+
+def _computed_attribute(node: ast.Call, name: str) -> str:
+    """Why a call reads or sets an attribute whose name is computed ('' when it does not).
+
+    A computed name gets past every rule on literal names (`"_get" + "frame"`, `"f_" + "back"`):
+    frames, the harness's variables, and from there the kept outputs and the result pipe. Only
+    the module's own attributes (`getattr(self, f"conv{i}")`) may be looked up that way."""
+    short = name.rpartition(".")[2]
+    if short in ("attrgetter", "methodcaller"):
+        if any(not _literal_str(a) for a in node.args):
+            return f"`{name}()` with a computed name reads attributes nobody can read here"
+        return ""
+    if short not in ("getattr", "setattr", "delattr", "hasattr") or len(node.args) < 2:
+        return ""
+    if name != short or _literal_str(node.args[1]):
+        return ""
+    owner = _dotted(node.args[0])
+    if owner == "self" or owner.split(".")[0] in ("torch", "F", "nn"):
+        return ""  # the module's own attributes; torch's are `torch_compute`'s to judge
+    return f"`{name}()` with a computed name reads attributes nobody can read here"
+
+
+def _registers_torch_ops(node: ast.Call, name: str) -> bool:
+    """`torch.library.Library("aten", "IMPL")`, `torch.library.impl("aten::mul.Tensor", ...)`:
+    a library call naming one of PyTorch's own namespaces, or one it cannot read."""
+    short = name.rpartition(".")[2]
+    args = [a.value if _literal_str(a) else None for a in node.args[:2]]
+    if len(args) == 2 and args[1] in ("IMPL", "FRAGMENT", "DEF") and args[0] != "":
+        if args[0] is None or re.fullmatch(r"aten|prims?|_", args[0]):  # `L("aten", "IMPL")`
+            return True
+    if not (name.startswith(("torch.library.", "library.")) or short == "Library"):
+        return False
+    if not node.args:
+        return False
+    first = node.args[0]
+    if not _literal_str(first):
+        return short in ("Library", "impl", "register_kernel", "register_fake")
+    return bool(re.match(r"(?:aten|prims?|_)(?:::|$)", first.value))
+
+
+def _own_op_namespace(node: ast.AST) -> bool:
+    """`torch.ops.<ns>` for a namespace of the candidate's own ops (not aten, prims, ...)."""
+    parts = _dotted(node).split(".")
+    return len(parts) == 3 and parts[:2] == ["torch", "ops"] and parts[2] not in _TORCH_OP_SPACES
+
+
+_TORCH_OP_SPACES = {"aten", "prims", "prim", "quantized", "_C", "higher_order", "_quantized"}
+
+
+def _literal_str(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def _protected_aliases(tree: ast.Module, protected: set[str]) -> set[str]:
+    """Names bound to a protected module or one of its objects: `T = torch.Tensor`, `from torch
+    import Tensor as T`, `(T := torch)`; rebinding `T.__mul__` then patches torch itself."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.split(".")[0] in protected:
+                found |= {a.asname or a.name for a in node.names}
+            continue
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.NamedExpr) and node.value is not None:
+            if _dotted(node.value).split(".")[0] in protected:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                found |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return found
+
+
 def _dotted(node: ast.AST) -> str:
     parts = []
     while isinstance(node, ast.Attribute):
@@ -521,6 +598,7 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
         if alias.asname
     }
     protected = PROTECTED_ROOTS | {a for a, m in aliases.items() if m in PROTECTED_ROOTS}
+    protected |= _protected_aliases(tree, protected)
     os_names = {"os", "posix"} | {a for a, m in aliases.items() if m in ("os", "posix")}
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr == "suppress":
@@ -561,11 +639,18 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
             if name == "getattr" and len(node.args) >= 2:
                 owner, attr = _dotted(node.args[0]).split(".")[0], node.args[1]
                 literal = isinstance(attr, ast.Constant) and isinstance(attr.value, str)
-                if owner in ("torch", "F", "nn") and (not literal or attr.value in TORCH_COMPUTE):
-                    add("torch_compute", "looks up a PyTorch function dynamically", node)
+                own_ops = _own_op_namespace(node.args[0])
+                if owner in ("torch", "F", "nn") and not own_ops:
+                    if not literal or attr.value in TORCH_COMPUTE:
+                        add("torch_compute", "looks up a PyTorch function dynamically", node)
             file_use = _file_access(node, name, os_names)
             if file_use:
                 add("file_replay", f"`{name}()` {file_use}", node)
+            if _registers_torch_ops(node, name):  # the reference would run that kernel
+                add("patching", f"`{name}()` registers a kernel for PyTorch's own operators", node)
+            computed = _computed_attribute(node, name)
+            if computed:
+                add("frame_snooping", computed, node)
             if name in ("getattr", "setattr", "hasattr") and len(node.args) >= 2:
                 attr = node.args[1]
                 if isinstance(attr, ast.Constant) and attr.value in FORBIDDEN_ATTRIBUTES:
@@ -579,6 +664,14 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
         elif isinstance(node, ast.Attribute) and _sys_reach(node, sys_names):
             # the reference's module and the worker's own functions; the result pipe's number
             add("harness_access", f"`{_dotted(node)}` reaches into the evaluation harness", node)
+        elif (
+            isinstance(node, ast.Name)
+            and node.id in _ATTRIBUTE_GETTERS
+            and not (isinstance(parents.get(node), ast.Call) and parents[node].func is node)
+        ):  # `reduce(getattr, names, obj)`, `g = getattr`: names nobody can read here
+            add("frame_snooping", f"`{node.id}` passed around reads attributes by name", node)
+        elif isinstance(node, ast.Attribute) and node.attr in _RAW_ATTRIBUTE_ACCESS:
+            add("frame_snooping", f"`{_dotted(node)}` reads or sets attributes by name", node)
         elif isinstance(node, ast.Name) and node.id == "__builtins__":
             add("patching", "`__builtins__` reaches builtins (exec, eval) by computed names", node)
         elif isinstance(node, ast.Attribute) and node.attr == "__dict__":
@@ -640,8 +733,9 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
 
 def _harmless_try(node: ast.Try | ast.TryStar) -> bool:
     """A try that cannot fall back to PyTorch: every handler re-raises (a clearer build error)
-    and nothing runs `finally`, or `try: import x` whose handlers only pass or set a constant
-    (an optional dependency; importing something else instead would be a fallback)."""
+    and its `finally` (cleanup) cannot swallow the error, or `try: import x` whose handlers only
+    pass or set a constant (an optional dependency; importing something else instead would be a
+    fallback)."""
 
     def harmless(statement: ast.stmt) -> bool:
         if isinstance(statement, ast.Pass):
@@ -653,18 +747,26 @@ def _harmless_try(node: ast.Try | ast.TryStar) -> bool:
         )
 
     def reraises(handler: ast.ExceptHandler) -> bool:
-        """Only `raise`, after at most a `print`: the error propagates, nothing falls back."""
+        """Only `raise`, after at most printing or logging: the error propagates."""
         *before, last = handler.body
         printed = all(
             isinstance(s, ast.Expr)
             and isinstance(s.value, ast.Call)
-            and _dotted(s.value.func) == "print"
+            and (
+                _dotted(s.value.func) == "print"
+                or _dotted(s.value.func).split(".")[0] in ("log", "logger", "logging", "LOG")
+            )
             for s in before
         )
         return isinstance(last, ast.Raise) and printed
 
-    if node.handlers and not node.finalbody and all(reraises(h) for h in node.handlers):
-        return True
+    def cleanup_only(body: list[ast.stmt]) -> bool:
+        """A `finally` that cannot swallow the error: no return, break or continue in it."""
+        escapes = (ast.Return, ast.Break, ast.Continue)
+        return not any(isinstance(n, escapes) for s in body for n in ast.walk(s))
+
+    if all(reraises(h) for h in node.handlers) and cleanup_only(node.finalbody):
+        return True  # (a try has handlers or a finally, or it would not parse)
     return (
         all(isinstance(s, ast.Import | ast.ImportFrom) for s in node.body)
         and not node.orelse
@@ -1098,8 +1200,13 @@ def _torch_compute_findings(
         for node in ast.walk(method):
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
                 add("uses `@` (PyTorch matmul)", node)
-            elif isinstance(node, ast.BinOp | ast.UnaryOp):
-                sides = [node.left, node.right] if isinstance(node, ast.BinOp) else [node.operand]
+            elif isinstance(node, ast.BinOp | ast.UnaryOp | ast.AugAssign):
+                if isinstance(node, ast.BinOp):
+                    sides = [node.left, node.right]
+                elif isinstance(node, ast.AugAssign):  # `y += self.b`
+                    sides = [node.target, node.value]
+                else:
+                    sides = [node.operand]
                 hit = next((_dotted(s) for s in sides if _is_tensor_operand(_dotted(s))), None)
                 if hit:
                     add(f"computes with PyTorch arithmetic on `{hit}`", node)
@@ -1107,6 +1214,9 @@ def _torch_compute_findings(
                 continue
             name = _dotted(node.func)
             head, _, last = name.rpartition(".")
+            if re.fullmatch(r"__[a-z]+__", last) and _is_tensor_operand(head):
+                add(f"computes with PyTorch arithmetic: `{name}()`", node)  # x.__mul__(w)
+                continue
             if name in (torch_names or set()):
                 add(f"computes with PyTorch: `{name}()`, imported from torch by name", node)
                 continue
