@@ -80,6 +80,42 @@ def test_a_swapped_global_of_the_problem_is_caught():
         guard.check()
 
 
+def test_the_references_own_caches_may_change_but_nothing_else(tmp_path):
+    # helper 19: a reference that keeps a mask in a global it rebinds (`global _MASK`) was
+    # `patched_harness`, blamed on the candidate
+    import importlib.util
+
+    path = tmp_path / "kw_cache_problem.py"
+    path.write_text(
+        "import torch\n_MASK = None\nrows = 4\n\n"
+        "def mask(n):\n    global _MASK\n    _MASK = torch.ones(n)\n    return _MASK\n"
+    )
+    spec = importlib.util.spec_from_file_location("kw_cache_problem", path)
+    problem = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(problem)
+    guard = guards.HarnessGuard([], frozen=[problem])
+    problem.mask(3)
+    guard.check()
+    problem.rows = 1  # a size the reference builds from: still held
+    with pytest.raises(guards.Rejected, match="kw_cache_problem.rows"):
+        guard.check()
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"),
+    [(torch.Tensor, "__mul__"), (torch, "randn"), (torch.nn.functional, "gelu")],
+)
+def test_anything_of_torchs_the_reference_computes_with_is_held(owner, name, monkeypatch):
+    # red team 4: `T = torch.Tensor; T.__mul__ = slow` slowed the reference timed beside it
+    guard = guards.HarnessGuard([])
+    original = getattr(owner, name)
+    monkeypatch.setattr(owner, name, lambda *args, **kwargs: original(*args, **kwargs))
+    with pytest.raises(guards.Rejected, match=f"replaced `{owner.__name__}.{name}`"):
+        guard.check()
+    monkeypatch.undo()
+    guard.check()
+
+
 def test_a_torch_function_mode_or_global_module_hook_is_caught():
     from torch.overrides import TorchFunctionMode
 

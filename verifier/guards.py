@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -96,6 +97,22 @@ def settle_torch() -> None:
         pass
 
 
+def _reassigned_globals(module: Any) -> set[str]:
+    """Globals a module's own functions rebind (`global _MASK; _MASK = ...`): the reference's
+    caches change as it runs, and only its own code reaches them (a candidate's reach into the
+    problem module is rejected before it runs)."""
+    import ast
+
+    try:
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, TypeError, AttributeError, ValueError):
+        return set()
+    return {name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names}
+
+
+_GONE = object()
+
+
 class HarnessGuard:
     """Remembers the harness's functions before candidate code runs; `check()` compares."""
 
@@ -104,8 +121,14 @@ class HarnessGuard:
         hold still; `frozen`: modules (the problem) every global of which must (its `torch`, a
         size), since the reference runs through them in this process."""
         pairs = _protected(harness_modules)
-        pairs += [(module, name) for module in frozen for name in vars(module)]
+        for module in frozen:
+            own_state = _reassigned_globals(module)
+            pairs += [(module, name) for name in vars(module) if name not in own_state]
         self._saved = [(owner, name, getattr(owner, name)) for owner, name in pairs]
+        # Whatever the reference computes with, by any spelling (`T = torch.Tensor; T.__mul__ =
+        # slow`): the raw entries, since a classmethod looked up is a new object every time.
+        self._entries = [(ns, dict(vars(ns))) for ns in (torch, torch.Tensor, torch.nn.functional)]
+        self._tensor_entries, self._tensor_names = set(vars(torch.Tensor)), set(dir(torch.Tensor))
         self._threads = {t.ident for t in threading.enumerate()}
         self._interposers = _interposers()
 
@@ -114,6 +137,16 @@ class HarnessGuard:
             if getattr(owner, name, None) is not value:
                 where = getattr(owner, "__name__", type(owner).__name__)
                 raise Rejected("patched_harness", f"replaced `{where}.{name}`")
+        for owner, entries in self._entries:
+            now_entries = vars(owner)
+            for name, value in entries.items():
+                if now_entries.get(name, _GONE) is not value:
+                    raise Rejected("patched_harness", f"replaced `{owner.__name__}.{name}`")
+        # A new entry of Tensor's that shadows TensorBase's own (`__mul__`); new names of its
+        # own (copyreg's `__slotnames__`) or torch's (lazy submodules) shadow nothing.
+        shadowing = (set(vars(torch.Tensor)) - self._tensor_entries) & self._tensor_names
+        if shadowing:
+            raise Rejected("patched_harness", f"replaced `Tensor.{min(shadowing)}`")
         now = _interposers()
         for what, count in now.items():
             if count != self._interposers.get(what):
