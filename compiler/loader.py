@@ -217,6 +217,15 @@ def _read_kernels(directory: Path) -> list[dict[str, Any]]:
     return [k for k in kernels if isinstance(k, dict)] if isinstance(kernels, list) else []
 
 
+def import_problem(path: Path) -> ModuleType:
+    """The problem file as `kw_problem`, able to import modules beside it (as `python file.py`
+    would; appended to the path, so they cannot shadow torch or the standard library)."""
+    folder = str(Path(path).resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return import_file(path, "kw_problem")
+
+
 def import_file(path: Path, module_name: str) -> ModuleType:
     """Execute a Python file as a fresh module registered under `module_name`."""
     spec = importlib.util.spec_from_file_location(module_name, path)

@@ -90,10 +90,24 @@ def _parse(source: str, path: Path, what: str) -> ast.Module:
         ) from exc
 
 
+def _module_statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The statements that run at module level, those inside top-level `if`/`try`/`with`/`for`
+    blocks included (`if torch.cuda.is_available(): rows = ...`)."""
+    found: list[ast.stmt] = []
+    for node in body:
+        found.append(node)
+        if isinstance(node, (ast.If, ast.For, ast.While, ast.With, ast.Try, ast.TryStar)):
+            inner = [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
+            for handler in getattr(node, "handlers", []):
+                inner += handler.body
+            found += _module_statements(inner)
+    return found
+
+
 def _top_level(tree: ast.Module) -> dict[str, ast.AST]:
     """Names bound at module level (defs, classes, assignments, imports) to their last binding."""
     names: dict[str, ast.AST] = {}
-    for node in tree.body:
+    for node in _module_statements(tree.body):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names[node.name] = node
         elif isinstance(node, ast.Assign):

@@ -51,6 +51,17 @@ def test_load_problem(tmp_path):
     assert problem.content_hash == content_hash(path.read_text())
 
 
+def test_sizes_set_inside_a_top_level_block_count_as_module_level(tmp_path):
+    # helper 19: sizes chosen by `if torch.cuda.is_available():` were refused for EXTRA_SHAPES
+    path = tmp_path / "p.py"
+    sized = "if torch.cuda.is_available():\n    n = 4096\nelse:\n    n = 8\n"
+    path.write_text(PROBLEM.replace("n = 8\n", sized) + "EXTRA_SHAPES = [{'n': 3}]\n")
+    assert load_problem(path).extra_shapes == [{"n": 3}]
+    path.write_text(PROBLEM + "EXTRA_SHAPES = [{'m': 3}]\n")
+    with pytest.raises(BadInput, match="m"):
+        load_problem(path)
+
+
 def test_computed_extra_shapes_are_left_to_the_worker(tmp_path):
     path = tmp_path / "p.py"
     path.write_text(PROBLEM + "EXTRA_SHAPES = [{'n': s} for s in (3, 5)]\n")

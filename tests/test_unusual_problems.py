@@ -21,8 +21,10 @@ OK = FIXTURES / "candidates" / "scale_add_ok.py"
         ("scale_add_expanded.py", OK),  # a stride-0 input cannot be written in place
         ("scale_add_forward_global.py", OK),  # forward reads a global EXTRA_SHAPES overrides
         ("scale_add.py", FIXTURES / "candidates" / "scale_add_custom_op.py"),  # imports dynamo
+        ("scale_add_cached_bias.py", OK),  # the reference rebinds a global cache of its own
+        ("sibling/scale_add_sibling.py", OK),  # imports a module beside it
     ],
-    ids=["requires_grad", "expanded", "forward_global", "custom_op"],
+    ids=["requires_grad", "expanded", "forward_global", "custom_op", "own_cache", "sibling"],
 )
 def test_unusual_but_legitimate_evaluates_correct(problem, candidate):
     result = evaluate(

@@ -28,7 +28,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     if not torch.cuda.is_available():
         return {"error": "the profiling worker sees no CUDA device"}
     device = torch.device("cuda", torch.cuda.current_device())
-    problem = loader.import_file(Path(job["problem"]), "kw_problem")
+    problem = loader.import_problem(Path(job["problem"]))
     loader.install_build_hooks(Path(job["builds_root"]), "cuda")
     candidate = loader.import_file(Path(job["candidate"]), "kw_candidate")
     case = plan_cases(problem, 1, int(job["seed"]))[0]

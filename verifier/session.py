@@ -275,7 +275,8 @@ def run_candidate(
                     if not recheck.ok:
                         reason = (
                             "rejected by recheck_after_timing: correct before timing, wrong after "
-                            f"the timed inputs got new values (a result cache?); {recheck.reason}"
+                            "the timed inputs got new values (a result cache, or a forward whose "
+                            f"output depends on earlier calls?); {recheck.reason}"
                         )
                         verdict = CandidateVerdict(Status.REJECTED, reason, results)
                 elif kind == "timing":
@@ -312,9 +313,13 @@ def run_candidate(
             reason = f"rejected by result_channel: a malformed message ({exc!r}; {progress})"
             verdict = CandidateVerdict(Status.REJECTED, reason, results)
         except WorkerTimeout:
-            verdict = CandidateVerdict(
-                Status.TIMEOUT, f"did not finish within {timeout_s:g} s ({progress})", results
-            )
+            reason = f"did not finish within {timeout_s:g} s ({progress})"
+            if protocol.timing_asked:  # the timing runs the reference as often as the candidate
+                reason += (
+                    "; the limit covers the reference's timed calls too: raise --timeout for a "
+                    "slow reference"
+                )
+            verdict = CandidateVerdict(Status.TIMEOUT, reason, results)
         except WorkerOverLimit as exc:
             verdict = CandidateVerdict(
                 Status.RUNTIME_ERROR, f"the candidate {exc} ({progress})", results

@@ -62,7 +62,7 @@ def _save(value: Any, path: Path) -> None:
 
 def run_reference(channel: Channel, request: dict[str, Any]) -> None:
     import torch
-    from kernelwright.compiler.loader import import_file
+    from kernelwright.compiler.loader import import_problem
     from kernelwright.verifier.cases import (
         ProblemError,
         build,
@@ -78,7 +78,7 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
     device = _device(request["target"])
     out_dir = Path(request["out_dir"])
     try:
-        problem = import_file(Path(request["problem"]), "kw_problem")
+        problem = import_problem(Path(request["problem"]))
         cases = plan_cases(problem, request["trials"], request["seed"])
     except ProblemError as exc:
         channel.send({"kind": "problem_error", "message": str(exc)})
@@ -153,12 +153,12 @@ def spot_reference(channel: Channel, request: dict[str, Any]) -> None:
     from their seeds exactly as the candidate's worker drew them (`fresh_inputs`), with the
     model built as for the timing. No candidate code runs in this process."""
     import torch
-    from kernelwright.compiler.loader import import_file
+    from kernelwright.compiler.loader import import_problem
     from kernelwright.verifier.cases import Case, build, inputs_for, overridden
 
     device = _device(request["target"])
     out_dir = Path(request["out_dir"])
-    problem = import_file(Path(request["problem"]), "kw_problem")
+    problem = import_problem(Path(request["problem"]))
     case = Case.from_message(request["case"])
     get_inputs = problem.get_inputs
     model, _ = build(problem, problem.Model, case, device)
@@ -175,7 +175,7 @@ def spot_reference(channel: Channel, request: dict[str, Any]) -> None:
 
 def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
     import torch
-    from kernelwright.compiler.loader import import_file
+    from kernelwright.compiler.loader import import_problem
     from kernelwright.profiler import timing
     from kernelwright.records import to_jsonable
     from kernelwright.verifier import fresh_inputs
@@ -183,7 +183,7 @@ def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
 
     device = _device(request["target"])
     with _stage("building the reference"):
-        problem = import_file(Path(request["problem"]), "kw_problem")
+        problem = import_problem(Path(request["problem"]))
         base = plan_cases(problem, request["trials"], request["seed"])[0]
         ref_model, ref_inputs = build(problem, problem.Model, base, device)
         comp_model, comp_inputs = build(problem, problem.Model, base, device)
@@ -246,7 +246,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     # import dynamo, which rebinds torch.manual_seed: import it before the snapshot.
     guards.settle_torch()
     # The problem is the user's own code: whatever it rebinds on import is part of the baseline.
-    problem = loader.import_file(Path(request["problem"]), "kw_problem")
+    problem = loader.import_problem(Path(request["problem"]))
     # Also this worker's own functions, the channel, and the reference it times against.
     harness = [timing, cases_module, fresh_inputs, guards, loader, isolation, sys.modules[__name__]]
     guard = guards.HarnessGuard([*harness, problem.Model], frozen=[problem])
