@@ -170,7 +170,7 @@ def test_a_reference_with_randomness_no_seed_reaches_is_refused(cli, fixtures_di
 def test_a_cached_build_changed_by_someone_else_is_built_again(cli, fixtures_dir, kw_home):
     first = _evaluate(cli, fixtures_dir, "scale_add_ok.py", "--trials", "1")
     assert first["status"] == "correct"
-    (library,) = (kw_home / "builds").glob("kw_test_scale_add_ok-*/kw_test_scale_add_ok.so")
+    (library,) = (kw_home / "builds").glob("*/kw_test_scale_add_ok-*/kw_test_scale_add_ok.so")
     library.write_bytes(b"\x7fELF planted by another candidate")
     again = _evaluate(cli, fixtures_dir, "scale_add_ok.py", "--trials", "1")
     assert again["status"] == "correct" and again["cached"] is False  # rebuilt, not loaded
