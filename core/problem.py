@@ -36,6 +36,8 @@ class Problem:
     content_hash: str
     level: int | None
     extra_shapes: list[dict[str, Any]] | None  # None: not a literal; the worker reads it
+    # positions of get_inputs() that are literals (`-1`, a module constant): never tensors
+    scalar_inputs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,77 @@ def load_problem(path: Path | str) -> Problem:
         content_hash=content_hash(source),
         level=level_of(path),
         extra_shapes=extra,
+        scalar_inputs=_scalar_inputs(tree, names, overridable=extra is None),
     )
+
+
+def _scalar_inputs(
+    tree: ast.Module, names: dict[str, ast.AST], overridable: bool
+) -> tuple[int, ...]:
+    """Positions of the list `get_inputs()` returns that hold literals: `-1`, `(0, 1)`, or a
+    name bound only to literals (in get_inputs or at module level). Anything else may be a
+    tensor. `overridable`: EXTRA_SHAPES is computed, so module names may be rebound to
+    anything."""
+    function = names.get("get_inputs")
+    if not isinstance(function, ast.FunctionDef):
+        return ()
+    returns = [n for n in ast.walk(function) if isinstance(n, ast.Return)]
+    if len(returns) != 1 or not isinstance(returns[0].value, ast.List | ast.Tuple):
+        return ()
+    items = returns[0].value.elts
+    if any(isinstance(item, ast.Starred) for item in items):
+        return ()  # positions unknown
+
+    def bindings(scope: list[ast.AST]) -> dict[str, list[ast.AST | None]]:
+        bound: dict[str, list[ast.AST | None]] = {}
+        for node in scope:
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    value = node.value if isinstance(target, ast.Name) else None
+                    for name in ast.walk(target):
+                        if isinstance(name, ast.Name):
+                            bound.setdefault(name.id, []).append(value)
+            elif isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr | ast.For):
+                # `n: int = 4` and `(n := 4)` are read; `n += 1` and loop variables are not
+                plain = isinstance(node, ast.AnnAssign | ast.NamedExpr)
+                value = node.value if plain and isinstance(node.target, ast.Name) else None
+                for name in ast.walk(node.target):
+                    if isinstance(name, ast.Name):
+                        bound.setdefault(name.id, []).append(value)
+            elif isinstance(node, ast.Global | ast.Nonlocal):
+                for name in node.names:
+                    bound.setdefault(name, []).append(None)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                for alias in node.names:
+                    bound.setdefault((alias.asname or alias.name).split(".")[0], []).append(None)
+            elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+                bound.setdefault(node.name, []).append(None)
+        return bound
+
+    local = bindings(list(ast.walk(function))[1:])
+    module = bindings(_module_statements(tree.body))
+    for node in ast.walk(tree):  # `global dim` in any function may rebind it
+        if isinstance(node, ast.Global):
+            for name in node.names:
+                module.setdefault(name, []).append(None)
+
+    def literal(node: ast.AST | None, depth: int = 0) -> bool:
+        if node is None or depth > 16:
+            return False
+        if isinstance(node, ast.Name):
+            values = local.get(node.id)
+            if values is None:
+                values = None if overridable else module.get(node.id)
+            return bool(values) and all(literal(v, depth + 1) for v in values or [])
+        if isinstance(node, ast.UnaryOp):
+            return literal(node.operand, depth + 1)
+        if isinstance(node, ast.BinOp):
+            return literal(node.left, depth + 1) and literal(node.right, depth + 1)
+        if isinstance(node, ast.Tuple | ast.List):
+            return all(literal(e, depth + 1) for e in node.elts)
+        return isinstance(node, ast.Constant)
+
+    return tuple(i for i, item in enumerate(items) if literal(item))
 
 
 def _extra_shapes(names: dict[str, ast.AST], path: Path) -> list[dict[str, Any]] | None:

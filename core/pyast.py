@@ -17,3 +17,14 @@ _LOCK = threading.Lock()
 def parse(source: str, filename: str = "<unknown>") -> ast.Module:
     with _LOCK:
         return ast.parse(source, filename=filename)
+
+
+def dotted(node: ast.AST) -> str:
+    """`a.b.c` for a chain of attributes on a name; "" where the chain starts elsewhere."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return ".".join(reversed(parts))

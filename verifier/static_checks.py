@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from kernelwright import pyast
 from kernelwright.verifier.findings import REJECT, WARN, Finding
 from kernelwright.verifier.native_checks import kernel_names, native_findings, strip_comments
+from kernelwright.verifier.scalars import Prover, Reached
 
 # PyTorch calls that compute (as opposed to allocate or reshape). Used in ModelNew's methods,
 # they mean the work is done by PyTorch, not by the candidate's kernel.
@@ -356,10 +357,14 @@ def candidate_kernels(source: str) -> list[str]:
     return kernel_names(native_source(pyast.parse(source)))
 
 
-def check_candidate(source: str, target: str = "cuda") -> list[Finding]:
-    """All findings for a candidate file's source (AST plus embedded native code)."""
+def check_candidate(
+    source: str, target: str = "cuda", scalar_inputs: Iterable[int] = ()
+) -> list[Finding]:
+    """All findings for a candidate file's source (AST plus embedded native code).
+    `scalar_inputs`: positions of the problem's inputs that are literals, not tensors
+    (`Problem.scalar_inputs`): arithmetic on them in forward is not PyTorch compute."""
     tree = _without_main_block(pyast.parse(source))
-    findings = _python_findings(tree)
+    findings = _python_findings(tree, tuple(scalar_inputs))
     native = native_source(tree)
     findings += native_findings(native)
     if target == "cuda" and not kernel_names(native):
@@ -565,17 +570,10 @@ def _protected_aliases(tree: ast.Module, protected: set[str]) -> set[str]:
     return found
 
 
-def _dotted(node: ast.AST) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return ".".join(reversed(parts))
+_dotted = pyast.dotted
 
 
-def _python_findings(tree: ast.Module) -> list[Finding]:
+def _python_findings(tree: ast.Module, scalar_inputs: tuple[int, ...] = ()) -> list[Finding]:
     found: list[Finding] = []
 
     def add(check: str, message: str, node: ast.AST, severity: str = REJECT) -> None:
@@ -706,7 +704,7 @@ def _python_findings(tree: ast.Module) -> list[Finding]:
     model_new = _model_new_class(tree)
     if model_new is not None:
         extensions = _extension_names(tree)
-        reached = _reachable_code(tree, model_new)
+        reached = _with_tensor_params(tree, model_new, scalar_inputs)
         compute = _torch_compute_findings(
             model_new,
             reached,
@@ -790,16 +788,13 @@ def _numpy_names(tree: ast.Module) -> set[str]:
     return names
 
 
-def _host_compute_findings(
-    reached: list[tuple[ast.FunctionDef, bool]], numpy_names: set[str]
-) -> list[Finding]:
+def _host_compute_findings(reached: list[Reached], numpy_names: set[str]) -> list[Finding]:
     """Tensors handed to numpy in the code ModelNew runs: the work is done on the host by numpy,
     not by the candidate's kernel (on a GPU the output-device and host-time checks catch it too,
     on the CPU nothing else would)."""
     findings = []
-    for method, tensor_args in reached:
+    for method, tensors, _ in reached:
         # numpy on sizes (`np.prod(x.shape)`) is fine; numpy on an input tensor is not
-        tensors = {a.arg for a in method.args.args[1:]} if tensor_args else set()
         sizes = {
             id(n.value)
             for n in ast.walk(method)
@@ -935,6 +930,8 @@ def _extension_names(tree: ast.Module) -> set[str]:
     builders -= own  # a module's own `def load()` is not torch's
 
     def builds(value: ast.AST | None) -> bool:
+        if value is not None and _own_op_namespace(value):
+            return True  # `_ops = torch.ops.my_ext`: the candidate's registered ops
         if not isinstance(value, ast.Call):
             return False
         return _dotted(value.func) in builders
@@ -1036,27 +1033,43 @@ def _model_new_class(tree: ast.Module) -> ast.ClassDef | None:
     return None
 
 
-def _reachable_code(tree: ast.Module, cls: ast.ClassDef) -> list[tuple[ast.FunctionDef, bool]]:
-    """(function, whether its arguments are tensors) for ModelNew's methods other than
-    __init__, and for the module's own functions and classes that ModelNew reaches by name, so
-    that a helper doing the work with PyTorch is found too. The arguments of ModelNew's methods
-    and of a helper class's `forward` count as tensors; a helper's others may be sizes."""
+def _with_tensor_params(
+    tree: ast.Module, cls: ast.ClassDef, scalar_inputs: tuple[int, ...]
+) -> list[Reached]:
+    """The code ModelNew runs, each function with the parameters that may hold tensors
+    (scalars.py: all but those proven to be sizes or the problem's literal inputs)."""
+    reached = _reachable_code(tree, cls)
+    prover = Prover(tree)
+    tensor = prover.tensor_params(cls, reached, scalar_inputs)
+    return [
+        Reached(function, tensor[id(function)], prover.proven_names(function, tensor))
+        for function in reached
+    ]
+
+
+def _reachable_code(tree: ast.Module, cls: ast.ClassDef) -> list[ast.FunctionDef]:
+    """ModelNew's methods other than __init__, and the module's own functions and classes
+    that ModelNew reaches by name, so that a helper doing the work with PyTorch is found too
+    (not the backward of an autograd.Function)."""
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-    reached: list[tuple[ast.FunctionDef, bool]] = []
+    reached: list[ast.FunctionDef] = []
     seen: set[str] = {cls.name}
     pending: list[ast.AST] = [cls]
     while pending:
         node = pending.pop()
         if isinstance(node, ast.ClassDef):
+            autograd = any(_dotted(b).split(".")[-1] == "Function" for b in node.bases)
             for method in node.body:
                 if isinstance(method, ast.FunctionDef):
+                    if autograd and method.name in ("backward", "jvp", "vjp"):
+                        continue  # gradients: never run by a forward-only evaluation
                     if method.name != "__init__":
-                        reached.append((method, node is cls or method.name == "forward"))
+                        reached.append(method)
                     pending.append(ast.Module(body=method.body, type_ignores=[]))
             continue
         if isinstance(node, ast.FunctionDef):
-            reached.append((node, False))
+            reached.append(node)
         for inner in ast.walk(node):
             if isinstance(inner, ast.Name) and inner.id not in seen:
                 target = functions.get(inner.id) or classes.get(inner.id)
@@ -1066,9 +1079,9 @@ def _reachable_code(tree: ast.Module, cls: ast.ClassDef) -> list[tuple[ast.Funct
     return reached
 
 
-def _calls_extension(reached: list[tuple[ast.FunctionDef, bool]], extensions: set[str]) -> bool:
+def _calls_extension(reached: list[Reached], extensions: set[str]) -> bool:
     """Whether the code ModelNew runs calls one of the candidate's compiled functions."""
-    for scope, _ in reached:
+    for scope, _, _ in reached:
         for node in ast.walk(scope):
             if isinstance(node, ast.Call):
                 name = _dotted(node.func)
@@ -1159,7 +1172,7 @@ def _layer_test(tree: ast.Module) -> Callable[[str], bool]:
 
 def _torch_compute_findings(
     cls: ast.ClassDef,
-    reached: list[tuple[ast.FunctionDef, bool]],
+    reached: list[Reached],
     extensions: set[str],
     operator_names: set[str] | None = None,
     torch_names: set[str] | None = None,
@@ -1185,17 +1198,15 @@ def _torch_compute_findings(
     def add(message: str, node: ast.AST) -> None:
         findings.append(Finding("torch_compute", REJECT, message, getattr(node, "lineno", None)))
 
-    for method, tensor_args in reached:
-        # Arithmetic counts on tensors only: inputs and parameters, not a helper's sizes.
-        args = {a.arg for a in method.args.args[1:]} if tensor_args else set()
+    for method, args, scalars in reached:
+        # Arithmetic counts on tensors only: inputs and parameters, not sizes.
         operands = args | tensors
 
         def _is_tensor_operand(name: str, operands: set[str] = operands) -> bool:
             # inputs, parameters, and the weights of nn layers (`self.linear.weight`)
             return name in operands or any(name.startswith(f"{layer}.") for layer in layers)
 
-        if tensor_args:
-            _add_aliases(method, _is_tensor_operand, operands)
+        _add_aliases(method, _is_tensor_operand, operands)
 
         for node in ast.walk(method):
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
@@ -1239,6 +1250,6 @@ def _torch_compute_findings(
                     add(f"computes with PyTorch: `{name}()`", node)
             elif name in layers:
                 add(f"calls the PyTorch layer `{name}` in {method.name}", node)
-            elif head and head not in ("math", "np", "numpy") and last in TORCH_COMPUTE:
+            elif head and head not in ("math", "np", "numpy", *scalars) and last in TORCH_COMPUTE:
                 add(f"computes with a PyTorch tensor method: `{name}()`", node)
     return findings

@@ -1,0 +1,503 @@
+"""Which parameters of the code ModelNew runs may hold tensors, and which provably never do.
+
+The compute rules (PyTorch arithmetic, numpy on the host) look at what a function does with
+its tensors. Counting every parameter as a tensor rejects honest code that does arithmetic on
+sizes (`(n + block - 1) // block`, `np.log2(n)` in a helper) or on an int input of the problem
+(`dim % x.dim()`). Counting none lets a helper do the work (`def _mul(a, b): return a * b`).
+
+So a parameter counts as a tensor unless it is *proven* not to be one:
+
+- ModelNew.forward: the positions the problem's `get_inputs()` fills with literals (`-1`, a
+  module constant), known from the problem file, never from the candidate;
+- any other function or method: every call of it passes a value proven scalar there (a constant,
+  a size read off a tensor, arithmetic on such values, a name only ever bound to them). A function
+  that is passed around, decorated, or never called by name keeps every parameter a tensor.
+
+Proofs only grow from "everything is a tensor", so whatever the analysis cannot follow stays a
+tensor: the rules may warn about honest code, never wave a tensor through.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from kernelwright.pyast import dotted
+
+# Reading these off any object gives sizes, dtypes or devices, never tensor values.
+SIZE_FIELDS = {"shape", "ndim", "dtype", "device", "is_cuda", "layout", "itemsize"}
+SIZE_METHODS = {
+    "size",
+    "dim",
+    "numel",
+    "nelement",
+    "stride",
+    "element_size",
+    "is_contiguous",
+    "data_ptr",
+    "get_device",
+    "item",
+    "tolist",
+}
+# Builtins whose result is never a tensor, whatever they are given.
+NEVER_TENSOR = {"len", "int", "float", "bool", "str", "isinstance", "range", "id", "hash", "repr"}
+# Builtins (and numpy) that give back a tensor when handed one.
+PASS_THROUGH = {"min", "max", "abs", "sum", "round", "divmod", "pow", "sorted", "list", "tuple"}
+# Decorators that call the function with the caller's own arguments.
+TRANSPARENT_DECORATORS = {"staticmethod", "functools.lru_cache", "lru_cache", "functools.cache"}
+
+Function = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+class Reached(NamedTuple):
+    """A function of the code ModelNew runs, with what is known of its names."""
+
+    function: ast.FunctionDef
+    tensors: set[str]  # its parameters that may hold tensors
+    scalars: set[str]  # its names (parameters, locals, module constants) that never do
+
+
+def params(function: Function, method: bool) -> list[ast.arg]:
+    """Parameters in call order, without `self`; `*args`/`**kw` last."""
+    a = function.args
+    positional = [*a.posonlyargs, *a.args]
+    if method and positional:
+        positional = positional[1:]
+    extra = [v for v in (a.vararg, a.kwarg) if v is not None]
+    return [*positional, *a.kwonlyargs, *extra]
+
+
+class Scope:
+    """The names proven scalar inside one function, given which of its parameters are."""
+
+    def __init__(self, function: Function | None, scalar_params: set[str], prover: Prover):
+        self.prover = prover
+        self.names: set[str] = set()
+        self.local: set[str] = set()
+        if function is None:  # module level
+            self.names = set(prover.module_constants)
+            return
+        bindings: dict[str, list[ast.AST | None]] = {}
+        for node in _own_nodes(function):
+            for name, value in _bindings(node):
+                bindings.setdefault(name, []).append(value)
+        for node in ast.walk(function):  # a nested function may rebind a local (`nonlocal n`)
+            if isinstance(node, ast.Nonlocal):
+                for name in node.names:
+                    bindings.setdefault(name, []).append(None)
+        everything = {p.arg for p in params(function, False)}
+        self.local = set(bindings) | everything
+        outer = prover.module_constants - set(bindings) - everything
+        # locals start proven and lose the proof on any binding that is not scalar
+        self.names = outer | scalar_params | (set(bindings) - everything)
+        changed = True
+        while changed:
+            changed = False
+            for name, values in bindings.items():
+                if name in self.names and not all(self.proves(v) for v in values):
+                    self.names.discard(name)
+                    changed = True
+
+    def proves(self, node: ast.AST | None) -> bool:
+        """Whether the expression's value is never a tensor."""
+        if node is None:
+            return False
+        if isinstance(node, ast.Constant | ast.JoinedStr):
+            return True
+        if isinstance(node, ast.Name):
+            return node.id in self.names
+        if isinstance(node, ast.Attribute):
+            if node.attr in SIZE_FIELDS and isinstance(node.value, ast.Name | ast.Attribute):
+                return True
+            return dotted(node) in self.prover.self_constants
+        if isinstance(node, ast.Subscript):
+            return self.proves(node.value)
+        if isinstance(node, ast.BinOp):
+            return self.proves(node.left) and self.proves(node.right)
+        if isinstance(node, ast.UnaryOp):
+            return self.proves(node.operand)
+        if isinstance(node, ast.BoolOp):
+            return all(self.proves(v) for v in node.values)
+        if isinstance(node, ast.Compare):
+            return self.proves(node.left) and all(self.proves(c) for c in node.comparators)
+        if isinstance(node, ast.IfExp):
+            return self.proves(node.body) and self.proves(node.orelse)
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            return all(self.proves(e) for e in node.elts)
+        if isinstance(node, ast.Call):
+            return self._call_proves(node)
+        return False
+
+    def _call_proves(self, node: ast.Call) -> bool:
+        name = dotted(node.func)
+        arguments = [*node.args, *(k.value for k in node.keywords)]
+        if isinstance(node.func, ast.Attribute) and node.func.attr in SIZE_METHODS:
+            return isinstance(node.func.value, ast.Name | ast.Attribute)
+        if name in NEVER_TENSOR or name.startswith("math."):
+            return True
+        if name in PASS_THROUGH or name.split(".")[0] in ("np", "numpy"):
+            return all(self.proves(a) for a in arguments)
+        # the module's own helper whose every return is proven (`_cdiv(n, 256)`)
+        helper = name in self.prover.scalar_returns and name not in self.local
+        return helper and all(self.proves(a) for a in arguments)
+
+
+def _own_nodes(function: Function) -> Iterable[ast.AST]:
+    """The function's nodes, not those of functions, lambdas or classes nested in it."""
+    pending: list[ast.AST] = list(function.body)
+    while pending:
+        node = pending.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                if not isinstance(child, ast.ClassDef):
+                    pending.append(child)
+
+
+def _bindings(node: ast.AST) -> list[tuple[str, ast.AST | None]]:
+    """(name, the value bound to it, or None where it is not an expression we can read)."""
+    if isinstance(node, ast.Assign):
+        found = []
+        for target in node.targets:
+            found += _unpack(target, node.value)
+        return found
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return [(node.target.id, node.value)]
+    if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+        return [(node.target.id, node.value)]  # `n += 1`: scalar if `n` and `1` are
+    if isinstance(node, ast.NamedExpr):
+        return [(node.target.id, node.value)]
+    if isinstance(node, ast.For | ast.AsyncFor):
+        iterated = node.iter
+        ranged = isinstance(iterated, ast.Call) and dotted(iterated.func) == "range"
+        return _unpack(node.target, iterated if ranged else None)
+    if isinstance(node, ast.Global | ast.Nonlocal):
+        return [(n, None) for n in node.names]
+    names: list[str] = []
+    if isinstance(node, ast.With | ast.AsyncWith):
+        targets = [i.optional_vars for i in node.items if i.optional_vars is not None]
+        names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+    elif isinstance(node, ast.comprehension):
+        names = [n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)]
+    elif isinstance(node, ast.ExceptHandler) and node.name:
+        names = [node.name]
+    elif isinstance(node, ast.Import | ast.ImportFrom):
+        names = [(a.asname or a.name).split(".")[0] for a in node.names]
+    elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        names = [node.name]
+    elif isinstance(node, ast.Delete | ast.Match):
+        names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)]
+    return [(n, None) for n in names if isinstance(n, str)]
+
+
+def _unpack(target: ast.AST, value: ast.AST | None) -> list[tuple[str, ast.AST | None]]:
+    if isinstance(target, ast.Name):
+        return [(target.id, value)]
+    if isinstance(target, ast.Tuple | ast.List):
+        if isinstance(value, ast.Tuple | ast.List) and len(value.elts) == len(target.elts):
+            pairs = zip(target.elts, value.elts, strict=True)
+            return [b for t, v in pairs for b in _unpack(t, v)]
+        # `rows, cols = x.shape`: each part of a proven value is proven too
+        return [b for t in target.elts for b in _unpack(t, value)]
+    if isinstance(target, ast.Starred):
+        return _unpack(target.value, value)
+    return []  # `self.n = ...`, `a[i] = ...` bind no local name
+
+
+class Prover:
+    """Works out, for the module's functions and methods, which parameters may be tensors."""
+
+    def __init__(self, tree: ast.Module):
+        self.tree = tree
+        self.module_constants = self._module_constants()
+        self.self_constants: set[str] = set()
+        self.scalar_returns: set[str] = set()
+        self.enclosing = _enclosing_functions(tree)
+        self.owners = {
+            id(m): cls
+            for cls in ast.walk(tree)
+            if isinstance(cls, ast.ClassDef)
+            for m in cls.body
+            if isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+
+    def _module_constants(self) -> set[str]:
+        """Module-level names only ever bound to literals (`ROWS = 128`, `DIMS = (0, 1)`)."""
+        bindings: dict[str, list[ast.AST | None]] = {}
+        for node in self.tree.body:
+            inner = ast.walk(node) if isinstance(node, ast.If | ast.Try) else [node]
+            for part in inner:
+                for name, value in _bindings(part):
+                    bindings.setdefault(name, []).append(value)
+        for node in ast.walk(self.tree):  # `global N` in a function may rebind it to anything
+            if isinstance(node, ast.Global):
+                for name in node.names:
+                    bindings.setdefault(name, []).append(None)
+        return {
+            name
+            for name, values in bindings.items()
+            if all(v is not None and _is_literal(v) for v in values)
+        }
+
+    def is_method(self, function: Function) -> bool:
+        static = any(_decorator_name(d) == "staticmethod" for d in function.decorator_list)
+        return id(function) in self.owners and not static
+
+    def tensor_params(
+        self,
+        model: ast.ClassDef,
+        functions: list[Function],
+        forward_scalars: Iterable[int] = (),
+    ) -> dict[int, set[str]]:
+        """id(function) -> the names of its parameters that may hold tensors, for `functions`.
+        `forward_scalars`: positions of ModelNew.forward's inputs that the problem fills with
+        literals."""
+        tensor: dict[int, set[str]] = {}
+        fixed: set[int] = set()  # parameters the harness or torch passes: never proven here
+        for function in functions:
+            tensor[id(function)] = {p.arg for p in params(function, self.is_method(function))}
+            if self.owners.get(id(function)) is not None and function.name == "forward":
+                fixed.add(id(function))
+                if self.owners[id(function)] is model:
+                    positional = _positional(function, True)
+                    for index in forward_scalars:
+                        if 0 <= index < len(positional):
+                            tensor[id(function)].discard(positional[index].arg)
+        sites = {id(f): self._call_sites(f) for f in functions}
+        while True:  # only ever removes names, so it settles
+            self.self_constants = self._self_constants(tensor)
+            self.scalar_returns = self._scalar_returns(functions)
+            scopes = _Scopes(self, tensor)
+
+            changed = False
+            for function in functions:
+                if id(function) in fixed or not sites[id(function)]:
+                    continue
+                for name in sorted(tensor[id(function)]):
+                    if self._proven_at_every_site(function, name, sites[id(function)], scopes):
+                        tensor[id(function)].discard(name)
+                        changed = True
+            if not changed:
+                return tensor
+
+    def proven_names(self, function: Function, tensor: dict[int, set[str]]) -> set[str]:
+        """Names proven never to hold a tensor inside `function`, once tensor_params settled."""
+        return Scope(function, self._scalars(function, tensor), self).names
+
+    def _scalars(self, function: Function, tensor: dict[int, set[str]]) -> set[str]:
+        """Its parameters proven scalar so far (none, for a function not analysed)."""
+        names = {p.arg for p in params(function, self.is_method(function))}
+        return names - tensor.get(id(function), names)
+
+    def _call_sites(self, function: Function) -> list[ast.Call] | None:
+        """Its calls by name; None where it is also used any other way (passed around,
+        decorated), so that its callers cannot be listed."""
+        decorators = [_decorator_name(d) for d in function.decorator_list]
+        if not all(d in TRANSPARENT_DECORATORS for d in decorators):
+            return None
+        method = id(function) in self.owners
+        calls = [
+            n
+            for n in ast.walk(self.tree)
+            if isinstance(n, ast.Call) and _names(n.func, function.name, method)
+        ]
+        callees = {id(c.func) for c in calls}
+        for node in ast.walk(self.tree):
+            if _mentions(node, function.name, method) and id(node) not in callees:
+                return None
+        return calls
+
+    def _proven_at_every_site(
+        self, function: Function, name: str, calls: list[ast.Call], scopes: _Scopes
+    ) -> bool:
+        parameter = next(p for p in params(function, self.is_method(function)) if p.arg == name)
+        if parameter is function.args.vararg or parameter is function.args.kwarg:
+            return False
+        positional = _positional(function, self.is_method(function))
+        module = Scope(None, set(), self)
+        for call in calls:
+            if any(isinstance(a, ast.Starred) for a in call.args) or any(
+                k.arg is None for k in call.keywords
+            ):
+                return False
+            caller = self.enclosing.get(id(call))
+            if caller is UNKNOWN:
+                return False  # inside a lambda or a class body: names we do not follow
+            scope = module if caller is None else scopes.of(caller)
+            value = next((k.value for k in call.keywords if k.arg == name), None)
+            if value is None and parameter in positional:
+                index = positional.index(parameter)
+                value = call.args[index] if index < len(call.args) else None
+            if value is None:  # left to its default
+                value, scope = _default(function, parameter), module
+            if not scope.proves(value):
+                return False
+        return True
+
+    def _self_constants(self, tensor: dict[int, set[str]]) -> set[str]:
+        """`self.block` for attributes every assignment of which (in any method) is proven."""
+        values: dict[str, list[tuple[ast.AST | None, Function | None]]] = {}
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call) and dotted(node.func).split(".")[-1] in REGISTERS:
+                name = node.args[0] if node.args else None
+                if dotted(node.func) == "setattr":
+                    name = node.args[1] if len(node.args) > 1 else None
+                if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                    return set()  # attributes set by computed names: none is known
+                values.setdefault(f"self.{name.value}", []).append((None, None))
+        for function in ast.walk(self.tree):
+            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in _own_nodes(function):
+                    for target, value in _assigned_attributes(node):
+                        values.setdefault(target, []).append((value, function))
+        self.self_constants = set()  # proofs below may not lean on one another
+        proven = set()
+        for attribute, assigned in values.items():
+            if all(
+                function is not None
+                and Scope(function, self._scalars(function, tensor), self).proves(value)
+                for value, function in assigned
+            ):
+                proven.add(attribute)
+        return proven
+
+    def _scalar_returns(self, functions: list[Function]) -> set[str]:
+        """Helpers whose every return is proven when all their parameters are: `_cdiv` for a
+        module function, `self._grid` where every method of that name qualifies."""
+        methods: dict[str, list[Function]] = {}
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and id(node) in self.owners:
+                methods.setdefault(node.name, []).append(node)
+        candidates = [f for f in functions if id(f) not in self.owners]
+        candidates += [m for group in methods.values() for m in group]
+        proven = {id(f) for f in candidates if self._returns_proven(f)}
+        found = {f.name for f in functions if id(f) not in self.owners and id(f) in proven}
+        rebound = {  # `self._grid = lambda t: ...` is what `self._grid(...)` calls then
+            target for node in ast.walk(self.tree) for target, _ in _assigned_attributes(node)
+        }
+        found |= {
+            f"self.{name}"
+            for name, group in methods.items()
+            if all(id(m) in proven for m in group) and f"self.{name}" not in rebound
+        }
+        return found
+
+    def _returns_proven(self, function: Function) -> bool:
+        everything = {p.arg for p in params(function, self.is_method(function))}
+        scope = Scope(function, everything, self)
+        returns = [n.value for n in _own_nodes(function) if isinstance(n, ast.Return)]
+        return bool(returns) and all(scope.proves(r) for r in returns)
+
+
+class _Scopes:
+    """One round's scopes, made as callers are met."""
+
+    def __init__(self, prover: Prover, tensor: dict[int, set[str]]):
+        self.prover, self.tensor = prover, tensor
+        self.made: dict[int, Scope] = {}
+
+    def of(self, function: Function) -> Scope:
+        if id(function) not in self.made:
+            scalars = self.prover._scalars(function, self.tensor)
+            self.made[id(function)] = Scope(function, scalars, self.prover)
+        return self.made[id(function)]
+
+
+# Calls that set attributes by name (buffers, parameters, submodules).
+REGISTERS = {"register_buffer", "register_parameter", "add_module", "register_module", "setattr"}
+UNKNOWN: Function = ast.FunctionDef(name="<unknown>")  # a lambda's or a class body's code
+
+
+def _positional(function: Function, method: bool) -> list[ast.arg]:
+    positional = [*function.args.posonlyargs, *function.args.args]
+    return positional[1:] if method and positional else positional
+
+
+def _is_literal(node: ast.AST) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _default(function: Function, parameter: ast.arg) -> ast.AST | None:
+    a = function.args
+    positional = [*a.posonlyargs, *a.args]
+    if parameter in positional:
+        offset = len(positional) - len(a.defaults)
+        index = positional.index(parameter)
+        return a.defaults[index - offset] if index >= offset else None
+    if parameter in a.kwonlyargs:
+        return a.kw_defaults[a.kwonlyargs.index(parameter)]
+    return None
+
+
+def _decorator_name(node: ast.AST) -> str:
+    return dotted(node.func if isinstance(node, ast.Call) else node) or "?"
+
+
+def _names(func: ast.AST, name: str, method: bool) -> bool:
+    """Whether a call's callee is this function: `helper(...)`, or `self.method(...)`."""
+    if not method:
+        return isinstance(func, ast.Name) and func.id == name
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == name
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "self"
+    )
+
+
+def _mentions(node: ast.AST, name: str, method: bool) -> bool:
+    if not method:
+        return isinstance(node, ast.Name) and node.id == name
+    # `.name` on anything, or the name as a string (getattr): it may be called from elsewhere
+    if isinstance(node, ast.Constant) and node.value == name:
+        return True
+    return isinstance(node, ast.Attribute) and node.attr == name
+
+
+def _enclosing_functions(tree: ast.Module) -> dict[int, Function]:
+    """id(node) -> the innermost function around it (UNKNOWN inside a lambda or directly in
+    a class body); module-level nodes are left out."""
+    found: dict[int, Function] = {}
+
+    def visit(node: ast.AST, inside: Function | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if inside is not None:
+                found[id(child)] = inside
+            here = inside
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                here = child
+            elif isinstance(child, ast.Lambda | ast.ClassDef):
+                here = UNKNOWN
+            visit(child, here)
+
+    visit(tree, None)
+    return found
+
+
+def _assigned_attributes(node: ast.AST) -> list[tuple[str, ast.AST | None]]:
+    """(`self.x`, value) for assignments to attributes of self."""
+    if isinstance(node, ast.Assign):
+        pairs = []
+        for target in node.targets:
+            for name, value in _unpack_attributes(target, node.value):
+                pairs.append((name, value))
+        return pairs
+    if isinstance(node, ast.AnnAssign | ast.AugAssign):
+        return _unpack_attributes(node.target, node.value)
+    return []
+
+
+def _unpack_attributes(target: ast.AST, value: ast.AST | None) -> list[tuple[str, ast.AST | None]]:
+    if isinstance(target, ast.Attribute) and dotted(target).startswith("self."):
+        return [(dotted(target), value)]
+    if isinstance(target, ast.Tuple | ast.List):
+        if isinstance(value, ast.Tuple | ast.List) and len(value.elts) == len(target.elts):
+            pairs = zip(target.elts, value.elts, strict=True)
+            return [b for t, v in pairs for b in _unpack_attributes(t, v)]
+        return [b for t in target.elts for b in _unpack_attributes(t, None)]
+    return []
