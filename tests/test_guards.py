@@ -41,6 +41,29 @@ def test_lingering_thread_is_caught():
     guard.check()
 
 
+def test_threads_the_reference_starts_are_its_own_but_a_candidates_are_not():
+    guard = guards.HarnessGuard([])
+    stop = threading.Event()
+    started = []
+
+    def reference():  # a compiled reference starts its pool on the first call
+        started.append(threading.Thread(target=stop.wait, name="compile-pool"))
+        started[-1].start()
+
+    candidates = threading.Thread(target=stop.wait, name="candidate-thread")
+    try:
+        guard.allow_threads_of(reference)
+        guard.check()  # the pool is the reference's
+        candidates.start()
+        with pytest.raises(guards.Rejected, match="candidate-thread"):
+            guard.allow_threads_of(reference)  # a candidate's thread is not laundered
+    finally:
+        stop.set()
+        for thread in [*started, candidates]:
+            if thread.is_alive():
+                thread.join()
+
+
 def test_inputs_must_keep_their_values():
     x = torch.randn(4)
     before = guards.snapshot_inputs([x])

@@ -23,8 +23,17 @@ OK = FIXTURES / "candidates" / "scale_add_ok.py"
         ("scale_add.py", FIXTURES / "candidates" / "scale_add_custom_op.py"),  # imports dynamo
         ("scale_add_cached_bias.py", OK),  # the reference rebinds a global cache of its own
         ("sibling/scale_add_sibling.py", OK),  # imports a module beside it
+        ("scale_add_compiled.py", OK),  # torch.compile's pool, started by the timed reference
     ],
-    ids=["requires_grad", "expanded", "forward_global", "custom_op", "own_cache", "sibling"],
+    ids=[
+        "requires_grad",
+        "expanded",
+        "forward_global",
+        "custom_op",
+        "own_cache",
+        "sibling",
+        "compiled_reference",
+    ],
 )
 def test_unusual_but_legitimate_evaluates_correct(problem, candidate):
     result = evaluate(

@@ -155,6 +155,13 @@ class HarnessGuard:
         if extra:
             raise Rejected("threads", f"left {len(extra)} thread(s) running: {extra[0].name}")
 
+    def allow_threads_of(self, reference: Any) -> None:
+        """Run the reference once and accept the threads it leaves (a `torch.compile`d reference
+        starts a compile pool): checked first, so that none of the candidate's is among them."""
+        self.check()
+        reference()
+        self._threads |= {t.ident for t in threading.enumerate()}
+
 
 def poison(device: torch.device, sizes: list[int]) -> None:
     """Hand the allocator NaN-filled blocks of the expected output sizes (0xFF.. is NaN)."""

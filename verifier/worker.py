@@ -300,6 +300,9 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
             with torch.no_grad():
                 return cand_model(*cand_inputs)
 
+        # The reference runs in this process only here: what it starts is not the candidate's.
+        guard.allow_threads_of(lambda: (reference(), _sync(device)))
+
         settings = timing.TimingSettings(**request.get("timing", {}))
         clock = timing.make_clock(device)
         inputs = (ref_inputs, cand_inputs)
