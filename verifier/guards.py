@@ -202,8 +202,11 @@ def _nan_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
 def check_outputs(value: Any, device: torch.device, where: str = "output") -> None:
     if isinstance(value, torch.Tensor):
         if type(value) is not torch.Tensor:
+            # a subclass can run code of its own when the harness reads it; `.detach()` of a
+            # Parameter the reference also returns is the plain tensor to hand back
+            hint = " (return `.detach()` of it)" if isinstance(value, torch.nn.Parameter) else ""
             raise Rejected(
-                "output_type", f"{where} is a {type(value).__name__}, not a plain tensor"
+                "output_type", f"{where} is a {type(value).__name__}, not a plain tensor{hint}"
             )
         if value.device.type != device.type:
             raise Rejected("output_type", f"{where} is on {value.device}, not on {device.type}")
