@@ -155,13 +155,34 @@ def _positional_counts(node: ast.FunctionDef) -> tuple[int, float]:
     return (fewest, float("inf") if args.vararg else positional)
 
 
-def _accepts_calls_of(candidate: ast.FunctionDef, reference: ast.FunctionDef) -> bool:
+def _accepts_calls_of(
+    candidate: ast.FunctionDef, reference: ast.FunctionDef, passed: int | None
+) -> bool:
     """The harness passes `get_init_inputs()` and `get_inputs()` positionally, so a candidate's
-    method fits when it takes every count of positional arguments the reference's takes; the
-    names may differ."""
-    want_fewest, want_most = _positional_counts(reference)
+    method fits when it takes as many positional arguments as those lists hold (`passed`, where
+    the file spells them out), else every count the reference's takes; the names may differ."""
     got_fewest, got_most = _positional_counts(candidate)
+    if passed is not None:
+        return got_fewest <= passed <= got_most
+    want_fewest, want_most = _positional_counts(reference)
     return got_fewest <= want_fewest and got_most >= want_most
+
+
+def _returned_count(function: ast.AST | None) -> int | None:
+    """How many items `get_inputs()`/`get_init_inputs()` returns, where every return is a list
+    or tuple written out (no `*rest`); None where that cannot be read off the file."""
+    if not isinstance(function, ast.FunctionDef):
+        return None
+    counts = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.Return):
+            value = node.value
+            if not isinstance(value, ast.List | ast.Tuple):
+                return None
+            if any(isinstance(item, ast.Starred) for item in value.elts):
+                return None
+            counts.add(len(value.elts))
+    return counts.pop() if len(counts) == 1 else None
 
 
 def level_of(path: Path) -> int | None:
@@ -294,17 +315,22 @@ def load_candidate(path: Path | str, problem: Problem) -> Candidate:
         raise BadInput(
             f"candidate {path} defines no ModelNew; the candidate class must be ModelNew"
         )
-    ptree = pyast.parse(problem.source)
-    model = _top_level(ptree)["Model"]
+    names = _top_level(pyast.parse(problem.source))
+    model = names["Model"]
     if isinstance(model_new, ast.ClassDef) and isinstance(model, ast.ClassDef):
-        for method in ("__init__", "forward"):
+        for method, inputs in (("__init__", "get_init_inputs"), ("forward", "get_inputs")):
             want, got = _method(model, method), _method(model_new, method)
-            if want is not None and got is not None and not _accepts_calls_of(got, want):
+            passed = _returned_count(names.get(inputs))
+            if want is not None and got is not None and not _accepts_calls_of(got, want, passed):
+                takes = (
+                    f"the {passed} positional argument(s) {inputs}() returns"
+                    if passed is not None
+                    else "the same positional arguments"
+                )
                 raise BadInput(
                     f"candidate {path}: ModelNew.{method}({', '.join(_method_params(got))}) "
                     f"does not match Model.{method}({', '.join(_method_params(want))}) of "
-                    f"{problem.path.name}; it must take the same positional arguments "
-                    "(names may differ)"
+                    f"{problem.path.name}; it must take {takes} (names may differ)"
                 )
     return Candidate(
         path=path, source=source, source_hash=hashlib.sha256(source.encode()).hexdigest()

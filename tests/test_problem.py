@@ -108,8 +108,11 @@ def test_candidate_signature_must_match(tmp_path):
     ],
 )
 def test_forward_must_take_the_same_positional_arguments_under_any_names(tmp_path, forward, fits):
+    # get_inputs() builds its list in a way the file does not spell out: the reference's
+    # signature is all there is to go by
     problem_path = tmp_path / "p.py"
-    problem_path.write_text(PROBLEM)
+    computed = "    inputs = [torch.randn(n)]\n    return inputs\n"
+    problem_path.write_text(PROBLEM.replace("    return [torch.randn(n)]\n", computed))
     problem = load_problem(problem_path)
     candidate = tmp_path / "cand.py"
     candidate.write_text(f"class ModelNew:\n    {forward}:\n        pass\n")
@@ -117,6 +120,30 @@ def test_forward_must_take_the_same_positional_arguments_under_any_names(tmp_pat
         assert load_candidate(candidate, problem).source_hash
     else:
         with pytest.raises(BadInput, match="must take the same positional arguments"):
+            load_candidate(candidate, problem)
+
+
+@pytest.mark.parametrize(
+    ("forward", "fits"),
+    [
+        ("def forward(self, a)", True),  # the optional y is never passed (helper 19 c08)
+        ("def forward(self, a, b=None)", True),
+        ("def forward(self, *tensors)", True),
+        ("def forward(self, a, b)", False),
+        ("def forward(self)", False),
+    ],
+)
+def test_forward_must_take_what_get_inputs_passes(tmp_path, forward, fits):
+    problem_path = tmp_path / "p.py"
+    problem_path.write_text(PROBLEM)  # get_inputs() returns [x]: one positional argument
+    problem = load_problem(problem_path)
+    candidate = tmp_path / "cand.py"
+    candidate.write_text(f"class ModelNew:\n    {forward}:\n        pass\n")
+    if fits:
+        assert load_candidate(candidate, problem).source_hash
+    else:
+        match = r"must take the 1 positional argument\(s\) get_inputs\(\) returns"
+        with pytest.raises(BadInput, match=match):
             load_candidate(candidate, problem)
 
 
