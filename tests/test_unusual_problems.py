@@ -24,6 +24,8 @@ OK = FIXTURES / "candidates" / "scale_add_ok.py"
         ("scale_add_cached_bias.py", OK),  # the reference rebinds a global cache of its own
         ("sibling/scale_add_sibling.py", OK),  # imports a module beside it
         ("scale_add_compiled.py", OK),  # torch.compile's pool, started by the timed reference
+        # rounds once where eager bfloat16 rounds twice: right by the float64 run (verifier/wide)
+        ("bf16_exp_shift.py", FIXTURES / "candidates" / "bf16_exp_shift_fused.py"),
     ],
     ids=[
         "requires_grad",
@@ -33,6 +35,7 @@ OK = FIXTURES / "candidates" / "scale_add_ok.py"
         "own_cache",
         "sibling",
         "compiled_reference",
+        "bf16_rounds_once",
     ],
 )
 def test_unusual_but_legitimate_evaluates_correct(problem, candidate):

@@ -32,7 +32,7 @@ from kernelwright.records import (
     timing_from_json,
 )
 from kernelwright.verifier.cases import Case
-from kernelwright.verifier.compare import compare
+from kernelwright.verifier.compare import Comparison, compare
 from kernelwright.verifier.static_checks import candidate_kernels
 from kernelwright.verifier.tolerances import Tolerance
 
@@ -45,6 +45,8 @@ class ReferenceOutputs:
     files: dict[int, tuple[Path, str]]  # case index -> (path, sha256)
     nbytes: dict[int, list[int]]  # case index -> byte sizes of the output tensors
     mutating: list[int]  # cases where the reference itself writes into its inputs
+    # case index -> (path, sha256) of the float64 run's outputs (low-precision outputs only)
+    wide: dict[int, tuple[Path, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,6 +76,7 @@ def run_reference(
     files: dict[int, tuple[Path, str]] = {}
     nbytes: dict[int, list[int]] = {}
     mutating: list[int] = []
+    wide: dict[int, tuple[Path, str]] = {}
     with Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra) as worker:
         worker.send(
             {
@@ -96,6 +99,9 @@ def run_reference(
                     nbytes[case.index] = [int(n) for n in message.get("nbytes", [])]
                     if message.get("mutates_inputs"):
                         mutating.append(case.index)
+                    if message.get("wide_path"):
+                        wide_path = Path(message["wide_path"])
+                        wide[case.index] = (wide_path, sha256_file(wide_path))
                 elif kind == "done":
                     break
                 elif kind == "problem_error":
@@ -111,7 +117,7 @@ def run_reference(
     if message is None or message.get("kind") != "done":
         detail = _last_line(end.stderr) or end.describe()
         raise BadInput(f"problem {problem.name}: the reference worker {end.describe()}: {detail}")
-    return ReferenceOutputs(cases, files, nbytes, mutating)
+    return ReferenceOutputs(cases, files, nbytes, mutating, wide)
 
 
 COMPILE_MODE = "default"
@@ -367,6 +373,7 @@ def _check_spots(
     out_dir = scratch / "spot_reference"
     out_dir.mkdir(parents=True, exist_ok=True)
     expected: dict[int, Path] = {}
+    wide: dict[int, Path] = {}
     note = ""
     try:
         with Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra) as worker:
@@ -382,6 +389,8 @@ def _check_spots(
             )
             while (message := worker.recv()) is not None and message.get("kind") == "spot":
                 expected[int(message["index"])] = Path(message["path"])
+                if message.get("wide_path"):
+                    wide[int(message["index"])] = Path(message["wide_path"])
             if message is not None and message.get("kind") == "spot_error":
                 note = str(message.get("message", ""))[:300]
             worker.finish()
@@ -393,9 +402,11 @@ def _check_spots(
         return
     for number, (_, got_path) in enumerate(spots):
         try:
-            result = compare(
-                torch.load(expected[number], weights_only=True), _read_output(got_path), tolerance
-            )
+            got = _read_output(got_path)
+            result = compare(torch.load(expected[number], weights_only=True), got, tolerance)
+            if not result.ok and number in wide:  # a low-precision problem's float64 opinion
+                second = compare(torch.load(wide[number], weights_only=True), got, tolerance)
+                result = second if second.ok else result
             ok, reason = result.ok, result.reason
         except Exception as exc:
             ok, reason = False, f"its output could not be compared: {type(exc).__name__}: {exc}"
@@ -493,12 +504,27 @@ def _check_case(
         return CaseResult(index, label, False, f"output could not be read: {exc}", None, None)
     try:
         result = compare(expected, got, tol)
+        if not result.ok and index in reference.wide:
+            result = _closer_to_exact(reference.wide[index], got, tol) or result
     except Exception as exc:  # an output no comparison handles (a sparse layout...) is wrong
         reason = f"output could not be compared: {type(exc).__name__}: {exc}"[:300]
         return CaseResult(index, label, False, reason, None, None)
     return CaseResult(
         index, label, result.ok, result.reason, result.max_abs_error, result.max_rel_error
     )
+
+
+def _closer_to_exact(wide: tuple[Path, str], got: Any, tol: Tolerance) -> Comparison | None:
+    """The comparison with the reference's float64 run (verifier/wide.py) where the candidate
+    passes it: a kernel that rounds once, not after every op as eager PyTorch does."""
+    path, digest = wide
+    if sha256_file(path) != digest:
+        return None
+    result = compare(torch.load(path, weights_only=True), got, tol)
+    if not result.ok:
+        return None
+    note = "within tolerance of the reference computed in float64, not of the low-precision one"
+    return Comparison(True, note, result.max_abs_error, result.max_rel_error)
 
 
 def _last_line(text: str) -> str:

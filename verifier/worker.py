@@ -103,6 +103,7 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
                 _check_repeatable(problem, case, device, output)
             path = out_dir / f"ref_{case.index}.pt"
             _save(output, path)
+            wide_path = _save_wide(model, pristine, output, case, problem, out_dir / "ref")
         except ProblemError as exc:
             channel.send({"kind": "problem_error", "message": str(exc), "case": case.label})
             return
@@ -113,8 +114,27 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
         sizes = output_nbytes(output)
         del model, inputs, output, pristine
         message = {"kind": "case", "case": case.to_message(), "path": str(path), "nbytes": sizes}
-        channel.send({**message, "mutates_inputs": mutates})
+        channel.send({**message, "mutates_inputs": mutates, "wide_path": wide_path})
     channel.send({"kind": "done"})
+
+
+def _save_wide(
+    model: Any, inputs: list[Any], output: Any, case: Any, problem: Any, stem: Path
+) -> str | None:
+    """Where a low-precision output's float64 second opinion was saved (verifier/wide.py)."""
+    import torch
+    from kernelwright.verifier import wide
+    from kernelwright.verifier.cases import overridden
+
+    if not wide.needed(output):
+        return None
+    with torch.no_grad(), overridden([problem], case.overrides):
+        rounded = wide.run(model, inputs, output)
+    if rounded is None:
+        return None
+    path = stem.with_name(f"{stem.name}_{case.index}_wide.pt")
+    _save(rounded, path)
+    return str(path)
 
 
 def _check_repeatable(problem: Any, case: Any, device: Any, output: Any) -> None:
@@ -164,12 +184,16 @@ def spot_reference(channel: Channel, request: dict[str, Any]) -> None:
     model, _ = build(problem, problem.Model, case, device)
     for number, seed in enumerate(request["seeds"]):
         inputs = inputs_for(problem, get_inputs, case, int(seed), device)
+        pristine = [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
         with torch.no_grad(), overridden([problem], case.overrides):
             output = model(*inputs)
         _sync(device)
         path = out_dir / f"spot_ref_{number}.pt"
         _save(output, path)
-        channel.send({"kind": "spot", "index": number, "path": str(path)})
+        stem = out_dir / f"spot_ref_{number}"
+        wide_path = _save_wide(model, pristine, output, case, problem, stem)
+        message = {"kind": "spot", "index": number, "path": str(path)}
+        channel.send({**message, "wide_path": wide_path})
     channel.send({"kind": "done"})
 
 
