@@ -96,6 +96,19 @@ def test_candidate_signature_must_match(tmp_path):
         load_candidate(bad, problem)
 
 
+def _check_forward(tmp_path, problem_text: str, forward: str, fits: bool, refusal: str) -> None:
+    problem_path = tmp_path / "p.py"
+    problem_path.write_text(problem_text)
+    problem = load_problem(problem_path)
+    candidate = tmp_path / "cand.py"
+    candidate.write_text(f"class ModelNew:\n    {forward}:\n        pass\n")
+    if fits:
+        assert load_candidate(candidate, problem).source_hash
+    else:
+        with pytest.raises(BadInput, match=refusal):
+            load_candidate(candidate, problem)
+
+
 @pytest.mark.parametrize(
     ("forward", "fits"),
     [
@@ -110,17 +123,9 @@ def test_candidate_signature_must_match(tmp_path):
 def test_forward_must_take_the_same_positional_arguments_under_any_names(tmp_path, forward, fits):
     # get_inputs() builds its list in a way the file does not spell out: the reference's
     # signature is all there is to go by
-    problem_path = tmp_path / "p.py"
     computed = "    inputs = [torch.randn(n)]\n    return inputs\n"
-    problem_path.write_text(PROBLEM.replace("    return [torch.randn(n)]\n", computed))
-    problem = load_problem(problem_path)
-    candidate = tmp_path / "cand.py"
-    candidate.write_text(f"class ModelNew:\n    {forward}:\n        pass\n")
-    if fits:
-        assert load_candidate(candidate, problem).source_hash
-    else:
-        with pytest.raises(BadInput, match="must take the same positional arguments"):
-            load_candidate(candidate, problem)
+    text = PROBLEM.replace("    return [torch.randn(n)]\n", computed)
+    _check_forward(tmp_path, text, forward, fits, "must take the same positional arguments")
 
 
 @pytest.mark.parametrize(
@@ -134,17 +139,9 @@ def test_forward_must_take_the_same_positional_arguments_under_any_names(tmp_pat
     ],
 )
 def test_forward_must_take_what_get_inputs_passes(tmp_path, forward, fits):
-    problem_path = tmp_path / "p.py"
-    problem_path.write_text(PROBLEM)  # get_inputs() returns [x]: one positional argument
-    problem = load_problem(problem_path)
-    candidate = tmp_path / "cand.py"
-    candidate.write_text(f"class ModelNew:\n    {forward}:\n        pass\n")
-    if fits:
-        assert load_candidate(candidate, problem).source_hash
-    else:
-        match = r"must take the 1 positional argument\(s\) get_inputs\(\) returns"
-        with pytest.raises(BadInput, match=match):
-            load_candidate(candidate, problem)
+    # PROBLEM's get_inputs() returns [x]: one positional argument
+    refusal = r"must take the 1 positional argument\(s\) get_inputs\(\) returns"
+    _check_forward(tmp_path, PROBLEM, forward, fits, refusal)
 
 
 def test_problem_dir_in_kernelbench_layout(tmp_path):
