@@ -231,34 +231,59 @@ def _scalar_inputs(
     if any(isinstance(item, ast.Starred) for item in items):
         return ()  # positions unknown
 
+    if any(
+        (isinstance(n, ast.Name) and n.id in ("globals", "vars", "setattr", "exec", "eval"))
+        or (isinstance(n, ast.Attribute) and n.attr in ("__dict__", "modules", "__globals__"))
+        for n in ast.walk(tree)
+    ):
+        return ()  # module names reached by computed strings: none is surely a literal
+
     def bindings(scope: list[ast.AST]) -> dict[str, list[ast.AST | None]]:
+        """name -> the values bound to it (None: a binding whose value is not read here)."""
         bound: dict[str, list[ast.AST | None]] = {}
         for node in scope:
-            if isinstance(node, ast.Assign):
-                for target in node.targets:
-                    value = node.value if isinstance(target, ast.Name) else None
-                    for name in ast.walk(target):
-                        if isinstance(name, ast.Name):
-                            bound.setdefault(name.id, []).append(value)
-            elif isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr | ast.For):
-                # `n: int = 4` and `(n := 4)` are read; `n += 1` and loop variables are not
-                plain = isinstance(node, ast.AnnAssign | ast.NamedExpr)
-                value = node.value if plain and isinstance(node.target, ast.Name) else None
-                for name in ast.walk(node.target):
-                    if isinstance(name, ast.Name):
-                        bound.setdefault(name.id, []).append(value)
+            names: list[str] = []
+            value: ast.AST | None = None
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+                names = [node.id]  # its value, where plain, is added below
+            elif isinstance(node, ast.arg):
+                names = [node.arg]  # `def get_inputs(S=torch.ones(4))`
+            elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar):
+                names = [node.name] if node.name else []
+            elif isinstance(node, ast.MatchMapping):
+                names = [node.rest] if node.rest else []
             elif isinstance(node, ast.Global | ast.Nonlocal):
-                for name in node.names:
-                    bound.setdefault(name, []).append(None)
+                names = list(node.names)
             elif isinstance(node, ast.Import | ast.ImportFrom):
-                for alias in node.names:
-                    bound.setdefault((alias.asname or alias.name).split(".")[0], []).append(None)
-            elif isinstance(node, ast.FunctionDef | ast.ClassDef):
-                bound.setdefault(node.name, []).append(None)
+                names = [(a.asname or a.name).split(".")[0] for a in node.names]
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names = [node.name]
+            for name in names:
+                bound.setdefault(name, []).append(value)
+        for node in scope:  # plain `n = 4`, `n: int = 4`, `(n := 4)`: the value is read
+            plain = isinstance(node, ast.Assign | ast.AnnAssign | ast.NamedExpr)
+            targets = getattr(node, "targets", None) or [getattr(node, "target", None)]
+            if plain and node.value is not None:
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        values = bound[target.id]
+                        values[values.index(None)] = node.value
         return bound
 
-    local = bindings(list(ast.walk(function))[1:])
-    module = bindings(_module_statements(tree.body))
+    def walk(nodes: list[ast.AST]) -> list[ast.AST]:
+        """The nodes of one scope: a def, class or lambda inside is named, not entered."""
+        found: list[ast.AST] = []
+        pending = list(reversed(nodes))
+        while pending:
+            node = pending.pop()
+            found.append(node)
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                if not isinstance(node, ast.Lambda):
+                    pending.extend(reversed(list(ast.iter_child_nodes(node))))
+        return found
+
+    local = bindings(walk([function.args, *function.body]))
+    module = bindings(walk(list(tree.body)))
     for node in ast.walk(tree):  # `global dim` in any function may rebind it
         if isinstance(node, ast.Global):
             for name in node.names:

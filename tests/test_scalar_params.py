@@ -4,6 +4,7 @@ compute. Anything not proven a size stays a tensor, so a helper doing the work i
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 from kernelwright.problem import load_problem
@@ -69,8 +70,9 @@ class ModelNew(nn.Module):
     def forward(self, x):
         rows, cols = x.shape
         chunk = self._rows_per_chunk(rows)
-        shape = list(x.shape)
-        shape.sort()
+        dims = tuple(x.shape)
+        if len(dims) != 2 or min(dims) < 1:
+            raise ValueError("a 2-D input expected")
         return ext.run(x, self._grid(chunk * cols, self.block) + _cdiv(x.numel(), 4))
 
 
@@ -241,3 +243,44 @@ def test_a_method_rebound_on_the_instance_proves_nothing():
     ).replace("chunk = self._rows_per_chunk(rows)", "chunk = self._rows_per_chunk(x)")
     # the lambda runs, not the method: `chunk` may be a tensor
     assert _checks(body)["torch_compute_partial"] == "warn"
+
+
+ATTACKS = sorted((Path(__file__).parent / "fixtures" / "scalar_attacks").glob("*.py"))
+# the attacks on the problem's literal positions (26-28) assume input 1 is a literal
+LITERAL_INPUT = {"26", "27", "28"}
+
+
+@pytest.mark.parametrize("path", ATTACKS, ids=[p.stem for p in ATTACKS])
+def test_a_tensor_smuggled_into_a_proven_name_is_still_pytorch_compute(path):
+    # red team (helper 20): each of these once hid `a * b` on tensors behind the proof
+    scalar_inputs = (1,) if path.name[:2] in LITERAL_INPUT else ()
+    found = check_candidate(path.read_text(), "cpu", scalar_inputs)
+    assert {f.check for f in found} & {"torch_compute", "torch_compute_partial", "host_compute"}
+
+
+@pytest.mark.parametrize(
+    "get_inputs",
+    [
+        "def get_inputs(S=torch.ones(4)):\n    return [torch.randn(3), S]",
+        "def get_inputs():\n    with nullcontext(torch.ones(4)) as S:\n"
+        "        return [torch.randn(3), S]",
+        "def get_inputs():\n    match torch.ones(4):\n        case S:\n            pass\n"
+        "    return [torch.randn(3), S]",
+        "def get_inputs():\n    try:\n        raise ValueError()\n    except ValueError as S:\n"
+        "        pass\n    return [torch.randn(3), S]",
+        "globals()['S'] = torch.ones(4)\n\ndef get_inputs():\n    return [torch.randn(3), S]",
+        "class S:\n    pass\n\nS = 2.0\n\ndef get_inputs():\n    return [torch.randn(3), S]",
+    ],
+    ids=["param_default", "with_as", "match", "except_as", "globals", "rebound"],
+)
+def test_a_name_bound_to_anything_but_literals_is_no_literal_input(tmp_path, get_inputs):
+    path = tmp_path / "p.py"
+    path.write_text(
+        "import torch\nimport torch.nn as nn\nfrom contextlib import nullcontext\n\n"
+        "class Model(nn.Module):\n    def forward(self, x, s):\n        return x * s\n\n"
+        f"S = 2.0\n\n{get_inputs}\n\ndef get_init_inputs():\n    return []\n"
+    )
+    assert load_problem(path).scalar_inputs == ()
+    plain = "def get_inputs():\n    return [torch.randn(3), S]"
+    path.write_text(path.read_text().replace(get_inputs, plain))
+    assert load_problem(path).scalar_inputs == (1,)

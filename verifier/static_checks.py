@@ -702,7 +702,10 @@ def _python_findings(tree: ast.Module, scalar_inputs: tuple[int, ...] = ()) -> l
                 if node.name == "ModelNew" and base_name.split(".")[-1] == "Model":
                     add("inherits_reference", "ModelNew inherits the reference Model", node)
     model_new = _model_new_class(tree)
-    if model_new is not None:
+    if isinstance(model_new, str):
+        message = f"{model_new}, which these checks cannot follow; define `class ModelNew`"
+        add("torch_compute", message, tree)
+    elif model_new is not None:
         extensions = _extension_names(tree)
         reached = _with_tensor_params(tree, model_new, scalar_inputs)
         compute = _torch_compute_findings(
@@ -1009,28 +1012,50 @@ def _extension_names(tree: ast.Module) -> set[str]:
     return names
 
 
-def _model_new_class(tree: ast.Module) -> ast.ClassDef | None:
-    """The class the module exposes as ModelNew: `class ModelNew`, or another of its classes
-    bound to the name (`ModelNew = Fast`)."""
-    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+def _model_new_class(tree: ast.Module) -> ast.ClassDef | None | str:
+    """The class the module exposes as ModelNew: its last top-level binding, `class ModelNew`
+    or another of its classes bound to the name (`ModelNew = Fast`); a string saying what it
+    is bound to where that is something else (the checks would look at the wrong class)."""
+    classes: dict[str, ast.ClassDef] = {}
+    bound: dict[str, ast.AST] = {}
+    for node in _top_level_statements(tree.body):
+        if isinstance(node, ast.ClassDef):
+            classes[node.name] = bound[node.name] = node
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            bound[node.name] = node
+        elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        bound[name.id] = node.value if target is name else target
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                bound[alias.asname or alias.name] = node
     name = "ModelNew"
-    for _ in range(len(classes) + 1):  # follow aliases, never in circles
-        if name in classes:
-            return classes[name]
-        alias = next(
-            (
-                n.value.id
-                for n in tree.body
-                if isinstance(n, ast.Assign)
-                and isinstance(n.value, ast.Name)
-                and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)
-            ),
-            None,
-        )
-        if alias is None:
+    for _ in range(len(bound) + 1):  # follow aliases, never in circles
+        value = bound.get(name)
+        if value is None:
             return None
-        name = alias
+        if isinstance(value, ast.ClassDef):
+            return value
+        if not isinstance(value, ast.Name):
+            return f"`ModelNew` is bound to `{ast.unparse(value)[:60]}`"
+        name = value.id
     return None
+
+
+def _top_level_statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Module-level statements in order, those inside top-level if/try/with/for included."""
+    found: list[ast.stmt] = []
+    for node in body:
+        found.append(node)
+        if isinstance(node, ast.If | ast.For | ast.While | ast.With | ast.Try | ast.TryStar):
+            inner = [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
+            for handler in getattr(node, "handlers", []):
+                inner += handler.body
+            found += _top_level_statements(inner)
+    return found
 
 
 def _with_tensor_params(
@@ -1059,6 +1084,11 @@ def _reachable_code(tree: ast.Module, cls: ast.ClassDef) -> list[ast.FunctionDef
     while pending:
         node = pending.pop()
         if isinstance(node, ast.ClassDef):
+            for base in node.bases:  # `super()._m(t)`, an inherited forward
+                own = classes.get(_dotted(base))
+                if own is not None and own.name not in seen:
+                    seen.add(own.name)
+                    pending.append(own)
             autograd = any(_dotted(b).split(".")[-1] == "Function" for b in node.bases)
             for method in node.body:
                 if isinstance(method, ast.FunctionDef):
@@ -1170,6 +1200,10 @@ def _layer_test(tree: ast.Module) -> Callable[[str], bool]:
     return is_layer
 
 
+# Builtins that do arithmetic through a tensor's own operators when handed tensors.
+ARITHMETIC_BUILTINS = {"sum", "max", "min", "abs", "pow", "round", "divmod", "reduce"}
+
+
 def _torch_compute_findings(
     cls: ast.ClassDef,
     reached: list[Reached],
@@ -1231,8 +1265,12 @@ def _torch_compute_findings(
             if name in (torch_names or set()):
                 add(f"computes with PyTorch: `{name}()`, imported from torch by name", node)
                 continue
-            if name in (operator_names or set()):
-                hit = next((_dotted(a) for a in node.args if _is_tensor_operand(_dotted(a))), None)
+            if (
+                name in (operator_names or set()) or name in ARITHMETIC_BUILTINS or (head == "math")
+            ):  # `operator.mul(x, w)`, `sum([x, w])`, `math.prod((x, w))`: tensor arithmetic
+                given = [*node.args, *(k.value for k in node.keywords)]
+                given += [e for a in given if isinstance(a, ast.Tuple | ast.List) for e in a.elts]
+                hit = next((_dotted(a) for a in given if _is_tensor_operand(_dotted(a))), None)
                 if hit:
                     add(f"computes with `{name}()` (PyTorch arithmetic) on `{hit}`", node)
                 continue
