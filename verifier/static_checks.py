@@ -1075,7 +1075,8 @@ def _with_tensor_params(
 def _reachable_code(tree: ast.Module, cls: ast.ClassDef) -> list[ast.FunctionDef]:
     """ModelNew's methods other than __init__, and the module's own functions and classes
     that ModelNew reaches by name, so that a helper doing the work with PyTorch is found too
-    (not the backward of an autograd.Function)."""
+    (not the backward of an autograd.Function; a helper's __init__ where the code that runs
+    per call makes one)."""
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     reached: list[ast.FunctionDef] = []
@@ -1106,6 +1107,19 @@ def _reachable_code(tree: ast.Module, cls: ast.ClassDef) -> list[ast.FunctionDef
                 if target is not None:
                     seen.add(inner.id)
                     pending.append(target)
+    # A class made while forward runs (`Helper(x, w)`) runs its __init__ then, not at build time.
+    grown = True
+    while grown:
+        grown = False
+        for function in list(reached):
+            for call in ast.walk(function):
+                made = isinstance(call, ast.Call) and classes.get(_dotted(call.func))
+                if made and made is not cls:
+                    for method in made.body:
+                        if isinstance(method, ast.FunctionDef) and method.name == "__init__":
+                            if all(method is not r for r in reached):
+                                reached.append(method)
+                                grown = True
     return reached
 
 
