@@ -86,7 +86,9 @@ def evaluate(
     candidate = load_candidate(candidate_path, problem)
     check_toolchain(options.target)
     tolerance = Tolerance(options.atol, options.rtol)
-    findings = check_candidate(candidate.source, options.target, problem.scalar_inputs)
+    findings = check_candidate(
+        candidate.source, options.target, problem.scalar_inputs, problem.scalar_init_inputs
+    )
     warnings = [asdict(f) for f in findings if f.severity == WARN]
     rejects = [f for f in findings if f.severity == REJECT]
     scratch = paths.scratch_dir() / f"eval-{uuid.uuid4().hex[:12]}"

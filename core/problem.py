@@ -38,6 +38,7 @@ class Problem:
     extra_shapes: list[dict[str, Any]] | None  # None: not a literal; the worker reads it
     # positions of get_inputs() that are literals (`-1`, a module constant): never tensors
     scalar_inputs: tuple[int, ...] = ()
+    scalar_init_inputs: tuple[int, ...] = ()  # the same for get_init_inputs()
 
 
 @dataclass(frozen=True)
@@ -210,18 +211,19 @@ def load_problem(path: Path | str) -> Problem:
         content_hash=content_hash(source),
         level=level_of(path),
         extra_shapes=extra,
-        scalar_inputs=_scalar_inputs(tree, names, overridable=extra is None),
+        scalar_inputs=_scalar_inputs(tree, names, extra is None, "get_inputs"),
+        scalar_init_inputs=_scalar_inputs(tree, names, extra is None, "get_init_inputs"),
     )
 
 
 def _scalar_inputs(
-    tree: ast.Module, names: dict[str, ast.AST], overridable: bool
+    tree: ast.Module, names: dict[str, ast.AST], overridable: bool, maker: str
 ) -> tuple[int, ...]:
-    """Positions of the list `get_inputs()` returns that hold literals: `-1`, `(0, 1)`, or a
-    name bound only to literals (in get_inputs or at module level). Anything else may be a
-    tensor. `overridable`: EXTRA_SHAPES is computed, so module names may be rebound to
-    anything."""
-    function = names.get("get_inputs")
+    """Positions of the list `maker()` (get_inputs, get_init_inputs) returns that hold
+    literals: `-1`, `(0, 1)`, or a name bound only to literals (in it or at module level).
+    Anything else may be a tensor. `overridable`: EXTRA_SHAPES is computed, so module names
+    may be rebound to anything."""
+    function = names.get(maker)
     if not isinstance(function, ast.FunctionDef):
         return ()
     returns = [n for n in ast.walk(function) if isinstance(n, ast.Return)]

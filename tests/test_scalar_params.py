@@ -22,10 +22,12 @@ ext = load_inline(name="k", cpp_sources="torch::Tensor run(torch::Tensor x, int6
 """
 
 
-def _checks(body: str, scalar_inputs: tuple[int, ...] = ()) -> dict[str, str]:
+def _checks(
+    body: str, scalar_inputs: tuple[int, ...] = (), scalar_init_inputs: tuple[int, ...] = ()
+) -> dict[str, str]:
     """check -> severity of each finding about compute."""
     source = HEAD + textwrap.dedent(body)
-    found = check_candidate(source, "cpu", scalar_inputs)
+    found = check_candidate(source, "cpu", scalar_inputs, scalar_init_inputs)
     return {f.check: f.severity for f in found if "compute" in f.check}
 
 
@@ -284,3 +286,39 @@ def test_a_name_bound_to_anything_but_literals_is_no_literal_input(tmp_path, get
     plain = "def get_inputs():\n    return [torch.randn(3), S]"
     path.write_text(path.read_text().replace(get_inputs, plain))
     assert load_problem(path).scalar_inputs == (1,)
+
+
+INIT_SIZE = """
+def _blocks(n):
+    return int(np.ceil(n / 256))
+
+class ModelNew(nn.Module):
+    def __init__(self, features, eps):
+        super().__init__()
+        self.features = features
+        self.eps = eps
+
+    def forward(self, x):
+        return ext.run(x, _blocks(self.features) + int(np.log2(self.features)))
+"""
+
+
+def test_a_size_the_constructor_gets_from_the_problem_is_not_a_tensor():
+    # get_init_inputs() returns [features, eps] as literals: `self.features` is a size
+    assert _checks(INIT_SIZE, scalar_init_inputs=(0, 1)) == {}
+    assert _checks(INIT_SIZE)["host_compute"] == REJECT  # without the problem's word
+    # a store of another value anywhere makes it unproven again
+    stored = INIT_SIZE.replace(
+        "        self.eps = eps", "        self.eps = eps\n        self.features = x"
+    )
+    assert _checks(stored, scalar_init_inputs=(0, 1))["host_compute"] == REJECT
+
+
+def test_the_problem_names_its_literal_constructor_inputs(tmp_path):
+    path = tmp_path / "p.py"
+    text = PROBLEM.format(extra="").replace(
+        "def get_init_inputs():\n    return []",
+        "def get_init_inputs():\n    return [rows, 0.5, mask_t()]",
+    )
+    path.write_text(text + "\ndef mask_t():\n    return torch.ones(2)\n")
+    assert load_problem(path).scalar_init_inputs == (0, 1)

@@ -332,10 +332,11 @@ class Prover:
         model: ast.ClassDef,
         functions: list[Function],
         forward_scalars: Iterable[int] = (),
+        init_scalars: Iterable[int] = (),
     ) -> dict[int, set[str]]:
         """id(function) -> the names of its parameters that may hold tensors, for `functions`.
-        `forward_scalars`: positions of ModelNew.forward's inputs that the problem fills with
-        literals."""
+        `forward_scalars`, `init_scalars`: positions of ModelNew.forward's and its
+        constructor's inputs that the problem fills with literals."""
         tensor: dict[int, set[str]] = {}
         fixed: set[int] = set()  # parameters the harness or torch passes: never proven here
         for function in functions:
@@ -344,12 +345,15 @@ class Prover:
                 fixed.add(id(function))
         if self.dynamic:
             return tensor
-        forward = _plain_forward(model)
-        if forward is not None and id(forward) in tensor:
-            positional = _positional(forward, True)
-            for index in forward_scalars:
+        for name, literal in (("forward", forward_scalars), ("__init__", init_scalars)):
+            method = _plain_method(model, name)
+            if method is None:
+                continue
+            names = tensor.setdefault(id(method), {p.arg for p in params(method, True)})
+            positional = _positional(method, True)
+            for index in literal:
                 if 0 <= index < len(positional):
-                    tensor[id(forward)].discard(positional[index].arg)
+                    names.discard(positional[index].arg)
         sites = {id(f): self._call_sites(f) for f in functions}
         while True:  # only ever removes names, so it settles
             self.self_constants = self._self_constants(tensor)
@@ -696,26 +700,27 @@ def _enclosing_chains(tree: ast.Module) -> dict[int, list[Function]]:
     return chains
 
 
-def _plain_forward(model: ast.ClassDef) -> Function | None:
-    """ModelNew's forward where the harness's arguments surely reach it in order: one plain
-    `def forward(self, ...)`, no override of how a call is dispatched, nn.Module its only base,
-    and no other name bound to it in the class body."""
+def _plain_method(model: ast.ClassDef, name: str) -> Function | None:
+    """ModelNew's `forward` or `__init__` where the harness's arguments surely reach it in
+    order: one plain `def`, no override of how a call or construction is dispatched, nn.Module
+    its only base, and no other name bound to it in the class body."""
     if len(model.bases) != 1 or dotted(model.bases[0]) not in ("nn.Module", "torch.nn.Module"):
         return None
     if model.keywords or model.decorator_list:
         return None
     dispatch = {"__call__", "_call_impl", "_wrapped_call_impl", "__getattr__", "__getattribute__"}
-    forwards = []
+    dispatch |= {"__new__", "__init_subclass__", "__class_getitem__"}
+    found = []
     for node in model.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             if node.name in dispatch:
                 return None
-            if node.name == "forward":
-                forwards.append(node)
-        elif any(name == "forward" for name, _ in _bindings(node)):
+            if node.name == name:
+                found.append(node)
+        elif any(bound == name for bound, _ in _bindings(node)):
             return None
-        elif any(isinstance(n, ast.Name) and n.id == "forward" for n in ast.walk(node)):
+        elif any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node)):
             return None  # `_first = forward`
-    if len(forwards) != 1 or forwards[0].decorator_list:
+    if len(found) != 1 or found[0].decorator_list:
         return None
-    return forwards[0]
+    return found[0]

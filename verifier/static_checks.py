@@ -24,6 +24,9 @@ from kernelwright.verifier.findings import REJECT, WARN, Finding
 from kernelwright.verifier.native_checks import kernel_names, native_findings, strip_comments
 from kernelwright.verifier.scalars import Prover, Reached
 
+# Positions of forward's and of the constructor's inputs that the problem fills with literals.
+Literals = tuple[tuple[int, ...], tuple[int, ...]]
+
 # PyTorch calls that compute (as opposed to allocate or reshape). Used in ModelNew's methods,
 # they mean the work is done by PyTorch, not by the candidate's kernel.
 TORCH_COMPUTE = {
@@ -358,13 +361,17 @@ def candidate_kernels(source: str) -> list[str]:
 
 
 def check_candidate(
-    source: str, target: str = "cuda", scalar_inputs: Iterable[int] = ()
+    source: str,
+    target: str = "cuda",
+    scalar_inputs: Iterable[int] = (),
+    scalar_init_inputs: Iterable[int] = (),
 ) -> list[Finding]:
     """All findings for a candidate file's source (AST plus embedded native code).
     `scalar_inputs`: positions of the problem's inputs that are literals, not tensors
-    (`Problem.scalar_inputs`): arithmetic on them in forward is not PyTorch compute."""
+    (`Problem.scalar_inputs`): arithmetic on them in forward is not PyTorch compute;
+    `scalar_init_inputs` the same for the constructor (sizes kept as `self.n = n`)."""
     tree = _without_main_block(pyast.parse(source))
-    findings = _python_findings(tree, tuple(scalar_inputs))
+    findings = _python_findings(tree, (tuple(scalar_inputs), tuple(scalar_init_inputs)))
     native = native_source(tree)
     findings += native_findings(native)
     if target == "cuda" and not kernel_names(native):
@@ -573,7 +580,7 @@ def _protected_aliases(tree: ast.Module, protected: set[str]) -> set[str]:
 _dotted = pyast.dotted
 
 
-def _python_findings(tree: ast.Module, scalar_inputs: tuple[int, ...] = ()) -> list[Finding]:
+def _python_findings(tree: ast.Module, literals: Literals = ((), ())) -> list[Finding]:
     found: list[Finding] = []
 
     def add(check: str, message: str, node: ast.AST, severity: str = REJECT) -> None:
@@ -707,7 +714,7 @@ def _python_findings(tree: ast.Module, scalar_inputs: tuple[int, ...] = ()) -> l
         add("torch_compute", message, tree)
     elif model_new is not None:
         extensions = _extension_names(tree)
-        reached = _with_tensor_params(tree, model_new, scalar_inputs)
+        reached = _with_tensor_params(tree, model_new, literals)
         compute = _torch_compute_findings(
             model_new,
             reached,
@@ -1058,14 +1065,12 @@ def _top_level_statements(body: list[ast.stmt]) -> list[ast.stmt]:
     return found
 
 
-def _with_tensor_params(
-    tree: ast.Module, cls: ast.ClassDef, scalar_inputs: tuple[int, ...]
-) -> list[Reached]:
+def _with_tensor_params(tree: ast.Module, cls: ast.ClassDef, literals: Literals) -> list[Reached]:
     """The code ModelNew runs, each function with the parameters that may hold tensors
     (scalars.py: all but those proven to be sizes or the problem's literal inputs)."""
     reached = _reachable_code(tree, cls)
     prover = Prover(tree)
-    tensor = prover.tensor_params(cls, reached, scalar_inputs)
+    tensor = prover.tensor_params(cls, reached, *literals)
     return [
         Reached(function, tensor[id(function)], prover.proven_names(function, tensor))
         for function in reached
