@@ -38,9 +38,10 @@ def fail(message: str) -> None:
 @app.command()
 def evaluate(
     problem: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="Problem file (KernelBench format: Model, get_inputs, get_init_inputs)."
+            help="Problem file (KernelBench format: Model, get_inputs, get_init_inputs) or a "
+            "shipped problem's name (`kernelwright suite`).",
         ),
     ],
     candidate: Annotated[Path, typer.Argument(help="Candidate file defining ModelNew.")],
@@ -79,8 +80,10 @@ def evaluate(
     from kernelwright.evaluate import EvaluateOptions
     from kernelwright.evaluate import evaluate as run_evaluation
     from kernelwright.targets import default_target
+    from kernelwright.user_problem import resolve_problem
 
     try:
+        problem_path = resolve_problem(problem)
         engine = None
         if save:  # open (and migrate) first: a bad database must fail before the work is done
             from kernelwright.store.db import open_engine
@@ -96,10 +99,10 @@ def evaluate(
             build_timeout_s=build_timeout,
             compile_baseline=compile_baseline,
         )
-        result = run_evaluation(problem, candidate, options)
+        result = run_evaluation(problem_path, candidate, options)
         data = result.to_dict()
         if engine is not None:
-            data.update(_record(engine, problem, candidate, options, result))
+            data.update(_record(engine, problem_path, candidate, options, result))
     except KernelwrightError as exc:
         fail(str(exc))
         return

@@ -86,6 +86,17 @@ def test_missing_files(cli, fixtures_dir, tmp_path):
     )
 
 
+def test_evaluate_takes_a_shipped_problem_by_name(cli, tmp_path):
+    # the name resolves (the complaint is about the candidate); an unknown name says what to do
+    missing = str(tmp_path / "nope.py")
+    _check(cli("evaluate", "01_gelu", missing, "--target", "cpu"), "candidate file not found")
+    _check(
+        cli("evaluate", "no_such_problem", missing, "--target", "cpu"),
+        "no problem file or shipped problem named no_such_problem",
+        "kernelwright suite",
+    )
+
+
 def test_candidate_without_model_new(cli, fixtures_dir, tmp_path):
     candidate = _write(tmp_path, "c.py", "import torch\nclass Model:\n    pass\n")
     _check(
