@@ -167,11 +167,22 @@ def test_a_reference_with_randomness_no_seed_reaches_is_refused(cli, fixtures_di
     assert "the reference is not repeatable" in proc.stderr and "trial 0" in proc.stderr
 
 
-def test_a_cached_build_changed_by_someone_else_is_built_again(cli, fixtures_dir, kw_home):
-    first = _evaluate(cli, fixtures_dir, "scale_add_ok.py", "--trials", "1")
+def test_a_cached_build_changed_by_someone_else_is_built_again(cli, fixtures_dir, tmp_path):
+    # a home of its own: the session's holds this candidate's builds under other flags too
+    home = tmp_path / "home"
+
+    def evaluate() -> dict:
+        problem = str(fixtures_dir / "problems" / "scale_add.py")
+        candidate = str(fixtures_dir / "candidates" / "scale_add_ok.py")
+        args = ("evaluate", problem, candidate, "--target", "cpu", "--json", "--trials", "1")
+        proc = cli(*args, env_extra={"KERNELWRIGHT_HOME": str(home)})
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    first = evaluate()
     assert first["status"] == "correct"
-    (library,) = (kw_home / "builds").glob("*/kw_test_scale_add_ok-*/kw_test_scale_add_ok.so")
+    (library,) = (home / "builds").glob("*/kw_test_scale_add_ok-*/kw_test_scale_add_ok.so")
     library.write_bytes(b"\x7fELF planted by another candidate")
-    again = _evaluate(cli, fixtures_dir, "scale_add_ok.py", "--trials", "1")
+    again = evaluate()
     assert again["status"] == "correct" and again["cached"] is False  # rebuilt, not loaded
     assert library.read_bytes() != b"\x7fELF planted by another candidate"
