@@ -87,7 +87,11 @@ def evaluate(
     check_toolchain(options.target)
     tolerance = Tolerance(options.atol, options.rtol)
     findings = check_candidate(
-        candidate.source, options.target, problem.scalar_inputs, problem.scalar_init_inputs
+        candidate.source,
+        options.target,
+        problem.scalar_inputs,
+        problem.scalar_init_inputs,
+        passed=problem.input_counts,
     )
     warnings = [asdict(f) for f in findings if f.severity == WARN]
     rejects = [f for f in findings if f.severity == REJECT]

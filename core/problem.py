@@ -39,6 +39,8 @@ class Problem:
     # positions of get_inputs() that are literals (`-1`, a module constant): never tensors
     scalar_inputs: tuple[int, ...] = ()
     scalar_init_inputs: tuple[int, ...] = ()  # the same for get_init_inputs()
+    # how many items get_inputs()/get_init_inputs() return, where the file spells it out
+    input_counts: tuple[int | None, int | None] = (None, None)
 
 
 @dataclass(frozen=True)
@@ -178,12 +180,41 @@ def _returned_count(function: ast.AST | None) -> int | None:
     for node in ast.walk(function):
         if isinstance(node, ast.Return):
             value = node.value
+            if isinstance(value, ast.Name):  # `init = [...]; return init`
+                value = _only_binding(function, value.id)
             if not isinstance(value, ast.List | ast.Tuple):
                 return None
             if any(isinstance(item, ast.Starred) for item in value.elts):
                 return None
             counts.add(len(value.elts))
     return counts.pop() if len(counts) == 1 else None
+
+
+def _only_binding(function: ast.FunctionDef, name: str) -> ast.AST | None:
+    """The value of a name a function binds once (`init = [...]`) and never changes in place
+    (no `init.append(...)`, `init += ...`, `init[0] = ...`); None otherwise."""
+    assigned: list[ast.AST] = []
+    targets: set[int] = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id == name:
+                    assigned.append(node.value)
+                    targets.add(id(target))
+    for node in ast.walk(function):
+        stored = isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del)
+        if stored and node.id == name and id(node) not in targets:
+            return None  # bound again by a loop, `with`, unpacking, `+=`
+        if isinstance(node, ast.Attribute | ast.Subscript) and dotted_root(node) == name:
+            if isinstance(node, ast.Attribute) or isinstance(node.ctx, ast.Store | ast.Del):
+                return None  # `init.append(x)`, `init[0] = x`
+    return assigned[0] if len(assigned) == 1 else None
+
+
+def dotted_root(node: ast.AST) -> str:
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else ""
 
 
 def level_of(path: Path) -> int | None:
@@ -213,7 +244,15 @@ def load_problem(path: Path | str) -> Problem:
         extra_shapes=extra,
         scalar_inputs=_scalar_inputs(tree, names, extra is None, "get_inputs"),
         scalar_init_inputs=_scalar_inputs(tree, names, extra is None, "get_init_inputs"),
+        input_counts=(
+            _returned_count(names.get("get_inputs")),
+            _returned_count(names.get("get_init_inputs")),
+        ),
     )
+
+
+# Builtins that turn numbers into numbers (a problem's `int(input_size * 2)`).
+NUMBER_BUILTINS = {"int", "float", "round", "abs", "min", "max"}
 
 
 def _scalar_inputs(
@@ -305,6 +344,17 @@ def _scalar_inputs(
             return literal(node.left, depth + 1) and literal(node.right, depth + 1)
         if isinstance(node, ast.Tuple | ast.List):
             return all(literal(e, depth + 1) for e in node.elts)
+        if isinstance(node, ast.Call) and not node.keywords:  # `1.0 / math.sqrt(head_dim)`
+            func = node.func
+            builtin = isinstance(func, ast.Name) and func.id in NUMBER_BUILTINS
+            maths = (
+                isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name)
+                and func.value.id == "math"
+                and module.get("math") == [None]  # `import math`, nothing else
+            )
+            unbound = not builtin or func.id not in module
+            return (builtin or maths) and unbound and all(literal(a, depth + 1) for a in node.args)
         return isinstance(node, ast.Constant)
 
     return tuple(i for i, item in enumerate(items) if literal(item))

@@ -123,7 +123,7 @@ def _check_forward(tmp_path, problem_text: str, forward: str, fits: bool, refusa
 def test_forward_must_take_the_same_positional_arguments_under_any_names(tmp_path, forward, fits):
     # get_inputs() builds its list in a way the file does not spell out: the reference's
     # signature is all there is to go by
-    computed = "    inputs = [torch.randn(n)]\n    return inputs\n"
+    computed = "    return list([torch.randn(n)])\n"
     text = PROBLEM.replace("    return [torch.randn(n)]\n", computed)
     _check_forward(tmp_path, text, forward, fits, "must take the same positional arguments")
 
@@ -139,9 +139,12 @@ def test_forward_must_take_the_same_positional_arguments_under_any_names(tmp_pat
     ],
 )
 def test_forward_must_take_what_get_inputs_passes(tmp_path, forward, fits):
-    # PROBLEM's get_inputs() returns [x]: one positional argument
+    # PROBLEM's get_inputs() returns [x]: one positional argument, spelled out or named once
     refusal = r"must take the 1 positional argument\(s\) get_inputs\(\) returns"
     _check_forward(tmp_path, PROBLEM, forward, fits, refusal)
+    named = "    inputs = [torch.randn(n)]\n    return inputs\n"
+    text = PROBLEM.replace("    return [torch.randn(n)]\n", named)
+    _check_forward(tmp_path, text, forward, fits, refusal)
 
 
 def test_problem_dir_in_kernelbench_layout(tmp_path):

@@ -47,6 +47,7 @@ NEVER_TENSOR = {"len", "int", "float", "bool", "str", "isinstance", "range", "id
 PASS_THROUGH = {"min", "max", "abs", "sum", "round", "divmod", "pow", "tuple"}
 # Decorators that call the function with the caller's own arguments.
 TRANSPARENT_DECORATORS = {"staticmethod", "functools.lru_cache", "lru_cache", "functools.cache"}
+TRANSPARENT_DECORATORS |= {"cache", "torch.no_grad", "torch.inference_mode", "no_grad"}
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 
@@ -146,6 +147,11 @@ class Scope:
         if (name in PASS_THROUGH and prover.builtin(name) and name not in self.local) or library:
             return all(self.proves(a) for a in arguments)  # `math.prod([x, w])` is a tensor
         # the module's own helper whose every return is proven (`_cdiv(n, 256)`)
+        func = node.func
+        if isinstance(func, ast.Attribute) and not func.attr.startswith("__"):
+            # `(n - 1).bit_length()`: a number's or a tuple's method, given no tensor
+            if self.proves(func.value) and all(self.proves(a) for a in arguments):
+                return True
         helper = name in self.prover.scalar_returns and name not in self.local
         return helper and all(self.proves(a) for a in arguments)
 
@@ -176,9 +182,8 @@ def _bindings(node: ast.AST) -> list[tuple[str, ast.AST | None]]:
     if isinstance(node, ast.NamedExpr):
         return [(node.target.id, node.value)]
     if isinstance(node, ast.For | ast.AsyncFor):
-        iterated = node.iter
-        ranged = isinstance(iterated, ast.Call) and dotted(iterated.func) == "range"
-        return _unpack(node.target, iterated if ranged else None)
+        # an item of a proven iterable (`x.shape[1:]`, `range(n)`) is proven too
+        return _unpack(node.target, node.iter)
     if isinstance(node, ast.Global | ast.Nonlocal):
         return [(n, None) for n in node.names]
     names: list[str] = []
@@ -257,26 +262,79 @@ def _dynamic(tree: ast.Module) -> bool:
 
 def _own_fields(tree: ast.Module) -> set[str]:
     """Size fields and methods (`shape`, `item`) the module gives objects of its own: defined,
-    assigned as attributes, passed as keywords (`SimpleNamespace(shape=x)`) or named in a
-    string (`namedtuple("S", "shape")`); reading them proves nothing."""
+    assigned as attributes, passed as keywords to a maker of objects (`SimpleNamespace(shape=x)`)
+    or named in a string handed to one (`namedtuple("S", "shape")`); reading them proves
+    nothing. Prose (`"shape mismatch"` in an assert or an exception) and keywords of torch's
+    own calls (`torch.empty(size=...)`, `x.sum(dim=1)`) give nothing."""
     fields = SIZE_FIELDS | SIZE_METHODS
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    made = {dotted(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             found.add(node.name)
         if isinstance(node, ast.ClassDef):
             for statement in node.body:  # class attributes: `shape = property(...)`
-                if isinstance(statement, ast.Assign | ast.AnnAssign | ast.AugAssign):
-                    targets = getattr(statement, "targets", None) or [statement.target]
-                    found |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+                found |= {name for name, _ in _bindings(statement)}
         elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del):
-            found.add(node.attr)
-        elif isinstance(node, ast.keyword) and node.arg:
-            found.add(node.arg)
+            if node.attr in SIZE_FIELDS or not _harness_value(node, parents, made):
+                found.add(node.attr)  # `self.dim = dim` from the problem is no method
+        elif isinstance(node, ast.keyword) and node.arg in fields:
+            if _makes_objects(parents.get(node)):
+                found.add(node.arg)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if re.fullmatch(r"[\w\s,]*", node.value):  # identifiers, not code
+            holder = parents.get(node)
+            if isinstance(holder, ast.List | ast.Tuple | ast.Set):
+                holder = parents.get(holder)
+            named = isinstance(holder, ast.Dict) or _makes_objects(holder)
+            if named and re.fullmatch(r"[\w\s,]*", node.value):
                 found |= set(re.findall(r"\w+", node.value))
     return found & fields
+
+
+# Where torch's and numpy's calls take keywords named like sizes (`dim=`, `size=`).
+LIBRARY_ROOTS = {"torch", "nn", "F", "np", "numpy", "math"}
+
+
+def _makes_objects(call: ast.AST | None) -> bool:
+    """Whether a call may build an object whose fields its keywords or strings name: any but
+    torch's, numpy's and math's functions, methods of local objects (`x.sum(dim=1)`), and
+    messages (exceptions, print, logging, warnings)."""
+    if not isinstance(call, ast.Call):
+        return False
+    name = dotted(call.func)
+    root, last = name.partition(".")[0], name.rpartition(".")[2]
+    if not name or root in LIBRARY_ROOTS:
+        return False
+    if last.endswith(("Error", "Exception", "Warning")) or last in MESSAGES:
+        return False
+    if isinstance(call.func, ast.Attribute) and root[:1].islower() and last[:1].islower():
+        return last in ("namedtuple", "SimpleNamespace", "make_dataclass", "setattr", "type")
+    return True
+
+
+MESSAGES = {"print", "warn", "info", "debug", "warning", "error", "format", "join", "write"}
+
+
+def _harness_value(store: ast.Attribute, parents: dict[ast.AST, ast.AST], made: set[str]) -> bool:
+    """`self.dim = dim` from a parameter of the constructor of a class only the harness makes
+    (the module calls it nowhere), or a constant: a number the problem passed, never a function
+    that `.dim()` would call."""
+    assign = parents.get(store)
+    if not isinstance(assign, ast.Assign | ast.AnnAssign) or assign.value is None:
+        return False
+    value = assign.value
+    if isinstance(value, ast.Constant):
+        return True
+    function = assign
+    while function is not None and not isinstance(function, ast.FunctionDef):
+        function = parents.get(function)
+    if function is None or function.name != "__init__" or not isinstance(value, ast.Name):
+        return False
+    owner = parents.get(function)
+    if not isinstance(owner, ast.ClassDef) or owner.name in made:
+        return False
+    return value.id in {p.arg for p in params(function, True)}
 
 
 class Prover:
@@ -287,7 +345,7 @@ class Prover:
         # a module that reaches names by computed strings can rebind anything: nothing is proven
         self.dynamic = _dynamic(tree)
         self.own_fields = _own_fields(tree)
-        self.bound_anywhere, self.imports = _module_names(tree)
+        self.bound_anywhere, self.imports = module_names(tree)
         self.module_constants = set() if self.dynamic else self._module_constants()
         self.self_constants: set[str] = set()
         self.scalar_returns: set[str] = set()
@@ -313,19 +371,32 @@ class Prover:
             if isinstance(node, ast.Global):
                 for name in node.names:
                     bindings.setdefault(name, []).append(None)
-        return {
-            name
-            for name, values in bindings.items()
-            if all(v is not None and _immutable_literal(v) for v in values)
-        }
+        known: set[str] = set()
+        grown = True
+        while grown:  # `THREADS = WARP * 4` after `WARP = 32`
+            grown = False
+            for name, values in bindings.items():
+                if name not in known and all(_constant(v, known) for v in values):
+                    known.add(name)
+                    grown = True
+        return known
 
     def builtin(self, name: str) -> bool:
         """Whether `name` is Python's builtin here: the module binds it nowhere."""
         return name not in self.bound_anywhere
 
     def is_method(self, function: Function) -> bool:
+        """Whether its first parameter is not an argument of its calls: `self`, or the `ctx`
+        of an autograd.Function's forward."""
         static = any(_decorator_name(d) == "staticmethod" for d in function.decorator_list)
-        return id(function) in self.owners and not static
+        return id(function) in self.owners and (not static or self._applied(function))
+
+    def _applied(self, function: Function) -> bool:
+        """An autograd.Function's forward, run by `Fn.apply(...)`."""
+        owner = self.owners.get(id(function))
+        if owner is None or function.name != "forward":
+            return False
+        return any(dotted(b).split(".")[-1] == "Function" for b in owner.bases)
 
     def tensor_params(
         self,
@@ -333,19 +404,23 @@ class Prover:
         functions: list[Function],
         forward_scalars: Iterable[int] = (),
         init_scalars: Iterable[int] = (),
+        passed: tuple[int | None, int | None] = (None, None),
     ) -> dict[int, set[str]]:
         """id(function) -> the names of its parameters that may hold tensors, for `functions`.
         `forward_scalars`, `init_scalars`: positions of ModelNew.forward's and its
-        constructor's inputs that the problem fills with literals."""
+        constructor's inputs that the problem fills with literals; `passed`: how many
+        arguments each gets, where known (a literal default beyond them is never replaced)."""
         tensor: dict[int, set[str]] = {}
         fixed: set[int] = set()  # parameters the harness or torch passes: never proven here
         for function in functions:
             tensor[id(function)] = {p.arg for p in params(function, self.is_method(function))}
             if self.owners.get(id(function)) is not None and function.name == "forward":
-                fixed.add(id(function))
+                if not self._applied(function):  # `Fn.apply(x, dim)` calls are followed
+                    fixed.add(id(function))
         if self.dynamic:
             return tensor
-        for name, literal in (("forward", forward_scalars), ("__init__", init_scalars)):
+        plans = (("forward", forward_scalars, passed[0]), ("__init__", init_scalars, passed[1]))
+        for name, literal, count in plans:
             method = _plain_method(model, name)
             if method is None:
                 continue
@@ -354,6 +429,9 @@ class Prover:
             for index in literal:
                 if 0 <= index < len(positional):
                     names.discard(positional[index].arg)
+            for parameter in positional[count:] if count is not None else []:
+                if _immutable_literal(_default(method, parameter)):
+                    names.discard(parameter.arg)  # `eps=1e-5` that get_init_inputs leaves
         sites = {id(f): self._call_sites(f) for f in functions}
         while True:  # only ever removes names, so it settles
             self.self_constants = self._self_constants(tensor)
@@ -390,11 +468,30 @@ class Prover:
             return None
         if function.name.startswith("__") and function.name.endswith("__"):
             return None  # `__call__` runs on `obj(...)`, `__add__` on `+`: callers unseen
-        method = id(function) in self.owners
+        owner = self.owners.get(id(function))
+        if self._applied(function):
+            assert owner is not None
+            calls = [
+                n
+                for n in ast.walk(self.tree)
+                if isinstance(n, ast.Call) and dotted(n.func) == f"{owner.name}.apply"
+            ]
+            callees = {id(c.func) for c in calls}
+            for node in ast.walk(self.tree):
+                passed = isinstance(node, ast.Attribute) and node.attr in ("apply", "forward")
+                if passed and id(node) not in callees:
+                    return None  # `relu = Fn.apply`, `Fn.forward(...)`
+            return calls
+        method = owner is not None
+        # a static method may also be called through its class: `ModelNew._tiles(n)`
+        through_class = (
+            f"{owner.name}.{function.name}" if owner and not self.is_method(function) else ""
+        )
         calls = [
             n
             for n in ast.walk(self.tree)
-            if isinstance(n, ast.Call) and _names(n.func, function.name, method)
+            if isinstance(n, ast.Call)
+            and (_names(n.func, function.name, method) or dotted(n.func) == through_class)
         ]
         callees = {id(c.func) for c in calls}
         for node in ast.walk(self.tree):
@@ -622,6 +719,21 @@ def _unpack_attributes(target: ast.AST, value: ast.AST | None) -> list[tuple[str
     return []
 
 
+def _constant(node: ast.AST | None, known: set[str]) -> bool:
+    """An immutable literal, a name of `known`, or arithmetic and tuples of those."""
+    if node is None:
+        return False
+    if isinstance(node, ast.Name):
+        return node.id in known
+    if isinstance(node, ast.BinOp):
+        return _constant(node.left, known) and _constant(node.right, known)
+    if isinstance(node, ast.UnaryOp):
+        return _constant(node.operand, known)
+    if isinstance(node, ast.Tuple):
+        return all(_constant(e, known) for e in node.elts)
+    return _immutable_literal(node)
+
+
 def _immutable_literal(node: ast.AST | None) -> bool:
     """A literal whose value cannot change: numbers, strings, None, tuples of those."""
     if node is None:
@@ -639,7 +751,7 @@ def _immutable(value: object) -> bool:
     return value is None or isinstance(value, int | float | complex | str | bytes)
 
 
-def _module_names(tree: ast.Module) -> tuple[dict[str, int], dict[str, str]]:
+def module_names(tree: ast.Module) -> tuple[dict[str, int], dict[str, str]]:
     """How many times each name is bound anywhere in the module (any scope), and the names
     bound only by importing a module (`np` -> `numpy`)."""
     counts: dict[str, int] = {}

@@ -22,10 +22,11 @@ from collections.abc import Callable, Iterable
 from kernelwright import pyast
 from kernelwright.verifier.findings import REJECT, WARN, Finding
 from kernelwright.verifier.native_checks import kernel_names, native_findings, strip_comments
-from kernelwright.verifier.scalars import Prover, Reached
+from kernelwright.verifier.scalars import Prover, Reached, module_names
 
-# Positions of forward's and of the constructor's inputs that the problem fills with literals.
-Literals = tuple[tuple[int, ...], tuple[int, ...]]
+# Positions of forward's and of the constructor's inputs that the problem fills with literals,
+# and how many arguments each gets (None: unknown).
+Literals = tuple[tuple[int, ...], tuple[int, ...], tuple[int | None, int | None]]
 
 # PyTorch calls that compute (as opposed to allocate or reshape). Used in ModelNew's methods,
 # they mean the work is done by PyTorch, not by the candidate's kernel.
@@ -365,13 +366,17 @@ def check_candidate(
     target: str = "cuda",
     scalar_inputs: Iterable[int] = (),
     scalar_init_inputs: Iterable[int] = (),
+    passed: tuple[int | None, int | None] = (None, None),
 ) -> list[Finding]:
     """All findings for a candidate file's source (AST plus embedded native code).
     `scalar_inputs`: positions of the problem's inputs that are literals, not tensors
     (`Problem.scalar_inputs`): arithmetic on them in forward is not PyTorch compute;
-    `scalar_init_inputs` the same for the constructor (sizes kept as `self.n = n`)."""
+    `scalar_init_inputs` the same for the constructor (sizes kept as `self.n = n`); `passed`:
+    how many arguments forward and the constructor get (`Problem.input_counts`), so that a
+    literal default the harness never overrides is a size too."""
     tree = _without_main_block(pyast.parse(source))
-    findings = _python_findings(tree, (tuple(scalar_inputs), tuple(scalar_init_inputs)))
+    literals = (tuple(scalar_inputs), tuple(scalar_init_inputs), passed)
+    findings = _python_findings(tree, literals)
     native = native_source(tree)
     findings += native_findings(native)
     if target == "cuda" and not kernel_names(native):
@@ -580,7 +585,9 @@ def _protected_aliases(tree: ast.Module, protected: set[str]) -> set[str]:
 _dotted = pyast.dotted
 
 
-def _python_findings(tree: ast.Module, literals: Literals = ((), ())) -> list[Finding]:
+def _python_findings(
+    tree: ast.Module, literals: Literals = ((), (), (None, None))
+) -> list[Finding]:
     found: list[Finding] = []
 
     def add(check: str, message: str, node: ast.AST, severity: str = REJECT) -> None:
@@ -722,6 +729,8 @@ def _python_findings(tree: ast.Module, literals: Literals = ((), ())) -> list[Fi
             _operator_names(tree),
             _torch_function_names(tree),
             _layer_test(tree),
+            _other_modules(tree),
+            tree,
         )
         if compute and _calls_extension(reached, extensions):
             # A kernel does part of the work and PyTorch the rest: allowed, labelled for the judge.
@@ -785,6 +794,7 @@ def _harmless_try(node: ast.Try | ast.TryStar) -> bool:
 
 # What describes a tensor's size rather than its values.
 SIZE_ATTRIBUTES = {"shape", "size", "dim", "ndim", "numel", "stride", "dtype", "device"}
+SIZE_ATTRIBUTES |= {"nelement", "element_size", "itemsize", "layout", "is_cuda", "get_device"}
 
 
 def _numpy_names(tree: ast.Module) -> set[str]:
@@ -1016,7 +1026,22 @@ def _extension_names(tree: ast.Module) -> set[str]:
         if trusted == names:
             break
         names = trusted
-    return names
+    # `_get_ext().fn(x)`: a call through the module's own getter of the extension
+    own_builders = {b for b in builders if b in own and b not in rebound}
+    return names | {f"{b}()" for b in own_builders}
+
+
+def _through_extension(call: ast.Call, extensions: set[str]) -> bool:
+    """Whether a call goes to the candidate's compiled code: `_ext.fn(...)`, `fn(...)` bound
+    to it, or `_get_ext().fn(...)` through its getter."""
+    name = _dotted(call.func)
+    if name in extensions or name.rpartition(".")[0] in extensions:
+        return True
+    func = call.func
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call):
+        getter = func.value
+        return not getter.args and f"{_dotted(getter.func)}()" in extensions
+    return False
 
 
 def _model_new_class(tree: ast.Module) -> ast.ClassDef | None | str:
@@ -1136,11 +1161,17 @@ def _calls_extension(reached: list[Reached], extensions: set[str]) -> bool:
                 name = _dotted(node.func)
                 head = name.rpartition(".")[0]
                 aten = head.startswith(("torch.ops.aten", "torch.ops.prims"))
-                if head in extensions or name in extensions:
+                if _through_extension(node, extensions):
                     return True
                 if head.startswith("torch.ops") and not aten:
                     return True
     return False
+
+
+def _other_modules(tree: ast.Module) -> set[str]:
+    """Names bound only by importing a module other than torch (`import math as m`, `re`)."""
+    modules = module_names(tree)[1]
+    return {name for name, module in modules.items() if module.split(".")[0] != "torch"}
 
 
 def _torch_function_names(tree: ast.Module) -> set[str]:
@@ -1219,6 +1250,70 @@ def _layer_test(tree: ast.Module) -> Callable[[str], bool]:
     return is_layer
 
 
+# Settings of torch's layers: numbers, not tensors (`self.conv.groups`).
+LAYER_SETTINGS = {
+    "in_features",
+    "out_features",
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "output_padding",
+    "padding_mode",
+    "eps",
+    "momentum",
+    "num_features",
+    "normalized_shape",
+    "elementwise_affine",
+    "affine",
+    "track_running_stats",
+    "embed_dim",
+    "num_heads",
+    "head_dim",
+    "num_embeddings",
+    "embedding_dim",
+    "negative_slope",
+    "inplace",
+    "p",
+    "dim",
+    "approximate",
+    "ceil_mode",
+    "count_include_pad",
+    "return_indices",
+    "batch_first",
+}
+
+
+def _containers(function: ast.FunctionDef, tree: ast.Module) -> set[str]:
+    """Names bound only to list, set or dict displays: locals of `function` (`opts = [...]`)
+    and attributes stored anywhere in the module (`self._seen = set()`)."""
+    values: dict[str, list[ast.AST]] = {}
+    for scope, kinds in ((function, (ast.Name,)), (tree, (ast.Attribute,))):
+        plain: set[int] = set()  # targets of `name = value`, read with their value
+        for node in ast.walk(scope):
+            if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, kinds):
+                        values.setdefault(_dotted(target), []).append(node.value)
+                        plain.add(id(target))
+        for node in ast.walk(scope):
+            stored = isinstance(node, kinds) and isinstance(node.ctx, ast.Store | ast.Del)
+            if stored and id(node) not in plain:  # a loop variable, `with as`, unpacking
+                values.setdefault(_dotted(node), []).append(node)
+
+    def display(value: ast.AST) -> bool:
+        shown = (ast.List, ast.Set, ast.Dict, ast.ListComp, ast.SetComp, ast.DictComp)
+        if isinstance(value, ast.Call) and not value.args and not value.keywords:
+            return _dotted(value.func) in ("list", "set", "dict")
+        return isinstance(value, shown)
+
+    return {name for name, bound in values.items() if bound and all(display(v) for v in bound)}
+
+
 # Builtins that do arithmetic through a tensor's own operators when handed tensors.
 ARITHMETIC_BUILTINS = {"sum", "max", "min", "abs", "pow", "round", "divmod", "reduce"}
 
@@ -1230,8 +1325,11 @@ def _torch_compute_findings(
     operator_names: set[str] | None = None,
     torch_names: set[str] | None = None,
     is_layer: Callable[[str], bool] | None = None,
+    not_tensors: set[str] | None = None,
+    tree: ast.Module | None = None,
 ) -> list[Finding]:
-    """PyTorch compute in the code ModelNew runs, not in __init__ (where layers may be built)."""
+    """PyTorch compute in the code ModelNew runs, not in __init__ (where layers may be built).
+    `not_tensors`: names that hold other things (modules other than torch, containers)."""
     is_layer = is_layer or (lambda called: called.endswith(TORCH_LAYER_SUFFIXES))
     layers: set[str] = set()
     tensors: set[str] = set()  # parameters and buffers: arithmetic on them is PyTorch compute
@@ -1252,12 +1350,20 @@ def _torch_compute_findings(
         findings.append(Finding("torch_compute", REJECT, message, getattr(node, "lineno", None)))
 
     for method, args, scalars in reached:
+        # not tensors: sizes, other modules (`import math as m`), lists, sets and dicts
+        plain = {"math", "np", "numpy", *scalars, *(not_tensors or set())}
+        plain |= _containers(method, tree or ast.Module(body=[], type_ignores=[]))
         # Arithmetic counts on tensors only: inputs and parameters, not sizes.
         operands = args | tensors
 
         def _is_tensor_operand(name: str, operands: set[str] = operands) -> bool:
-            # inputs, parameters, and the weights of nn layers (`self.linear.weight`)
-            return name in operands or any(name.startswith(f"{layer}.") for layer in layers)
+            # inputs, parameters, and the weights of nn layers (`self.linear.weight`), not their
+            # settings (`self.conv.groups`)
+            return name in operands or any(
+                name.startswith(f"{layer}.")
+                and name[len(layer) + 1 :].split(".")[0] not in LAYER_SETTINGS
+                for layer in layers
+            )
 
         _add_aliases(method, _is_tensor_operand, operands)
 
@@ -1294,7 +1400,7 @@ def _torch_compute_findings(
                     add(f"computes with `{name}()` (PyTorch arithmetic) on `{hit}`", node)
                 continue
             aten = head.startswith(("torch.ops.aten", "torch.ops.prims", "torch._C", "torch._ops"))
-            if head in extensions or name in extensions:
+            if _through_extension(node, extensions):
                 continue  # the candidate's own compiled functions
             if head.startswith("torch.ops") and not aten:
                 continue  # its own registered ops
@@ -1307,6 +1413,6 @@ def _torch_compute_findings(
                     add(f"computes with PyTorch: `{name}()`", node)
             elif name in layers:
                 add(f"calls the PyTorch layer `{name}` in {method.name}", node)
-            elif head and head not in ("math", "np", "numpy", *scalars) and last in TORCH_COMPUTE:
+            elif head and {head, head.split(".")[0]}.isdisjoint(plain) and last in TORCH_COMPUTE:
                 add(f"computes with a PyTorch tensor method: `{name}()`", node)
     return findings
