@@ -1169,9 +1169,31 @@ def _calls_extension(reached: list[Reached], extensions: set[str]) -> bool:
 
 
 def _other_modules(tree: ast.Module) -> set[str]:
-    """Names bound only by importing a module other than torch (`import math as m`, `re`)."""
+    """Names bound only by importing a plain standard module (`import math as m`, `re`)."""
     modules = module_names(tree)[1]
-    return {name for name, module in modules.items() if module.split(".")[0] != "torch"}
+    return {name for name, module in modules.items() if module.split(".")[0] in PLAIN_MODULES}
+
+
+# Standard modules whose functions never compute with a tensor's values (scipy, say, would).
+PLAIN_MODULES = {
+    "math",
+    "cmath",
+    "re",
+    "string",
+    "functools",
+    "itertools",
+    "collections",
+    "dataclasses",
+    "typing",
+    "os",
+    "sys",
+    "time",
+    "warnings",
+    "logging",
+    "textwrap",
+    "hashlib",
+    "pathlib",
+}
 
 
 def _torch_function_names(tree: ast.Module) -> set[str]:
@@ -1349,6 +1371,12 @@ def _torch_compute_findings(
     def add(message: str, node: ast.AST) -> None:
         findings.append(Finding("torch_compute", REJECT, message, getattr(node, "lineno", None)))
 
+    stored = {  # `self.conv.groups = self.w` makes that setting a tensor
+        node.attr
+        for node in ast.walk(tree or cls)
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del)
+    }
+    settings = LAYER_SETTINGS - stored
     for method, args, scalars in reached:
         # not tensors: sizes, other modules (`import math as m`), lists, sets and dicts
         plain = {"math", "np", "numpy", *scalars, *(not_tensors or set())}
@@ -1361,7 +1389,7 @@ def _torch_compute_findings(
             # settings (`self.conv.groups`)
             return name in operands or any(
                 name.startswith(f"{layer}.")
-                and name[len(layer) + 1 :].split(".")[0] not in LAYER_SETTINGS
+                and name[len(layer) + 1 :].split(".")[0] not in settings
                 for layer in layers
             )
 
