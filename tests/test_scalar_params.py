@@ -3,6 +3,7 @@ compute. Anything not proven a size stays a tensor, so a helper doing the work i
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -256,7 +257,11 @@ LITERAL_INPUT = {"26", "27", "28"}
 def test_a_tensor_smuggled_into_a_proven_name_is_still_pytorch_compute(path):
     # red team (helper 20): each of these once hid `a * b` on tensors behind the proof
     scalar_inputs = (1,) if path.name[:2] in LITERAL_INPUT else ()
-    found = check_candidate(path.read_text(), "cpu", scalar_inputs)
+    text = path.read_text()
+    # attacks on the defaults the harness never passes name the argument counts they assume
+    counts = re.search(r"passed=\((\d+), (\d+)\)", text)
+    passed = (int(counts[1]), int(counts[2])) if counts else (None, None)
+    found = check_candidate(text, "cpu", scalar_inputs, passed=passed)
     assert {f.check for f in found} & {"torch_compute", "torch_compute_partial", "host_compute"}
 
 

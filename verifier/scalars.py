@@ -156,6 +156,18 @@ class Scope:
         return helper and all(self.proves(a) for a in arguments)
 
 
+def _scope_nodes(body: list[ast.stmt]) -> list[ast.AST]:
+    """Every node of module-level code; a def or class inside is named, not entered."""
+    found: list[ast.AST] = []
+    pending: list[ast.AST] = list(body)
+    while pending:
+        node = pending.pop()
+        found.append(node)
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            pending.extend(ast.iter_child_nodes(node))
+    return found
+
+
 def _own_nodes(function: Function) -> Iterable[ast.AST]:
     """The function's nodes, not those of functions, lambdas or classes nested in it."""
     pending: list[ast.AST] = list(function.body)
@@ -182,8 +194,10 @@ def _bindings(node: ast.AST) -> list[tuple[str, ast.AST | None]]:
     if isinstance(node, ast.NamedExpr):
         return [(node.target.id, node.value)]
     if isinstance(node, ast.For | ast.AsyncFor):
-        # an item of a proven iterable (`x.shape[1:]`, `range(n)`) is proven too
-        return _unpack(node.target, node.iter)
+        # an item of a proven iterable (`x.shape[1:]`, `range(n)`) is proven too: each name
+        # stands for the whole iterable, never paired with one of its elements
+        names = [n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)]
+        return [(name, node.iter) for name in names]
     if isinstance(node, ast.Global | ast.Nonlocal):
         return [(n, None) for n in node.names]
     names: list[str] = []
@@ -269,6 +283,7 @@ def _own_fields(tree: ast.Module) -> set[str]:
     fields = SIZE_FIELDS | SIZE_METHODS
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     made = {dotted(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    modules = module_names(tree)[1]
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -280,36 +295,33 @@ def _own_fields(tree: ast.Module) -> set[str]:
             if node.attr in SIZE_FIELDS or not _harness_value(node, parents, made):
                 found.add(node.attr)  # `self.dim = dim` from the problem is no method
         elif isinstance(node, ast.keyword) and node.arg in fields:
-            if _makes_objects(parents.get(node)):
+            if _makes_objects(parents.get(node), modules):
                 found.add(node.arg)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             holder = parents.get(node)
-            if isinstance(holder, ast.List | ast.Tuple | ast.Set):
+            while isinstance(holder, ast.List | ast.Tuple | ast.Set):  # `[("shape", object)]`
                 holder = parents.get(holder)
-            named = isinstance(holder, ast.Dict) or _makes_objects(holder)
+            named = isinstance(holder, ast.Dict) or _makes_objects(holder, modules)
             if named and re.fullmatch(r"[\w\s,]*", node.value):
                 found |= set(re.findall(r"\w+", node.value))
     return found & fields
 
 
-# Where torch's and numpy's calls take keywords named like sizes (`dim=`, `size=`).
-LIBRARY_ROOTS = {"torch", "nn", "F", "np", "numpy", "math"}
-
-
-def _makes_objects(call: ast.AST | None) -> bool:
+def _makes_objects(call: ast.AST | None, modules: dict[str, str]) -> bool:
     """Whether a call may build an object whose fields its keywords or strings name: any but
-    torch's, numpy's and math's functions, methods of local objects (`x.sum(dim=1)`), and
-    messages (exceptions, print, logging, warnings)."""
+    the functions (not classes) of torch, numpy and math, methods of local objects
+    (`x.sum(dim=1)`), and messages (exceptions, print, logging, warnings)."""
     if not isinstance(call, ast.Call):
         return False
     name = dotted(call.func)
     root, last = name.partition(".")[0], name.rpartition(".")[2]
-    if not name or root in LIBRARY_ROOTS:
+    library = modules.get(root, "").split(".")[0] in ("torch", "numpy", "math")
+    if not name or (library and last[:1].islower()):
         return False
     if last.endswith(("Error", "Exception", "Warning")) or last in MESSAGES:
         return False
-    if isinstance(call.func, ast.Attribute) and root[:1].islower() and last[:1].islower():
-        return last in ("namedtuple", "SimpleNamespace", "make_dataclass", "setattr", "type")
+    if isinstance(call.func, ast.Attribute) and root not in modules and last[:1].islower():
+        return False  # a method of a local object: `x.sum(dim=1)`, `cfg.update(...)`
     return True
 
 
@@ -346,6 +358,13 @@ class Prover:
         self.dynamic = _dynamic(tree)
         self.own_fields = _own_fields(tree)
         self.bound_anywhere, self.imports = module_names(tree)
+        self.from_imports = {  # `from functools import cache` -> cache: functools
+            alias.asname or alias.name: node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+            for alias in node.names
+            if self.bound_anywhere.get(alias.asname or alias.name) == 1
+        }
         self.module_constants = set() if self.dynamic else self._module_constants()
         self.self_constants: set[str] = set()
         self.scalar_returns: set[str] = set()
@@ -362,11 +381,9 @@ class Prover:
     def _module_constants(self) -> set[str]:
         """Module-level names only ever bound to literals (`ROWS = 128`, `DIMS = (0, 1)`)."""
         bindings: dict[str, list[ast.AST | None]] = {}
-        for node in self.tree.body:
-            inner = ast.walk(node) if isinstance(node, ast.If | ast.Try) else [node]
-            for part in inner:
-                for name, value in _bindings(part):
-                    bindings.setdefault(name, []).append(value)
+        for part in _scope_nodes(self.tree.body):  # `with`, `for`, `match`, `(T := ...)` too
+            for name, value in _bindings(part):
+                bindings.setdefault(name, []).append(value)
         for node in ast.walk(self.tree):  # `global N` in a function may rebind it to anything
             if isinstance(node, ast.Global):
                 for name in node.names:
@@ -394,9 +411,14 @@ class Prover:
     def _applied(self, function: Function) -> bool:
         """An autograd.Function's forward, run by `Fn.apply(...)`."""
         owner = self.owners.get(id(function))
-        if owner is None or function.name != "forward":
+        if owner is None or function.name != "forward" or len(owner.bases) != 1:
             return False
-        return any(dotted(b).split(".")[-1] == "Function" for b in owner.bases)
+        if any(isinstance(m, ast.FunctionDef) and m.name == "setup_context" for m in owner.body):
+            return False  # forward then takes no ctx
+        base = dotted(owner.bases[0])
+        torch_function = base == "torch.autograd.Function" and self.imports.get("torch") == "torch"
+        imported = self.from_imports.get(base) == "torch.autograd" and base == "Function"
+        return torch_function or imported
 
     def tensor_params(
         self,
@@ -422,7 +444,7 @@ class Prover:
         plans = (("forward", forward_scalars, passed[0]), ("__init__", init_scalars, passed[1]))
         for name, literal, count in plans:
             method = _plain_method(model, name)
-            if method is None:
+            if method is None or self._called_again(name):
                 continue
             names = tensor.setdefault(id(method), {p.arg for p in params(method, True)})
             positional = _positional(method, True)
@@ -455,6 +477,33 @@ class Prover:
             return set()
         return Scope(function, self._scalars(function, tensor), self).names
 
+    def _transparent(self, decorator: str) -> bool:
+        """A decorator that calls the function with its caller's arguments: functools' caches,
+        torch's no_grad; a bare name only where imported from there, and bound once."""
+        if decorator not in TRANSPARENT_DECORATORS:
+            return False
+        root = decorator.split(".")[0]
+        if "." in decorator:
+            return self.imports.get(root) == root and root in ("functools", "torch")
+        if decorator == "staticmethod":
+            return self.builtin(decorator)
+        return self.from_imports.get(decorator) in ("functools", "torch")
+
+    def _called_again(self, name: str) -> bool:
+        """Whether the module itself may call ModelNew's `forward`/`__init__` (`self(x, t)`,
+        `self.forward(...)`, `ModelNew.__init__(self, t)`), filling any parameter."""
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                if node.func.id == "self" and name == "forward":
+                    return True
+            if isinstance(node, ast.Attribute) and node.attr == name:
+                by_super = isinstance(node.value, ast.Call) and dotted(node.value.func) == "super"
+                if not (name == "__init__" and by_super):
+                    return True
+            if isinstance(node, ast.Constant) and node.value == name:
+                return True
+        return False
+
     def _scalars(self, function: Function, tensor: dict[int, set[str]]) -> set[str]:
         """Its parameters proven scalar so far (none, for a function not analysed)."""
         names = {p.arg for p in params(function, self.is_method(function))}
@@ -464,7 +513,7 @@ class Prover:
         """Its calls by name; None where it is also used any other way (passed around,
         decorated), so that its callers cannot be listed."""
         decorators = [_decorator_name(d) for d in function.decorator_list]
-        if not all(d in TRANSPARENT_DECORATORS for d in decorators):
+        if not all(self._transparent(d) for d in decorators):
             return None
         if function.name.startswith("__") and function.name.endswith("__"):
             return None  # `__call__` runs on `obj(...)`, `__add__` on `+`: callers unseen

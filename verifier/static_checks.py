@@ -22,7 +22,13 @@ from collections.abc import Callable, Iterable
 from kernelwright import pyast
 from kernelwright.verifier.findings import REJECT, WARN, Finding
 from kernelwright.verifier.native_checks import kernel_names, native_findings, strip_comments
-from kernelwright.verifier.scalars import Prover, Reached, module_names
+from kernelwright.verifier.scalars import (
+    SIZE_FIELDS,
+    SIZE_METHODS,
+    Prover,
+    Reached,
+    module_names,
+)
 
 # Positions of forward's and of the constructor's inputs that the problem fills with literals,
 # and how many arguments each gets (None: unknown).
@@ -1027,8 +1033,49 @@ def _extension_names(tree: ast.Module) -> set[str]:
             break
         names = trusted
     # `_get_ext().fn(x)`: a call through the module's own getter of the extension
-    own_builders = {b for b in builders if b in own and b not in rebound}
-    return names | {f"{b}()" for b in own_builders}
+    counts = module_names(tree)[0]
+    getters = {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and node.name in builders
+        and counts.get(node.name) == 1  # no second def, loop or import of the name
+        and _plain_getter(node, names, builds)
+    }
+    return names | {f"{g}()" for g in getters}
+
+
+def _plain_getter(function: ast.FunctionDef, names: set[str], builds) -> bool:
+    """A getter of the extension that nothing can bend: no parameters, no decorators, and every
+    return is a build or a module name trusted as the extension that it does not bind itself
+    (a lazy global it declares `global` may be bound)."""
+    a = function.args
+    if function.decorator_list or a.args or a.posonlyargs or a.kwonlyargs or a.vararg or a.kwarg:
+        return False
+    declared = {
+        n for node in ast.walk(function) if isinstance(node, ast.Global) for n in node.names
+    }
+    bound = {
+        n.id
+        for n in ast.walk(function)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)
+    }
+    bound |= {
+        (alias.asname or alias.name).split(".")[0]
+        for node in ast.walk(function)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    returns = [n.value for n in ast.walk(function) if isinstance(n, ast.Return)]
+    for value in returns:
+        if value is None:
+            return False
+        if builds(value):
+            continue
+        name = _dotted(value)
+        if name not in names or (name in bound and name not in declared):
+            return False
+    return bool(returns)
 
 
 def _through_extension(call: ast.Call, extensions: set[str]) -> bool:
@@ -1171,7 +1218,16 @@ def _calls_extension(reached: list[Reached], extensions: set[str]) -> bool:
 def _other_modules(tree: ast.Module) -> set[str]:
     """Names bound only by importing a plain standard module (`import math as m`, `re`)."""
     modules = module_names(tree)[1]
-    return {name for name, module in modules.items() if module.split(".")[0] in PLAIN_MODULES}
+    changed = {  # `s.t = x` puts a tensor in the module: `s.t.mul(w)` would compute
+        _dotted(node).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del)
+    }
+    return {
+        name
+        for name, module in modules.items()
+        if module.split(".")[0] in PLAIN_MODULES and name not in changed
+    }
 
 
 # Standard modules whose functions never compute with a tensor's values (scipy, say, would).
@@ -1243,9 +1299,34 @@ def _add_aliases(
                     pairs.append((target, value))
             for target, value in pairs:
                 if isinstance(target, ast.Name) and target.id not in operands:
-                    if is_operand(_dotted(value)):
+                    if is_operand(_dotted(value)) or _view_of_operand(value, is_operand):
                         operands.add(target.id)
                         changed = True
+
+
+# A tensor's methods that give no tensor: sizes, flags (`is_contiguous`), host values.
+NOT_VIEWS = SIZE_ATTRIBUTES | SIZE_FIELDS | SIZE_METHODS | {"numpy", "storage_offset", "nbytes"}
+
+
+def _view_of_operand(value: ast.AST, is_operand: Callable[[str], bool]) -> bool:
+    """`x.reshape(4)`, `x[:]`, `x.T`, `x.contiguous().view(-1)`: a tensor made from a tensor
+    by its own methods or indexing (not its sizes: `x.shape[0]`, `x.numel()`)."""
+    node = value
+    while True:
+        if isinstance(node, ast.Subscript):
+            node = node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in NOT_VIEWS or node.func.attr.startswith("is_"):
+                return False  # a size, a flag, the values on the host
+            node = node.func.value
+        elif isinstance(node, ast.Attribute):
+            if node.attr in SIZE_ATTRIBUTES:
+                return False
+            if is_operand(_dotted(node)):
+                return True
+            node = node.value
+        else:
+            return isinstance(node, ast.Name) and is_operand(node.id)
 
 
 def _layer_test(tree: ast.Module) -> Callable[[str], bool]:
@@ -1326,6 +1407,24 @@ def _containers(function: ast.FunctionDef, tree: ast.Module) -> set[str]:
             stored = isinstance(node, kinds) and isinstance(node.ctx, ast.Store | ast.Del)
             if stored and id(node) not in plain:  # a loop variable, `with as`, unpacking
                 values.setdefault(_dotted(node), []).append(node)
+    for node in ast.walk(tree):  # bound some other way anywhere: not surely a container
+        other: list[str] = []
+        if isinstance(node, ast.Global | ast.Nonlocal):
+            other = list(node.names)
+        elif isinstance(node, ast.MatchAs | ast.MatchStar | ast.ExceptHandler) and node.name:
+            other = [node.name]
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            other = [node.rest]
+        elif isinstance(node, ast.Call) and _dotted(node.func).split(".")[-1] in (
+            "setattr",
+            "register_buffer",
+            "register_parameter",
+            "add_module",
+            "register_module",
+        ):
+            return set()  # attributes set by name: none is known
+        for name in other:
+            values.setdefault(name, []).append(node)
 
     def display(value: ast.AST) -> bool:
         shown = (ast.List, ast.Set, ast.Dict, ast.ListComp, ast.SetComp, ast.DictComp)
@@ -1377,6 +1476,15 @@ def _torch_compute_findings(
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del)
     }
     settings = LAYER_SETTINGS - stored
+    whole = tree or cls
+    callees = {id(n.func) for n in ast.walk(whole) if isinstance(n, ast.Call)}
+    for node in ast.walk(whole):  # anywhere in the file: it may be called from anywhere
+        if isinstance(node, ast.Attribute) and id(node) not in callees:
+            passed_name = _dotted(node)
+            root, last_part = passed_name.split(".")[0], passed_name.rpartition(".")[2]
+            if root in ("torch", "F", "nn") and last_part in TORCH_COMPUTE:
+                # `reduce(torch.mul, ...)`, `partial(torch.Tensor.mul, x)`, `W = torch.mul`
+                add(f"passes the PyTorch function `{passed_name}` to be called", node)
     for method, args, scalars in reached:
         # not tensors: sizes, other modules (`import math as m`), lists, sets and dicts
         plain = {"math", "np", "numpy", *scalars, *(not_tensors or set())}
@@ -1405,13 +1513,25 @@ def _torch_compute_findings(
                     sides = [node.target, node.value]
                 else:
                     sides = [node.operand]
-                hit = next((_dotted(s) for s in sides if _is_tensor_operand(_dotted(s))), None)
+                hit = next(
+                    (
+                        ast.unparse(s)[:40]
+                        for s in sides
+                        if _is_tensor_operand(_dotted(s)) or _view_of_operand(s, _is_tensor_operand)
+                    ),
+                    None,
+                )
                 if hit:
                     add(f"computes with PyTorch arithmetic on `{hit}`", node)
             if not isinstance(node, ast.Call):
                 continue
             name = _dotted(node.func)
             head, _, last = name.rpartition(".")
+            if isinstance(node.func, ast.Attribute) and name == node.func.attr:
+                # a method of an unnamed value: `_get().mul(x, w)`, `(x + 0).sum()`
+                if last in TORCH_COMPUTE and not _through_extension(node, extensions):
+                    add(f"computes with a PyTorch tensor method: `.{last}()`", node)
+                    continue
             if re.fullmatch(r"__[a-z]+__", last) and _is_tensor_operand(head):
                 add(f"computes with PyTorch arithmetic: `{name}()`", node)  # x.__mul__(w)
                 continue
