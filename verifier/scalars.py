@@ -221,18 +221,25 @@ def _bindings(node: ast.AST) -> list[tuple[str, ast.AST | None]]:
     return [(n, None) for n in names if isinstance(n, str)]
 
 
-def _unpack(target: ast.AST, value: ast.AST | None) -> list[tuple[str, ast.AST | None]]:
-    if isinstance(target, ast.Name):
+def _unpack(
+    target: ast.AST, value: ast.AST | None, attributes: bool = False
+) -> list[tuple[str, ast.AST | None]]:
+    """(name, value) for each local name an assignment binds (`a, b = 1, n`), or with
+    `attributes`, (attribute, value) for each attribute it stores (`self.a, o.b = ...`)."""
+    if isinstance(target, ast.Name) and not attributes:
         return [(target.id, value)]
+    if isinstance(target, ast.Attribute) and attributes:
+        return [(target.attr, value)]
     if isinstance(target, ast.Tuple | ast.List):
         if isinstance(value, ast.Tuple | ast.List) and len(value.elts) == len(target.elts):
             pairs = zip(target.elts, value.elts, strict=True)
-            return [b for t, v in pairs for b in _unpack(t, v)]
+            return [b for t, v in pairs for b in _unpack(t, v, attributes)]
         # `rows, cols = x.shape`: each part of a proven value is proven too
-        return [b for t in target.elts for b in _unpack(t, value)]
+        part = None if attributes else value
+        return [b for t in target.elts for b in _unpack(t, part, attributes)]
     if isinstance(target, ast.Starred):
-        return _unpack(target.value, value)
-    return []  # `self.n = ...`, `a[i] = ...` bind no local name
+        return _unpack(target.value, None if attributes else value, attributes)
+    return []  # `a[i] = ...` binds no name
 
 
 def _bound_names(function: Function) -> set[str]:
@@ -740,31 +747,18 @@ def _assigned_attributes(node: ast.AST) -> list[tuple[str, ast.AST | None]]:
     """(attribute name, value) for stores to an attribute of any object (`self.x = 4`,
     `other.x = t`; None where the value cannot be read: `self.x += t`, unpacking)."""
     if isinstance(node, ast.Assign):
-        return [pair for target in node.targets for pair in _unpack_attributes(target, node.value)]
+        return [pair for target in node.targets for pair in _unpack(target, node.value, True)]
     if isinstance(node, ast.AnnAssign):
-        return _unpack_attributes(node.target, node.value)
+        return _unpack(node.target, node.value, True)
     if isinstance(node, ast.AugAssign):
-        return _unpack_attributes(node.target, None)
+        return _unpack(node.target, None, True)
     if isinstance(node, ast.For | ast.AsyncFor | ast.With | ast.AsyncWith | ast.NamedExpr):
         targets = [getattr(node, "target", None)] + [
             i.optional_vars for i in getattr(node, "items", [])
         ]
-        return [pair for t in targets if t is not None for pair in _unpack_attributes(t, None)]
+        return [pair for t in targets if t is not None for pair in _unpack(t, None, True)]
     if isinstance(node, ast.Delete):
-        return [pair for t in node.targets for pair in _unpack_attributes(t, None)]
-    return []
-
-
-def _unpack_attributes(target: ast.AST, value: ast.AST | None) -> list[tuple[str, ast.AST | None]]:
-    if isinstance(target, ast.Attribute):
-        return [(target.attr, value)]
-    if isinstance(target, ast.Tuple | ast.List):
-        if isinstance(value, ast.Tuple | ast.List) and len(value.elts) == len(target.elts):
-            pairs = zip(target.elts, value.elts, strict=True)
-            return [b for t, v in pairs for b in _unpack_attributes(t, v)]
-        return [b for t in target.elts for b in _unpack_attributes(t, None)]
-    if isinstance(target, ast.Starred):
-        return _unpack_attributes(target.value, None)
+        return [pair for t in node.targets for pair in _unpack(t, None, True)]
     return []
 
 
