@@ -678,14 +678,6 @@ def _positional(function: Function, method: bool) -> list[ast.arg]:
     return positional[1:] if method and positional else positional
 
 
-def _is_literal(node: ast.AST) -> bool:
-    try:
-        ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return True
-
-
 def _default(function: Function, parameter: ast.arg) -> ast.AST | None:
     a = function.args
     positional = [*a.posonlyargs, *a.args]
