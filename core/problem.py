@@ -95,24 +95,10 @@ def _parse(source: str, path: Path, what: str) -> ast.Module:
         ) from exc
 
 
-def _module_statements(body: list[ast.stmt]) -> list[ast.stmt]:
-    """The statements that run at module level, those inside top-level `if`/`try`/`with`/`for`
-    blocks included (`if torch.cuda.is_available(): rows = ...`)."""
-    found: list[ast.stmt] = []
-    for node in body:
-        found.append(node)
-        if isinstance(node, (ast.If, ast.For, ast.While, ast.With, ast.Try, ast.TryStar)):
-            inner = [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
-            for handler in getattr(node, "handlers", []):
-                inner += handler.body
-            found += _module_statements(inner)
-    return found
-
-
 def _top_level(tree: ast.Module) -> dict[str, ast.AST]:
     """Names bound at module level (defs, classes, assignments, imports) to their last binding."""
     names: dict[str, ast.AST] = {}
-    for node in _module_statements(tree.body):
+    for node in pyast.module_statements(tree.body):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names[node.name] = node
         elif isinstance(node, ast.Assign):
@@ -205,13 +191,13 @@ def _only_binding(function: ast.FunctionDef, name: str) -> ast.AST | None:
         stored = isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del)
         if stored and node.id == name and id(node) not in targets:
             return None  # bound again by a loop, `with`, unpacking, `+=`
-        if isinstance(node, ast.Attribute | ast.Subscript) and dotted_root(node) == name:
+        if isinstance(node, ast.Attribute | ast.Subscript) and _dotted_root(node) == name:
             if isinstance(node, ast.Attribute) or isinstance(node.ctx, ast.Store | ast.Del):
                 return None  # `init.append(x)`, `init[0] = x`
     return assigned[0] if len(assigned) == 1 else None
 
 
-def dotted_root(node: ast.AST) -> str:
+def _dotted_root(node: ast.AST) -> str:
     while isinstance(node, ast.Attribute | ast.Subscript):
         node = node.value
     return node.id if isinstance(node, ast.Name) else ""
@@ -311,20 +297,8 @@ def _scalar_inputs(
                         values[values.index(None)] = node.value
         return bound
 
-    def walk(nodes: list[ast.AST]) -> list[ast.AST]:
-        """The nodes of one scope: a def, class or lambda inside is named, not entered."""
-        found: list[ast.AST] = []
-        pending = list(reversed(nodes))
-        while pending:
-            node = pending.pop()
-            found.append(node)
-            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                if not isinstance(node, ast.Lambda):
-                    pending.extend(reversed(list(ast.iter_child_nodes(node))))
-        return found
-
-    local = bindings(walk([function.args, *function.body]))
-    module = bindings(walk(list(tree.body)))
+    local = bindings(pyast.scope_nodes([function.args, *function.body]))
+    module = bindings(pyast.scope_nodes(list(tree.body)))
     for node in ast.walk(tree):  # `global dim` in any function may rebind it
         if isinstance(node, ast.Global):
             for name in node.names:

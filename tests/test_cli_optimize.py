@@ -175,19 +175,25 @@ def _workers_under(home: Path) -> list[int]:
     return found
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_kill_minus_nine_loses_nothing_committed(cli, kw_home, tmp_path):
-    url = f"sqlite:///{tmp_path / 'h.db'}"
+def _interrupt_demo(url: str, kw_home, sig: int) -> dict:
+    """Start the demo run, send `sig` while it builds: it must stop like Ctrl-C. Its run."""
     proc = _start_demo(url, kw_home)
     _wait_for(proc, "building and checking")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     assert proc.wait(timeout=60) == 130
     assert "resume with: kernelwright optimize --resume" in proc.stderr.read()
     time.sleep(0.5)
     assert _workers_under(kw_home / "scratch") == []  # no worker outlives the run
-    engine = open_engine(url)
-    (run,) = repo.list_runs(engine)
+    (run,) = repo.list_runs(open_engine(url))
     assert run["status"] == "interrupted"
+    return run
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_kill_minus_nine_loses_nothing_committed(cli, kw_home, tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    run = _interrupt_demo(url, kw_home, signal.SIGINT)
+    engine = open_engine(url)
     assert [r.status for r in repo.candidate_rows(engine, run["id"])] == ["pending"]
 
     proc = _start_demo(url, kw_home)  # a second run, killed without a chance to clean up
@@ -216,12 +222,4 @@ def test_ctrl_c_stops_cleanly_and_kill_minus_nine_loses_nothing_committed(cli, k
 def test_sigterm_stops_a_run_as_ctrl_c_does(kw_home, tmp_path):
     # timeout(1), batch schedulers and `docker stop` send SIGTERM, not SIGINT
     url = f"sqlite:///{tmp_path / 'h.db'}"
-    proc = _start_demo(url, kw_home)
-    _wait_for(proc, "building and checking")
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 130
-    assert "resume with: kernelwright optimize --resume" in proc.stderr.read()
-    time.sleep(0.5)
-    assert _workers_under(kw_home / "scratch") == []
-    (run,) = repo.list_runs(open_engine(url))
-    assert run["status"] == "interrupted"
+    _interrupt_demo(url, kw_home, signal.SIGTERM)  # asserts it stops as Ctrl-C does

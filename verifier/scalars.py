@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from kernelwright.pyast import dotted
+from kernelwright.pyast import dotted, scope_nodes
 
 # Reading these off any object gives sizes, dtypes or devices, never tensor values.
 SIZE_FIELDS = {"shape", "ndim", "dtype", "device", "is_cuda", "layout", "itemsize"}
@@ -154,18 +154,6 @@ class Scope:
                 return True
         helper = name in self.prover.scalar_returns and name not in self.local
         return helper and all(self.proves(a) for a in arguments)
-
-
-def _scope_nodes(body: list[ast.stmt]) -> list[ast.AST]:
-    """Every node of module-level code; a def or class inside is named, not entered."""
-    found: list[ast.AST] = []
-    pending: list[ast.AST] = list(body)
-    while pending:
-        node = pending.pop()
-        found.append(node)
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
-            pending.extend(ast.iter_child_nodes(node))
-    return found
 
 
 def _own_nodes(function: Function) -> Iterable[ast.AST]:
@@ -388,7 +376,7 @@ class Prover:
     def _module_constants(self) -> set[str]:
         """Module-level names only ever bound to literals (`ROWS = 128`, `DIMS = (0, 1)`)."""
         bindings: dict[str, list[ast.AST | None]] = {}
-        for part in _scope_nodes(self.tree.body):  # `with`, `for`, `match`, `(T := ...)` too
+        for part in scope_nodes(list(self.tree.body)):  # `with`, `for`, `match`, `(T := ...)` too
             for name, value in _bindings(part):
                 bindings.setdefault(name, []).append(value)
         for node in ast.walk(self.tree):  # `global N` in a function may rebind it to anything

@@ -1097,7 +1097,7 @@ def _model_new_class(tree: ast.Module) -> ast.ClassDef | None | str:
     is bound to where that is something else (the checks would look at the wrong class)."""
     classes: dict[str, ast.ClassDef] = {}
     bound: dict[str, ast.AST] = {}
-    for node in _top_level_statements(tree.body):
+    for node in pyast.module_statements(tree.body):
         if isinstance(node, ast.ClassDef):
             classes[node.name] = bound[node.name] = node
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -1122,19 +1122,6 @@ def _model_new_class(tree: ast.Module) -> ast.ClassDef | None | str:
             return f"`ModelNew` is bound to `{ast.unparse(value)[:60]}`"
         name = value.id
     return None
-
-
-def _top_level_statements(body: list[ast.stmt]) -> list[ast.stmt]:
-    """Module-level statements in order, those inside top-level if/try/with/for included."""
-    found: list[ast.stmt] = []
-    for node in body:
-        found.append(node)
-        if isinstance(node, ast.If | ast.For | ast.While | ast.With | ast.Try | ast.TryStar):
-            inner = [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
-            for handler in getattr(node, "handlers", []):
-                inner += handler.body
-            found += _top_level_statements(inner)
-    return found
 
 
 def _with_tensor_params(tree: ast.Module, cls: ast.ClassDef, literals: Literals) -> list[Reached]:
