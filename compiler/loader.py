@@ -2,11 +2,12 @@
 
 Runs only in worker processes (it imports torch and executes candidate code). Guarantees:
 
-- every `load_inline`/`load` call of the candidate is routed to `builds/<key>`, where the key hashes
-  what is compiled (the call's name, sources and flags) with the toolchain (target, torch, CUDA and
-  Python versions, GPU architectures, the arch list); identical extensions reuse one build, even
-  from candidates whose Python differs, and different ones never share a directory or a lock;
-- an exclusive `flock` on `builds/<key>.lock` serialises builders of the same key; the kernel drops
+- every `load_inline`/`load` call of the candidate is routed to `<shelf>/<name>-<key>` (the shelf
+  is the candidate's own, `paths.shelf`), where the key hashes what is compiled (the call's name,
+  sources and flags; a `load` source by its file name and contents, not its folder) with the
+  toolchain (target, torch, CUDA and Python versions, GPU architectures, the arch list); the
+  candidate's workers reuse one build, and different extensions never share a directory or a lock;
+- an exclusive `flock` on `<shelf>/<key>.lock` serialises builders of the same key; the kernel drops
   it when its holder dies, so a killed build never leaves a lock that blocks later builds;
 - a directory without the completion marker is a leftover of a failed or killed build and is wiped
   before building; a failed build's directory is removed;
@@ -29,6 +30,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -93,16 +95,55 @@ def toolchain_key(target: str) -> list[str]:
 def extension_key(
     fn: str, args: tuple[Any, ...], kwargs: dict[str, Any], toolchain: list[str]
 ) -> str:
-    """Hash of one extension call: its arguments (sources, flags, name) and the toolchain."""
+    """Hash of one extension call: its arguments (sources, flags, name) and the toolchain.
+
+    `load` takes source files: each counts by its file name and contents, not by its folder, so
+    sources written afresh into a new temporary folder by every import hit the same build."""
     call = {k: v for k, v in kwargs.items() if k not in ("build_directory", "verbose")}
-    if fn == "load":  # sources are file paths: hash their contents too
-        sources = call.get("sources", args[1] if len(args) > 1 else [])
-        sources = [sources] if isinstance(sources, str) else list(sources)
-        call["_contents"] = [
-            Path(s).read_text(errors="replace") for s in sources if Path(s).exists()
-        ]
+    args = tuple(args)
+    if fn == "load":
+        sources = call.pop("sources", args[1] if len(args) > 1 else [])
+        args = args[:1] + args[2:]
+        sources = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
+        call["_sources"] = [_source_identity(s) for s in sources]
     text = json.dumps([fn, list(args), call, toolchain], sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _source_identity(source: Any) -> Any:
+    path = Path(source)
+    if not path.is_file():
+        return str(source)  # the build fails on it; the path says which
+    return [path.name, path.read_text(errors="replace")]
+
+
+def _built_library(
+    directory: Path, original: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, str, bool] | None:
+    """The cached library of a `load` call, as `_import_module_from_library` takes it.
+
+    torch runs ninja for every call; for `load_inline` that finds nothing to do, since its
+    sources are written into the build folder itself. `load` sources written into a new
+    temporary folder by each import would make ninja build again, so a cached `load` skips
+    ninja and imports the library. None where torch's own path must run."""
+    if getattr(original, "__name__", "") != "load":
+        return None
+    try:
+        call = inspect.signature(original).bind(*args, **kwargs)
+    except TypeError:
+        return None  # torch says what is wrong
+    call.apply_defaults()
+    if call.arguments.get("is_standalone"):
+        return None
+    name = str(call.arguments["name"])
+    found = [
+        lib.stem
+        for lib in directory.glob("*.so")
+        if re.fullmatch(re.escape(name) + r"(_v\d+)?", lib.stem)
+    ]
+    if len(found) != 1:
+        return None
+    return found[0], str(directory), bool(call.arguments.get("is_python_module", True))
 
 
 def _safe(name: Any) -> str:
@@ -142,8 +183,12 @@ def install_build_hooks(builds_root: Path, target: str) -> None:
                 _clear_stale_baton(directory)
                 kwargs["build_directory"] = str(directory)
                 kwargs["verbose"] = True
+                library = _built_library(directory, original, args, kwargs) if cached else None
                 try:
-                    module = original(*args, **kwargs)
+                    if library is not None:
+                        module = cpp_extension._import_module_from_library(*library)
+                    else:
+                        module = original(*args, **kwargs)
                 except BaseException:
                     shutil.rmtree(directory, ignore_errors=True)
                     raise

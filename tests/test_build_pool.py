@@ -119,3 +119,23 @@ def test_builder_killed_mid_build_does_not_block_the_next_build(tmp_path):
     assert again.ok, again.log[-3000:]
     assert not again.cached
     assert time.monotonic() - start < 60  # a build, not a wait for the 120 s limit
+
+
+def test_load_sources_count_by_name_and_contents_not_by_folder(tmp_path):
+    from kernelwright.compiler.loader import extension_key
+
+    def source(folder: str, name: str, text: str) -> str:
+        path = tmp_path / folder / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        return str(path)
+
+    toolchain = ["t"]
+    first = {"sources": [source("a", "k.cpp", "int f();")]}
+    key = extension_key("load", ("ext",), first, toolchain)
+    moved = extension_key("load", ("ext", [source("b", "k.cpp", "int f();")]), {}, toolchain)
+    changed = extension_key("load", ("ext", [source("c", "k.cpp", "int g();")]), {}, toolchain)
+    renamed = extension_key("load", ("ext", [source("d", "k.cu", "int f();")]), {}, toolchain)
+    flags = {"sources": [source("a", "k.cpp", "int f();")], "extra_cflags": ["-O3"]}
+    assert key == moved  # positional or keyword, any folder
+    assert len({key, changed, renamed, extension_key("load", ("ext",), flags, toolchain)}) == 4

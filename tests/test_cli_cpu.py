@@ -67,6 +67,15 @@ def test_correct_cpp_candidate_is_built_verified_and_timed(cli, fixtures_dir):
     assert again["compile_s"] < 1  # loading the built library, nothing compiled
 
 
+def test_sources_loaded_from_a_new_temporary_folder_each_import_build_once(cli, fixtures_dir):
+    # every worker writes the candidate's source under a new path: the same build all the same
+    first = _evaluate(cli, fixtures_dir, "scale_add_load_tmp.py", "--trials", "1")
+    assert first["status"] == "correct", first["reason"] + first["log"]
+    again = _evaluate(cli, fixtures_dir, "scale_add_load_tmp.py", "--trials", "1")
+    assert again["status"] == "correct" and again["cached"] is True
+    assert again["compile_s"] < 1
+
+
 def test_wrong_candidate_is_incorrect_and_not_timed(cli, fixtures_dir):
     result = _evaluate(cli, fixtures_dir, "scale_add_wrong.py")
     assert result["status"] == "incorrect"
