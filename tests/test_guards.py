@@ -27,6 +27,46 @@ def test_replaced_timer_is_caught(monkeypatch):
         guard.check()
 
 
+class _Clock:
+    scale = 1.0
+
+    def sample(self, fn):
+        return fn() * self.scale
+
+
+def _stamp(x, factor=2):
+    return x * factor
+
+
+def test_what_a_harness_class_or_function_holds_is_guarded_not_only_its_identity():
+    import copyreg
+    import types
+
+    harness = types.SimpleNamespace(Clock=_Clock, stamp=_stamp)
+    guard = guards.HarnessGuard([harness])
+    copyreg._slotnames(_Clock)  # what saving an object of the class adds: torch's own doing
+    guard.check()
+    replaced = [
+        (_Clock, "sample", lambda self, fn: 0.0),  # a method swapped on the class
+        (_Clock, "scale", 4.0),  # a class attribute
+        (_Clock, "extra", staticmethod(len)),  # a new entry that is not torch's
+        (_stamp, "__code__", (lambda x, factor=2: x).__code__),  # the same function, new code
+        (_stamp, "__defaults__", (3,)),
+    ]
+    for owner, name, value in replaced:
+        old = getattr(owner, name, None)
+        setattr(owner, name, value)
+        try:
+            with pytest.raises(guards.Rejected, match="patched_harness"):
+                guard.check()
+        finally:
+            if old is None:  # a new entry
+                delattr(owner, name)
+            else:
+                setattr(owner, name, old)
+        guard.check()
+
+
 def test_lingering_thread_is_caught():
     guard = guards.HarnessGuard([])
     stop = threading.Event()

@@ -529,6 +529,81 @@ def test_native_prose_own_ops_and_plain_openmp_are_fine(line):
     assert [f.check for f in native_findings(line) if f.severity == REJECT] == []
 
 
+# Red team 7 (native code): each hides its trick from the checks it knew; (file, the check now)
+NATIVE_ATTACKS = {
+    "rt7_alloc_deferred_gelu.py": "process_hooks",  # own CPU allocator: work after the timer
+    "rt7_recfn_ref_slowdown_gelu.py": "process_hooks",  # ATen op callback slows the reference
+    "rt7_sigalrm_ref_slowdown_gelu.py": "process_hooks",  # a signal timer slows the reference
+    "rt7_capi_clock_patch_gelu.py": "python_from_native",  # py::exec rewrites the timer
+    "rt7_c11_thread_gelu.py": "threads",  # C11 thrd_create
+    "rt7_comment_strip_omp_gelu.py": "threads",  # "/*" in a string hid num_threads(2)
+}
+
+
+@pytest.mark.parametrize(("name", "check"), sorted(NATIVE_ATTACKS.items()))
+def test_native_hooks_python_calls_and_hidden_threads_are_rejected(fixtures_dir, name, check):
+    source = (fixtures_dir / "native_attacks" / name).read_text()
+    assert check in [f.check for f in check_candidate(source, "cpu") if f.severity == REJECT]
+
+
+@pytest.mark.parametrize(
+    ("code", "kept", "gone"),
+    [
+        ('a = "/*"; pthread_create(); b = "*/";', "pthread_create", None),
+        ("c = L'/*'; hidden(); d = '*/';", "hidden", None),
+        ('R"x(/* )" */ )x" after_raw', "after_raw", None),
+        ("int n = 1'000'000; /* note */ code", "code", "note"),
+        ("// a comment \\\ncontinued\nnext", "next", "continued"),
+        ("pthread_cre\\\nate(", "pthread_create(", None),
+        ('s = "http://x"; t();', "t();", None),
+    ],
+)
+def test_comments_are_stripped_as_the_compiler_reads_them(code, kept, gone):
+    stripped = strip_comments(code)
+    assert kept in stripped
+    assert gone is None or gone not in stripped
+
+
+@pytest.mark.parametrize(
+    ("line", "check"),
+    [
+        ("c10::SetCPUAllocator(&mine, 100);", "process_hooks"),
+        ("struct Lazy final : public c10::Allocator {", "process_hooks"),
+        ("c10::cuda::CUDACachingAllocator::allocator.store(&mine);", "process_hooks"),
+        ("alloc->attachAllocatorTraceTracker(cb);", "process_hooks"),
+        ("at::addGlobalCallback(at::RecordFunctionCallback(on_op));", "process_hooks"),
+        ("struct sigaction sa{}; sigaction(SIGALRM, &sa, nullptr);", "process_hooks"),
+        ("std::signal(SIGALRM, handler);", "process_hooks"),
+        ("setitimer(ITIMER_REAL, &t, nullptr);", "process_hooks"),
+        ('py::exec("import sys");', "python_from_native"),
+        ('namespace q = pybind11; q::exec("x");', "python_from_native"),
+        ('py::module_::import("kernelwright");', "python_from_native"),
+        ('obj.attr("sample") = f;', "python_from_native"),
+        ('PyObject_SetAttrString(cls, "sample", f);', "python_from_native"),
+        ("PyObject* t = THPVariable_Wrap(x);", "python_from_native"),
+        ("thrd_t t; thrd_create(&t, work, nullptr);", "threads"),
+        ("tbb::parallel_for(0, n, body);", "threads"),
+    ],
+)
+def test_native_process_hooks_and_python_calls_are_caught(line, check):
+    assert check in [f.check for f in native_findings(line) if f.severity == REJECT]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "void* ws = c10::cuda::CUDACachingAllocator::raw_alloc(n); "
+        "c10::cuda::CUDACachingAllocator::raw_delete(ws);",
+        'namespace py = pybind11; m.def("f", &f, py::arg("x"));',
+        'void bind(py::module& m) { m.def("f", &f); }',
+        'TORCH_CHECK(ok, "a signal (x) of failure");',
+        "float eval(float x) { return x; }",
+    ],
+)
+def test_workspaces_and_plain_pybind_bindings_are_fine(line):
+    assert [f.check for f in native_findings(line) if f.severity == REJECT] == []
+
+
 LEGIT_HABITS = {
     "reraise": (
         "\n\nclass ModelNew",

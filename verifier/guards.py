@@ -113,6 +113,36 @@ def _reassigned_globals(module: Any) -> set[str]:
 _GONE = object()
 
 
+def _insides(value: Any) -> dict[str, Any]:
+    """What `value` runs, by identity: a class's own entries (methods, class attributes), a
+    function's code, defaults and closure cells' contents; nothing for other objects."""
+    if isinstance(value, type):
+        return {name: id(entry) for name, entry in vars(value).items()}
+    code = getattr(value, "__code__", None)
+    if code is None:
+        return {}
+    cells = tuple(id(_cell(c)) for c in getattr(value, "__closure__", None) or ())
+    defaults = (id(value.__defaults__), id(value.__kwdefaults__))
+    return {"__code__": id(code), "defaults": defaults, "cells": cells}
+
+
+def _still(value: Any, insides: dict[str, Any]) -> bool:
+    """`value` holds what it held: every entry as it was, and no new one but dunders (copyreg
+    adds `__slotnames__` to a class the first time one of its objects is saved)."""
+    now = _insides(value)
+    added = now.keys() - insides.keys()
+    return all(now.get(k, _GONE) == v for k, v in insides.items()) and all(
+        k.startswith("__") for k in added
+    )
+
+
+def _cell(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # not filled yet
+        return _GONE
+
+
 class HarnessGuard:
     """Remembers the harness's functions before candidate code runs; `check()` compares."""
 
@@ -125,6 +155,9 @@ class HarnessGuard:
             own_state = _reassigned_globals(module)
             pairs += [(module, name) for name in vars(module) if name not in own_state]
         self._saved = [(owner, name, getattr(owner, name)) for owner, name in pairs]
+        # What lies inside those objects, where code (native code through the C API, say) could
+        # change it and keep the object: a class's own entries, a function's code and defaults.
+        self._insides = [(value, _insides(value)) for _, _, value in self._saved]
         # Whatever the reference computes with, by any spelling (`T = torch.Tensor; T.__mul__ =
         # slow`): the raw entries, since a classmethod looked up is a new object every time.
         self._entries = [(ns, dict(vars(ns))) for ns in (torch, torch.Tensor, torch.nn.functional)]
@@ -137,6 +170,10 @@ class HarnessGuard:
             if getattr(owner, name, None) is not value:
                 where = getattr(owner, "__name__", type(owner).__name__)
                 raise Rejected("patched_harness", f"replaced `{where}.{name}`")
+        for value, insides in self._insides:
+            if not _still(value, insides):
+                where = getattr(value, "__qualname__", type(value).__name__)
+                raise Rejected("patched_harness", f"changed what `{where}` holds")
         for owner, entries in self._entries:
             now_entries = vars(owner)
             for name, value in entries.items():

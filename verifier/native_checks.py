@@ -100,9 +100,39 @@ NATIVE_RULES = [
         r"|\b(?:using\s+\w+\s*=|typedef)\s*[\w:]*\bj?thread\b"
         r"|\basync\s*\(\s*(?:std::)?launch|std::async\b|\bpackaged_task\b"
         r"|\b(?:omp_)?set_num_threads\s*\(|\bnum_threads\s*\(|\bat::(?:intraop_)?launch\s*\("
-        r"|\bThreadPool\b"
+        r"|\bThreadPool\b|\bthrd_create\b|\bclone3?\s*\(|#\s*include\s*<threads\.h>|\btbb::"
         r"|\bv?fork\s*\(|\bsystem\s*\(|\bexec[lv]p?e?\s*\(|\bposix_spawnp?\b",
         "starts threads, processes or shell commands from native code",
+    ),
+    (
+        "process_hooks",
+        REJECT,
+        # each runs the candidate's code at moments the harness chooses, not in its own call:
+        # an allocator of its own (work deferred to the harness's next allocation, after the
+        # timer stopped), callbacks on every ATen op (the reference's too), signal handlers and
+        # timers (firing while the reference runs)
+        r"\bSet\w*Allocator\s*\(|:\s*(?:public\s+)?(?:c10::|at::)?Allocator\b"
+        r"|CUDACachingAllocator::(?!(?:raw_alloc\w*|raw_delete|get)\b)\w+|\bPluggableAllocator\b"
+        r"|\bREGISTER_ALLOCATOR\b|\battach\w*(?:Tracker|Observer)\b"
+        r"|\b(?:add|remove)(?:Global|ThreadLocal)Callback\b|\bRecordFunctionCallback\b"
+        r"|\bsigaction\b|\bsignal\s*\(|\b(?:set|get)itimer\b|\btimer_create\b|\balarm\s*\("
+        r"|\bsig(?:queue|setjmp|longjmp)\b|\bpthread_(?:kill|sigqueue)\b|\bat_?exit\s*\("
+        r"|#\s*include\s*<(?:csignal|signal\.h|sys/time\.h)>",
+        "installs process-wide hooks (allocator, ATen op callbacks, signals or timers) that run "
+        "outside its own calls, where the harness times the reference or reads the outputs",
+    ),
+    (
+        "python_from_native",
+        REJECT,
+        # Python run or reached from C++ sees the whole worker, the harness's timer included,
+        # and the Python checks never see it; pybind's own binding (m.def, py::arg) is fine
+        r"\b(?:py|pybind11)::(?:exec|eval\w*|globals|module_?::import|import|getattr|setattr"
+        r"|delattr|hasattr|reinterpret_\w+|handle|object|dict|function|cpp_function|capsule)\b"
+        r"|\b(?:exec|eval_file|globals)\s*\(|\bnamespace\s+(?!py\b)\w+\s*=\s*(?:::)?pybind11\b"
+        r"|\.\s*attr\s*\(|\bPy(?:Run|Import|Eval|Object|Dict|Module|Type|Function|Code|Frame"
+        r"|Sys|Capsule|Cell|Thread|GILState)_\w+|\bPy_(?:TYPE|Compile\w*|AtExit|AddPendingCall)\b"
+        r"|\btp_\w+\b|\bTHP\w+",
+        "runs Python or reaches Python objects from native code, out of the Python checks' sight",
     ),
     (
         "patching",
@@ -160,8 +190,56 @@ def kernel_names(code: str) -> list[str]:
 
 
 def strip_comments(code: str) -> str:
-    code = re.sub(r"/\*.*?\*/", " ", code, flags=re.S)
-    return re.sub(r"//[^\n]*", " ", code)
+    """`code` as the compiler reads it after its first phases: lines continued with a backslash
+    joined (`pthread_cre\\<newline>ate` is one name), and comments replaced by a space, but never
+    inside a string or character literal (`"/*"` opens no comment) or a raw string."""
+    code = re.sub(r"\\\r?\n", "", code)
+    out: list[str] = []
+    i, n = 0, len(code)
+    while i < n:
+        two = code[i : i + 2]
+        if two == "//":
+            end = code.find("\n", i)
+            i = n if end < 0 else end
+            out.append(" ")
+        elif two == "/*":
+            end = code.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            out.append(" ")
+        elif code[i] == '"' or (code[i] == "'" and not _digit_separator(code, i)):
+            raw = re.match(r'R"([^()\\\s]{0,16})\(', code[i - 1 : i + 20]) if i else None
+            if raw and code[i] == '"':  # R"delim( ... )delim"
+                end = code.find(f'){raw.group(1)}"', i)
+                end = n if end < 0 else end + len(raw.group(1)) + 2
+            else:
+                end = _literal_end(code, i)
+            out.append(code[i:end])
+            i = end
+        else:
+            out.append(code[i])
+            i += 1
+    return "".join(out)
+
+
+def _literal_end(code: str, start: int) -> int:
+    """Where the string or character literal opened at `start` ends (past its closing quote);
+    one left open ends with its line, as the compiler gives up there too."""
+    quote, i = code[start], start + 1
+    while i < len(code) and code[i] != "\n":
+        if code[i] == "\\":
+            i += 2
+            continue
+        if code[i] == quote:
+            return i + 1
+        i += 1
+    return i
+
+
+def _digit_separator(code: str, i: int) -> bool:
+    """`1'000'000`: a quote inside a number (C++14) opens no character literal; one after a
+    prefix (`L'x'`, `u8'x'`) or anything else does."""
+    token = re.search(r"[\w.]*$", code[max(0, i - 64) : i])
+    return bool(token and token.group(0)[:1].isdigit())
 
 
 _C_STRING = r'"(?:[^"\\\n]|\\.)*"'
@@ -196,7 +274,14 @@ def _cublas_off_current_stream(code: str) -> str | None:
     return None
 
 
-_CODE_ONLY = {"threads", "phase_probe", "result_cache", "library_compute"}
+_CODE_ONLY = {
+    "threads",
+    "phase_probe",
+    "result_cache",
+    "library_compute",
+    "process_hooks",
+    "python_from_native",
+}
 
 
 def _registration_off_own_namespace(code: str) -> str:
