@@ -286,3 +286,27 @@ def get_init_inputs():
     assert reference.mutating  # the reference writes into its input
     verdict = session.run_candidate(problem, candidate, "cpu", reference, Tolerance(), scratch, 120)
     assert verdict.status is Status.CORRECT, verdict.reason
+
+
+@pytest.mark.slow
+def test_harness_rewritten_from_native_code_is_caught_while_running(monkeypatch, fixtures_dir):
+    # py::exec in the C++ swaps the CPU timer's method, keeping the class object itself
+    monkeypatch.setattr("kernelwright.evaluate.check_candidate", lambda *args, **kw: [])
+    problem = builtin_dir() / "01_gelu.py"
+    attack = fixtures_dir / "native_attacks" / "rt7_capi_clock_patch_gelu.py"
+    result = evaluate(problem, attack, EvaluateOptions(target="cpu", trials=1))
+    assert result.status is Status.REJECTED, (result.status, result.reason, result.log[-2000:])
+    assert result.reason.startswith("rejected by patched_harness:"), result.reason
+    assert result.speedup is None
+
+
+@pytest.mark.slow
+def test_work_finished_after_the_timer_stopped_is_caught_while_running(monkeypatch, fixtures_dir):
+    # its own CPU allocator runs the kernel at the harness's next allocation, after the timer
+    monkeypatch.setattr("kernelwright.evaluate.check_candidate", lambda *args, **kw: [])
+    problem = builtin_dir() / "01_gelu.py"
+    attack = fixtures_dir / "native_attacks" / "rt7_alloc_deferred_gelu.py"
+    result = evaluate(problem, attack, EvaluateOptions(target="cpu", trials=1))
+    assert result.status is Status.REJECTED, (result.status, result.reason, result.log[-2000:])
+    assert result.reason.startswith("rejected by late_output:"), result.reason
+    assert result.speedup is None

@@ -17,6 +17,7 @@ first two (one in each order). The report says how many rounds ran and why.
 
 from __future__ import annotations
 
+import ctypes
 import secrets
 import time
 from collections.abc import Callable
@@ -102,20 +103,50 @@ class SpotChecks:
         self._refresher()
 
     def settle(self) -> None:
-        from kernelwright.verifier.guards import check_outputs
+        from kernelwright.verifier.guards import Rejected, check_outputs
 
         if self._pending is None or self._size <= 0:
             return
         seed, output = self._pending
         self._pending = None
-        check_outputs(output, self._device, "a timed call's output")
         self._seen += 1
-        if len(self.kept) < self._size:
-            self.kept.append((seed, _copy(output)))
+        full = len(self.kept) >= self._size
+        slot = self._random.randrange(self._seen) if full else len(self.kept)
+        # Read before anything of torch runs: a candidate that finishes its work later (at the
+        # harness's next allocation or op, from a thread) returns an output still changing.
+        early = _memory(output) if slot < self._size else None
+        check_outputs(output, self._device, "a timed call's output")
+        if early is None:
+            return
+        kept = (seed, _copy(output))
+        if _memory(output) != early:
+            raise Rejected(
+                "late_output",
+                "a timed call's output changed after the call returned: its work ran after "
+                "the timer stopped",
+            )
+        if full:
+            self.kept[slot] = kept
         else:
-            slot = self._random.randrange(self._seen)
-            if slot < self._size:
-                self.kept[slot] = (seed, _copy(output))
+            self.kept.append(kept)
+
+
+def _memory(value: Any) -> list[bytes]:
+    """The bytes of every CPU tensor in `value`, read straight from memory (no torch op runs and
+    nothing is allocated through torch); nothing for tensors on a GPU."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [part for item in value for part in _memory(item)]
+    if type(value) is not torch.Tensor:  # anything else is refused by check_outputs
+        return []
+    if value.device.type != "cpu" or value.layout != torch.strided or value.is_nested:
+        return []
+    if value.numel() == 0:
+        return []
+    shape = zip(value.shape, value.stride(), strict=True)
+    span = 1 + sum((size - 1) * stride for size, stride in shape)
+    return [ctypes.string_at(value.data_ptr(), span * value.element_size())]
 
 
 def _copy(value: Any) -> Any:
