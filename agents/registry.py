@@ -8,6 +8,7 @@ key (local vLLM, SGLang and Ollama servers usually need none).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from kernelwright.agents.llm import ChatModel, MissingKey
@@ -23,6 +24,14 @@ def _key(provider: str, optional: bool = False) -> str:
     if not value and not optional:
         raise MissingKey(f"{variable} is not set; export it to use {provider} models")
     return value or "not-needed"
+
+
+def lasting_spec(spec: str | None) -> str | None:
+    """`spec` as a run stores it: a replay file by its absolute path, so that the run resumes
+    from any folder."""
+    if spec is None or not spec.startswith("replay:") or len(spec) == len("replay:"):
+        return spec
+    return "replay:" + str(Path(spec.removeprefix("replay:")).expanduser().absolute())
 
 
 def make_model(

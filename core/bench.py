@@ -28,11 +28,12 @@ from kernelwright.agents.llm import ChatModel
 from kernelwright.agents.pricing import Budget
 from kernelwright.errors import BadInput
 from kernelwright.executors import Executor
-from kernelwright.loop import Optimizer
+from kernelwright.loop import Optimizer, check_settings
 from kernelwright.loop_config import OptimizeConfig, Progress
 from kernelwright.metrics import fast_p_table, geomean
 from kernelwright.problem import level_of, load_problem, load_problem_dir
 from kernelwright.records import compiled_figures
+from kernelwright.run_lock import RunLock
 from kernelwright.store import repo
 from kernelwright.store.repo import session
 from kernelwright.store.schema import Candidate, Evaluation, LlmCall, Problem
@@ -98,6 +99,9 @@ class Bench:
         self.workers = workers
         self.on_progress = on_progress or (lambda _p: None)
         loaded = [load_problem(p) for p in problems]  # bad input fails before the run exists
+        _check_distinct_names(loaded)
+        check_settings(settings, coder_model, judge_model)
+        self.lock: RunLock | None = None
         if resume is None:
             config = {
                 "suite": suite,
@@ -108,27 +112,36 @@ class Bench:
             }
             models = {"coder": settings.coder_model, "judge": settings.judge_model}
             self.run_id = repo.start_run(engine, "bench", settings.target, config, models)
+            self.lock = RunLock(self.run_id)
             spent = 0.0
         else:
             self.run_id = resume
-            facts = repo.reopen_run(engine, resume)
+            self.lock = RunLock(resume)
+            facts = repo.run_facts(engine, resume)
             spent = float(facts["cost_usd"])
             for p in loaded:
                 if facts["config"]["problem_hashes"].get(p.name) != p.content_hash:
+                    self.lock.release()
                     raise BadInput(f"problem {p.path} changed since bench run {resume} started")
         budget = Budget(settings.budget_usd, spent)
-        self.loops = [
-            Optimizer(
-                engine,
-                dataclasses.replace(settings, problem=str(p.path)),
-                coder_model,
-                judge_model,
-                executor=executor,
-                bench_run=self.run_id,
-                budget=budget,
-            )
-            for p in loaded
-        ]
+        try:
+            self.loops = [
+                Optimizer(
+                    engine,
+                    dataclasses.replace(settings, problem=str(p.path)),
+                    coder_model,
+                    judge_model,
+                    executor=executor,
+                    bench_run=self.run_id,
+                    budget=budget,
+                )
+                for p in loaded
+            ]
+        except BaseException:
+            self.lock.release()
+            raise
+        if resume is not None:  # everything checked out: only now is the run changed
+            repo.mark_running(engine, resume)
         self._done: list[str] = []
         self._progress_lock = threading.Lock()
         self._latest: dict[str, Progress] = {}
@@ -154,9 +167,15 @@ class Bench:
             for loop in self.loops:
                 loop.interrupt()
             status, reason = "interrupted", "interrupted (Ctrl-C)"
+            for thread in threads:  # their last progress lines come before the summary
+                thread.join(timeout=30)
         if errors and status == "finished":
             status, reason = "failed", f"error: {errors[0]}"
-        repo.finish_run(self.engine, self.run_id, status, stop_reason=reason)
+        try:
+            repo.finish_run(self.engine, self.run_id, status, stop_reason=reason)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
         if errors and status == "failed":
             raise errors[0]
         return bench_summary(self.engine, self.run_id)
@@ -192,6 +211,19 @@ class Bench:
                 "message": f"{progress.problem}: {progress.message}" if progress else "",
             }
         )
+
+
+def _check_distinct_names(problems: list[Any]) -> None:
+    """A bench run keys its problems by name (file name without `.py`): two of one name, from
+    different levels say, would share their candidates and figures."""
+    seen: dict[str, Path] = {}
+    for problem in problems:
+        if problem.name in seen:
+            raise BadInput(
+                f"{seen[problem.name]} and {problem.path} are both named {problem.name!r}; a "
+                "bench run needs distinct names: rename one, or pick one with --levels/--problems"
+            )
+        seen[problem.name] = problem.path
 
 
 def problem_totals(engine: Engine, run_id: str) -> dict[str, dict[str, float]]:

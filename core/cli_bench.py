@@ -40,8 +40,10 @@ def bench(
     problems: Annotated[
         str | None, typer.Option(help="Problem numbers, e.g. 1-10,23 (a file's leading number).")
     ] = None,
-    rounds: Annotated[int, typer.Option(help="Rounds per problem.")] = 10,
-    width: Annotated[int, typer.Option(help="Candidates per round.")] = 1,
+    rounds: Annotated[
+        int | None, typer.Option(help="Rounds per problem (default 10; with --resume, more).")
+    ] = None,
+    width: Annotated[int | None, typer.Option(help="Candidates per round (default 1).")] = None,
     target: TargetOption = None,
     workers: Annotated[
         int | None,
@@ -109,6 +111,7 @@ def bench(
 
 def _build(a: dict[str, Any]) -> Any:
     from kernelwright import options
+    from kernelwright.agents.registry import lasting_spec
     from kernelwright.bench import Bench, select_problems
     from kernelwright.cli_optimize import make_models
     from kernelwright.executors import make_executor
@@ -122,6 +125,7 @@ def _build(a: dict[str, Any]) -> Any:
     options.zero_or_more("budget-usd", a["budget_usd"])
     if a["target"] is not None and a["target"] not in TARGETS:
         raise BadInput(f"unknown target {a['target']!r}; use cuda or cpu")
+    a["model"], a["judge_model"] = lasting_spec(a["model"]), lasting_spec(a["judge_model"])
     engine = open_engine(a["db"])
     if a["resume"] is not None:
         stored = repo.show_run(engine, a["resume"])
@@ -130,6 +134,8 @@ def _build(a: dict[str, Any]) -> Any:
         config = stored["config"]
         settings = OptimizeConfig.from_json(
             config["settings"],
+            rounds=a["rounds"],
+            width=a["width"],
             budget_usd=a["budget_usd"],
             **resumed_settings(
                 config["settings"], a["resume"], a["compile_baseline"], a["profile"]
@@ -149,8 +155,8 @@ def _build(a: dict[str, Any]) -> Any:
             coder_model=a["model"],
             judge_model=a["judge_model"] or a["model"],
             base_url=a["base_url"],
-            rounds=a["rounds"],
-            width=a["width"],
+            rounds=a["rounds"] or 10,
+            width=a["width"] or 1,
             budget_usd=a["budget_usd"],
             trials=a["trials"],
             compile_baseline=a["compile_baseline"],

@@ -192,6 +192,7 @@ def optimize(
 def _build(a: dict[str, Any], err: Console) -> Any:
     """Everything checked and opened before the run starts: bad input fails here, whole."""
     from kernelwright import options
+    from kernelwright.agents.registry import lasting_spec
     from kernelwright.loop import Optimizer
     from kernelwright.loop_config import OptimizeConfig
     from kernelwright.store import repo
@@ -214,9 +215,16 @@ def _build(a: dict[str, Any], err: Console) -> Any:
         "target_speedup": a["target_speedup"],
         "time_limit_s": a["time_limit"],
     }
+    a["model"], a["judge_model"] = lasting_spec(a["model"]), lasting_spec(a["judge_model"])
     engine = open_engine(a["db"])
     if a["resume"] is not None:
+        if a["problem"] is not None:
+            raise BadInput("--resume goes on with the run's own problem; drop PROBLEM")
         stored = repo.show_run(engine, a["resume"])
+        if a["target"] is not None and a["target"] != stored["target"]:
+            raise BadInput(
+                f"run {a['resume']} runs on {stored['target']}; a resumed run keeps its target"
+            )
         if stored["kind"] != "optimize":
             raise BadInput(
                 f"run {a['resume']} is a {stored['kind']} run; only optimize runs resume"

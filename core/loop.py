@@ -38,6 +38,7 @@ from kernelwright.problem import Problem, load_candidate, load_problem
 from kernelwright.profiler.sheets import sheet_for
 from kernelwright.profiling import judge_metrics
 from kernelwright.records import EvaluationResult, Status
+from kernelwright.run_lock import RunLock
 from kernelwright.search import Entry, best, choose_parents
 from kernelwright.store import loop_state, profiles, repo
 from kernelwright.targets import check_toolchain, first_gpu_name
@@ -51,6 +52,21 @@ class _Stop(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+def check_settings(config: OptimizeConfig, coder_model: ChatModel, judge_model: ChatModel) -> None:
+    """What must hold before a run is started: the target's toolchain, and prices for every
+    model when a budget is to be kept."""
+    check_toolchain(config.target)
+    if config.budget_usd is None:
+        return
+    for model in {id(coder_model): coder_model, id(judge_model): judge_model}.values():
+        info = getattr(model, "info", None)
+        if info is not None and (info.input_per_mtok is None or info.output_per_mtok is None):
+            raise BadInput(
+                f"no price for model {info.name!r} in models.toml, so --budget-usd "
+                "cannot be kept; add its prices there or omit --budget-usd"
+            )
 
 
 class Optimizer:
@@ -75,17 +91,7 @@ class Optimizer:
         self.judge_model = judge_model
         self.on_progress = on_progress or (lambda _p: None)
         self.problem: Problem = load_problem(config.problem)
-        check_toolchain(config.target)
-        if config.budget_usd is not None:
-            for model in {id(coder_model): coder_model, id(judge_model): judge_model}.values():
-                info = getattr(model, "info", None)
-                if info is not None and (
-                    info.input_per_mtok is None or info.output_per_mtok is None
-                ):
-                    raise BadInput(
-                        f"no price for model {info.name!r} in models.toml, so --budget-usd "
-                        "cannot be kept; add its prices there or omit --budget-usd"
-                    )
+        check_settings(config, coder_model, judge_model)
         self.sheet = sheet_for(config.target, first_gpu_name() if config.target == "cuda" else None)
         self.entries: list[Entry] = []
         self.round = 0
@@ -100,6 +106,7 @@ class Optimizer:
         self.tokens = 0
         self.executor: Executor = executor or LocalExecutor(config.target)
         self.owns_run = bench_run is None
+        self.lock: RunLock | None = None  # held while this process works on its own run
         if bench_run is not None:
             self.run_id = bench_run
             spent = self._load(bench_run, reopen=False)
@@ -111,10 +118,16 @@ class Optimizer:
                 {**config.to_json(), "problem_hash": self.problem.content_hash},
                 models={"coder": config.coder_model, "judge": config.judge_model},
             )
+            self.lock = RunLock(self.run_id)
             spent = 0.0
         else:
             self.run_id = resume
-            spent = self._load(resume, reopen=True)
+            self.lock = RunLock(resume)
+            try:
+                spent = self._load(resume, reopen=True)
+            except BaseException:
+                self.lock.release()
+                raise
         self.budget = budget or Budget(config.budget_usd, spent)
         self.files = paths.run_dir(self.run_id)
         self.options = EvaluateOptions(
@@ -133,6 +146,17 @@ class Optimizer:
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> Outcome:
+        try:
+            status = self._run_rounds()
+            if self.owns_run:
+                repo.finish_run(self.engine, self.run_id, status, stop_reason=self.stop_reason)
+        finally:  # released once the run's end is written, so a resume sees it
+            if self.lock is not None:
+                self.lock.release()
+        return self.outcome(status)
+
+    def _run_rounds(self) -> str:
+        """The rounds until a stop; the run's status."""
         status = "finished"
         try:
             pending = [e for e in self.entries if e.status == "pending"]
@@ -155,9 +179,7 @@ class Optimizer:
             if self.owns_run:
                 repo.finish_run(self.engine, self.run_id, "failed", stop_reason=f"error: {exc}")
             raise
-        if self.owns_run:
-            repo.finish_run(self.engine, self.run_id, status, stop_reason=self.stop_reason)
-        return self.outcome(status)
+        return status
 
     def interrupt(self) -> None:
         """Stop now (Ctrl-C): kill the workers and record nothing more. Safe from any thread."""
@@ -416,7 +438,9 @@ class Optimizer:
     # -- resume and outcome ---------------------------------------------------------------------
 
     def _load(self, run_id: str, reopen: bool) -> float:
-        facts = repo.reopen_run(self.engine, run_id) if reopen else {"cost_usd": 0.0, "config": {}}
+        """The stored run's candidates and spending; with `reopen`, the run is marked running
+        again, once everything checked out (a refused resume changes nothing)."""
+        facts = repo.run_facts(self.engine, run_id) if reopen else {"cost_usd": 0.0, "config": {}}
         self.tokens = int(facts.get("tokens_in", 0)) + int(facts.get("tokens_out", 0))
         stored_hash = facts["config"].get("problem_hash")
         if stored_hash and stored_hash != self.problem.content_hash:
@@ -454,6 +478,8 @@ class Optimizer:
             skip = getattr(model, "skip", None)
             if skip is not None:  # a replay file goes on where the run stopped
                 skip(role, self.problem.name, state["served"].get(role, 0))
+        if reopen:
+            repo.mark_running(self.engine, run_id)
         return float(facts["cost_usd"])
 
     def outcome(self, status: str) -> Outcome:

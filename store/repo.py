@@ -78,11 +78,11 @@ def finish_run(
             run.environment = environment
 
 
-def reopen_run(engine: Engine, run_id: str) -> dict[str, Any]:
-    """Mark a run as running again (for --resume) and return its stored facts."""
+def run_facts(engine: Engine, run_id: str) -> dict[str, Any]:
+    """A run's stored facts, for --resume to check before anything is changed."""
     with session(engine) as s:
         run = _run(s, run_id)
-        facts = {
+        return {
             "id": run.id,
             "kind": run.kind,
             "status": run.status,
@@ -93,10 +93,15 @@ def reopen_run(engine: Engine, run_id: str) -> dict[str, Any]:
             "tokens_in": run.tokens_in,
             "tokens_out": run.tokens_out,
         }
+
+
+def mark_running(engine: Engine, run_id: str) -> None:
+    """A resumed run is running again: its stop reason and finish time are cleared."""
+    with session(engine) as s:
+        run = _run(s, run_id)
         run.status = "running"
         run.finished_at = None
         run.stop_reason = ""
-        return facts
 
 
 def problem_id(s: Session, content_hash: str, name: str, path: str, source: str) -> int:

@@ -134,6 +134,28 @@ def test_bench_bad_input(cli, tmp_path):
     assert repo.list_runs(open_engine(url)) == []
 
 
+def test_bench_bad_input_found_with_the_problems_loaded_leaves_no_run(cli, tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    for name in ("level1", "level2"):  # one file name in two levels
+        (tmp_path / "kb" / name).mkdir(parents=True)
+        problem = ROOT / "tests" / "fixtures" / "problems" / "scale_add.py"
+        (tmp_path / "kb" / name / "1_sa.py").write_text(problem.read_text())
+    replay = tmp_path / "r.jsonl"
+    replay.write_text("")
+    for args, needle in [
+        ([str(tmp_path / "kb"), "--model", f"replay:{replay}"], "both named '1_sa'"),
+        (
+            ["builtin", "--problems", "1", "--model", "openai:my-local", "--budget-usd", "1"],
+            "no price for model 'my-local'",
+        ),
+    ]:
+        result = cli("bench", *args, "--target", "cpu", "--db", url,
+                     env_extra={"OPENAI_API_KEY": "sk-test"})  # fmt: skip
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.startswith("error:") and needle in result.stderr, result.stderr
+    assert repo.list_runs(open_engine(url)) == []
+
+
 def test_bench_resume_goes_on_per_problem(tmp_path, monkeypatch):
     """Two problems in one bench run (evaluation faked); a resumed run keeps each problem's own
     candidates and replies apart and only runs what is left."""

@@ -127,6 +127,16 @@ def test_resume_of_an_evaluate_run_is_refused(cli, tmp_path):
     _one_line_error(cli("optimize", "--resume", run_id, "--db", url), "only optimize runs")
 
 
+def test_resume_refuses_options_it_would_ignore(cli, tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    run_id = repo.start_run(open_engine(url), "optimize", "cpu", {})
+    for args, needle in [
+        (["03_softmax", "--resume", run_id], "drop PROBLEM"),
+        (["--resume", run_id, "--target", "cuda"], "keeps its target"),
+    ]:
+        _one_line_error(cli("optimize", *args, "--db", url), needle)
+
+
 def _default_signals() -> None:
     # As from a terminal: started in the background of a script (`nohup ... &`, as CI runners
     # may), these tests would pass on SIGINT ignored, and Python then never raises

@@ -293,6 +293,45 @@ def test_resume_refuses_a_changed_problem(engine, tmp_path, fake_eval):
         Optimizer(engine, config, model, model, resume=outcome.run_id)
 
 
+def test_a_refused_resume_leaves_the_run_as_it_was(engine, tmp_path, fake_eval):
+    from kernelwright.errors import BadInput
+
+    problem = tmp_path / "p.py"
+    problem.write_text(PROBLEM.read_text())
+    model = replay(tmp_path, [coder("correct 1.0")])
+    outcome = make(engine, model, problem=str(problem), rounds=1).run()
+    before = repo.show_run(engine, outcome.run_id)
+    problem.write_text(PROBLEM.read_text().replace("rows = 256", "rows = 300"))
+    config = OptimizeConfig.from_json(before["config"])
+    with pytest.raises(BadInput, match="changed since run"):
+        Optimizer(engine, config, model, model, resume=outcome.run_id)
+    after = repo.show_run(engine, outcome.run_id)
+    assert after["status"] == "finished" and after["stop_reason"] == before["stop_reason"]
+    assert after["finished_at"] == before["finished_at"]
+    problem.write_text(PROBLEM.read_text())  # restored: the run can be resumed, not locked
+    Optimizer(engine, config, model, model, resume=outcome.run_id).lock.release()
+
+
+def test_a_run_in_progress_cannot_be_resumed_by_a_second_process(engine, tmp_path, fake_eval):
+    from kernelwright.errors import BadInput
+    from kernelwright.run_lock import RunLock
+
+    model = replay(tmp_path, [coder("correct 1.0")])
+    outcome = make(engine, model, rounds=1).run()
+    config = OptimizeConfig.from_json(repo.show_run(engine, outcome.run_id)["config"])
+    held = RunLock(outcome.run_id)  # flock: another open file description, as another process
+    try:
+        with pytest.raises(BadInput, match="in progress in another kernelwright process"):
+            Optimizer(engine, config, model, model, resume=outcome.run_id)
+        assert repo.show_run(engine, outcome.run_id)["status"] == "finished"
+    finally:
+        held.release()
+    resumed = Optimizer(engine, dataclasses.replace(config, rounds=2), model, model,
+                        resume=outcome.run_id)  # fmt: skip
+    assert resumed.run().status == "finished"
+    RunLock(outcome.run_id).release()  # the run released it when it ended
+
+
 def test_the_judge_reads_the_profile_of_the_candidate_it_reviews_also_after_resume(
     engine, tmp_path, monkeypatch
 ):

@@ -290,3 +290,11 @@ def test_bad_replay_files(tmp_path, text, fragment):
         make_model(f"replay:{path}")
     with pytest.raises(BadInput, match="not found"):
         make_model(f"replay:{tmp_path / 'missing.jsonl'}")
+
+
+def test_a_run_stores_its_replay_file_by_an_absolute_path(tmp_path, monkeypatch):
+    from kernelwright.agents.registry import lasting_spec
+
+    monkeypatch.chdir(tmp_path)
+    assert lasting_spec("replay:r.jsonl") == f"replay:{tmp_path / 'r.jsonl'}"
+    assert lasting_spec("openai:gpt-5") == "openai:gpt-5" and lasting_spec(None) is None
