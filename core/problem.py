@@ -241,6 +241,16 @@ def load_problem(path: Path | str) -> Problem:
 NUMBER_BUILTINS = {"int", "float", "round", "abs", "min", "max"}
 
 
+def _displayed(function: ast.FunctionDef, value: ast.AST | None) -> ast.List | ast.Tuple | None:
+    """The list or tuple display `value` is: itself, or the one display a returned name was
+    bound to (`inputs = [x, -1]; return inputs`) where the function uses the name nowhere else
+    (handed to a helper, its items could change)."""
+    if isinstance(value, ast.Name):
+        uses = [n for n in ast.walk(function) if isinstance(n, ast.Name) and n.id == value.id]
+        value = _only_binding(function, value.id) if len(uses) == 2 else None
+    return value if isinstance(value, ast.List | ast.Tuple) else None
+
+
 def _scalar_inputs(
     tree: ast.Module, names: dict[str, ast.AST], overridable: bool, maker: str
 ) -> tuple[int, ...]:
@@ -252,9 +262,10 @@ def _scalar_inputs(
     if not isinstance(function, ast.FunctionDef):
         return ()
     returns = [n for n in ast.walk(function) if isinstance(n, ast.Return)]
-    if len(returns) != 1 or not isinstance(returns[0].value, ast.List | ast.Tuple):
+    returned = _displayed(function, returns[0].value) if len(returns) == 1 else None
+    if returned is None:
         return ()
-    items = returns[0].value.elts
+    items = returned.elts
     if any(isinstance(item, ast.Starred) for item in items):
         return ()  # positions unknown
 

@@ -597,6 +597,7 @@ def test_native_process_hooks_and_python_calls_are_caught(line, check):
         'namespace py = pybind11; m.def("f", &f, py::arg("x"));',
         'void bind(py::module& m) { m.def("f", &f); }',
         'TORCH_CHECK(ok, "a signal (x) of failure");',
+        'TORCH_CHECK(ok, "failed to open (a file), no socket either");',
         "float eval(float x) { return x; }",
     ],
 )
@@ -834,3 +835,35 @@ def test_a_pytorch_function_imported_under_another_name_is_pytorch(call):
     )
     source = LEGIT.replace("import os\n", imports)
     assert "torch_compute" in _rejects(source.replace(KERNEL_CALLS, call))
+
+
+CLASS_HELD_EXTENSION = """
+import torch
+import torch.nn as nn
+from torch.utils.cpp_extension import load_inline
+
+src = "torch::Tensor softmax(torch::Tensor x) { return x; }"
+
+
+class ModelNew(nn.Module):
+    _ops = load_inline(name="x", cpp_sources=src, functions=["softmax"])
+
+    def forward(self, x):
+        return self._ops.softmax(x)
+"""
+
+
+@pytest.mark.parametrize(
+    ("rebinding", "rejected"),
+    [
+        ("", False),  # the class holds its own extension: `self._ops.softmax` is the kernel
+        ("ModelNew._ops = torch", True),
+        ("setattr(ModelNew, '_ops', torch)", True),
+        ("del ModelNew._ops", True),
+    ],
+)
+def test_an_extension_held_by_the_class_is_trusted_until_something_stores_that_name(
+    rebinding, rejected
+):
+    found = check_candidate(CLASS_HELD_EXTENSION + rebinding + "\n", "cpu")
+    assert any(f.check == "torch_compute" and f.severity == REJECT for f in found) == rejected

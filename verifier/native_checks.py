@@ -275,6 +275,8 @@ def _cublas_off_current_stream(code: str) -> str | None:
 
 
 _CODE_ONLY = {
+    "file_replay",  # `TORCH_CHECK(ok, "failed to open (...)")` opens nothing
+    "network",
     "threads",
     "phase_probe",
     "result_cache",

@@ -559,6 +559,10 @@ def _registers_torch_ops(node: ast.Call, name: str) -> bool:
     return bool(re.match(r"(?:aten|prims?|_)(?:::|$)", first.value))
 
 
+def _none(value: ast.AST | None) -> bool:
+    return isinstance(value, ast.Constant) and value.value is None
+
+
 def _own_op_namespace(node: ast.AST) -> bool:
     """`torch.ops.<ns>` for a namespace of the candidate's own ops (not aten, prims, ...)."""
     parts = _dotted(node).split(".")
@@ -984,12 +988,8 @@ def _extension_names(tree: ast.Module) -> set[str]:
     built = {_dotted(t) for targets, value in binds if builds(value) for t in targets}
     # `_EXT = None` then `_EXT = load_inline(...)` (a lazy getter's global) is fine; any other
     # value bound to the name is not
-    built -= {
-        _dotted(t)
-        for targets, value in binds
-        if not builds(value) and not (isinstance(value, ast.Constant) and value.value is None)
-        for t in targets
-    }
+    built -= {_dotted(t) for targets, value in binds if not builds(value) and not _none(value)
+              for t in targets}  # fmt: skip
     for node in tree.body:  # a function whose every return is a built extension
         if isinstance(node, ast.FunctionDef) and node.name not in builders:
             returns = [n.value for n in ast.walk(node) if isinstance(n, ast.Return)]
@@ -1007,6 +1007,7 @@ def _extension_names(tree: ast.Module) -> set[str]:
                 builds(value)
                 or _dotted(value) in names
                 or _dotted(value).rpartition(".")[0] in names
+                or (isinstance(value, ast.Attribute) and builds(value.value))  # `load(...).fn`
             )
         }
         grown = names | {
@@ -1018,7 +1019,7 @@ def _extension_names(tree: ast.Module) -> set[str]:
         untrusted = {
             _dotted(t)
             for targets, value in binds
-            if value is None or id(value) not in source_ok
+            if value is None or (id(value) not in source_ok and not _none(value))
             for t in targets
         }
         # `_ext.relu = torch.relu`: an extension whose attributes are assigned is not trusted
@@ -1032,6 +1033,26 @@ def _extension_names(tree: ast.Module) -> set[str]:
         if trusted == names:
             break
         names = trusted
+    # `class ModelNew: _ops = load_inline(...)`, called as `self._ops.fn(x)`, where nothing
+    # stores an attribute of that name anywhere (`ModelNew._ops = torch`, `setattr`)
+    stored = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _dotted(node.func) in ("setattr", "delattr"):
+            named = len(node.args) > 1 and _literal_str(node.args[1])
+            stored.add(node.args[1].value if named else "*")  # type: ignore[union-attr]
+    names |= {
+        f"self.{t.id}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        for statement in node.body
+        if isinstance(statement, ast.Assign | ast.AnnAssign)
+        for t in (statement.targets if isinstance(statement, ast.Assign) else [statement.target])
+        if isinstance(t, ast.Name) and t.id in names and not stored & {t.id, "*"}
+    }
     # `_get_ext().fn(x)`: a call through the module's own getter of the extension
     counts = module_names(tree)[0]
     getters = {
@@ -1374,6 +1395,29 @@ LAYER_SETTINGS = {
     "count_include_pad",
     "return_indices",
     "batch_first",
+    "num_groups",  # GroupNorm
+    "num_channels",
+    "scale_factor",  # Upsample
+    "size",
+    "mode",
+    "align_corners",
+    "upscale_factor",  # PixelShuffle
+    "downscale_factor",
+    "input_size",  # RNN, LSTM, GRU
+    "hidden_size",
+    "num_layers",
+    "bidirectional",
+    "proj_size",
+    "nonlinearity",
+    "beta",  # Softplus
+    "threshold",
+    "lambd",  # Hardshrink, Softshrink
+    "min_val",  # Hardtanh
+    "max_val",
+    "alpha",  # ELU, CELU
+    "output_size",  # adaptive pooling
+    "start_dim",  # Flatten
+    "end_dim",
 }
 
 
@@ -1469,7 +1513,10 @@ def _torch_compute_findings(
         if isinstance(node, ast.Attribute) and id(node) not in callees:
             passed_name = _dotted(node)
             root, last_part = passed_name.split(".")[0], passed_name.rpartition(".")[2]
-            if root in ("torch", "F", "nn") and last_part in TORCH_COMPUTE:
+            own_op = passed_name.startswith("torch.ops.") and _own_op_namespace(
+                ast.parse(".".join(passed_name.split(".")[:3]), mode="eval").body
+            )
+            if root in ("torch", "F", "nn") and last_part in TORCH_COMPUTE and not own_op:
                 # `reduce(torch.mul, ...)`, `partial(torch.Tensor.mul, x)`, `W = torch.mul`
                 add(f"passes the PyTorch function `{passed_name}` to be called", node)
     for method, args, scalars in reached:
