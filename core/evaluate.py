@@ -220,6 +220,22 @@ def evaluate(
 _references = ReferenceCache()
 
 
+def check_reference(
+    problem_path: Path | str,
+    options: EvaluateOptions,
+    device_lock: AbstractContextManager[Any] | None = None,
+) -> None:
+    """Run the reference on the evaluation's cases, as `evaluate` would first: a problem whose
+    reference fails raises `BadInput` here, before anything is spent on candidates. Its outputs
+    stay cached for the evaluations that follow in this process."""
+    problem = load_problem(problem_path)
+    check_toolchain(options.target)
+    device_env = {"CUDA_VISIBLE_DEVICES": options.device} if options.device is not None else None
+    device = device_lock if device_lock is not None else nullcontext()
+    _references.acquire(problem.path, problem.content_hash, options, device, device_env)
+    _references.release(problem.content_hash, options)
+
+
 def _isolation() -> dict[str, str]:
     """How the candidate's workers were isolated (see isolation.sandbox), for the record."""
     box = sandbox()

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from kernelwright import paths
-from kernelwright.errors import BadInput
-from kernelwright.evaluate import EvaluateOptions, evaluate
+from kernelwright.errors import BadInput, KernelwrightError
+from kernelwright.evaluate import EvaluateOptions, check_reference, evaluate
 from kernelwright.records import (
     CaseResult,
     EvaluationResult,
@@ -41,6 +44,9 @@ class Executor(Protocol):
         self, problem: Path, candidate: Path, options: EvaluateOptions
     ) -> EvaluationResult: ...
 
+    def check_reference(self, problem: Path, options: EvaluateOptions) -> None:
+        """Raise `BadInput` where the problem's reference fails (see evaluate.check_reference)."""
+
 
 class LocalExecutor:
     def __init__(self, target: str, devices: int | None = None) -> None:
@@ -58,6 +64,10 @@ class LocalExecutor:
             index = next(self._turn) % len(self.devices)
         options = replace(options, device=self.devices[index])
         return evaluate(problem, candidate, options, device_lock=self.locks[index])
+
+    def check_reference(self, problem: Path, options: EvaluateOptions) -> None:
+        options = replace(options, device=self.devices[0])
+        check_reference(problem, options, device_lock=self.locks[0])
 
 
 class RayExecutor:
@@ -82,6 +92,7 @@ class RayExecutor:
                 ) from exc
         gpus = 1 if target == "cuda" else 0
         self._task = ray.remote(num_gpus=gpus, num_cpus=1, max_retries=0)(_remote_evaluate)
+        self._check = ray.remote(num_gpus=gpus, num_cpus=1, max_retries=0)(_remote_check)
         resources = ray.cluster_resources()
         key = "GPU" if target == "cuda" else "CPU"
         self.slots = max(1, int(resources.get(key, 1)))
@@ -97,22 +108,45 @@ class RayExecutor:
         )
         return result_from_json(self._ray.get(ref))
 
+    def check_reference(self, problem: Path, options: EvaluateOptions) -> None:
+        source = problem.read_text(encoding="utf-8")
+        error = self._ray.get(self._check.remote(problem.name, source, asdict(options)))
+        if error is not None:
+            raise BadInput(error)
+
+
+def _remote_check(problem_name: str, problem_source: str, options: dict[str, Any]) -> str | None:
+    """Runs in a Ray worker: the reference checked there (the node's toolchain and devices);
+    the message of the error it raised, or None."""
+    with _remote_folder() as folder:
+        problem = folder / problem_name
+        problem.write_text(problem_source, encoding="utf-8")
+        try:
+            check_reference(problem, EvaluateOptions(**options))
+        except KernelwrightError as exc:
+            return str(exc)
+        return None
+
 
 def _remote_evaluate(
     problem_name: str, problem_source: str, candidate_source: str, options: dict[str, Any]
 ) -> dict[str, Any]:
     """Runs in a Ray worker: write the files locally, evaluate, return plain JSON."""
-    import shutil
-
-    # Not under the scratch root: workers see none of it but their own folder.
-    folder = paths.home() / "remote" / f"ray-{uuid.uuid4().hex[:12]}"
-    folder.mkdir(parents=True)
-    try:
+    with _remote_folder() as folder:
         problem = folder / problem_name
         problem.write_text(problem_source, encoding="utf-8")
         candidate = folder / "candidate.py"
         candidate.write_text(candidate_source, encoding="utf-8")
         return to_jsonable(evaluate(problem, candidate, EvaluateOptions(**options)))
+
+
+@contextmanager
+def _remote_folder() -> Iterator[Path]:
+    # Not under the scratch root: workers see none of it but their own folder.
+    folder = paths.home() / "remote" / f"ray-{uuid.uuid4().hex[:12]}"
+    folder.mkdir(parents=True)
+    try:
+        yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -21,6 +21,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kernelwright import paths
@@ -105,12 +106,25 @@ class Optimizer:
         self._interrupted = threading.Event()
         self.tokens = 0
         self.executor: Executor = executor or LocalExecutor(config.target)
+        self.options = EvaluateOptions(
+            target=config.target,
+            trials=config.trials,
+            seed=config.seed,
+            atol=config.atol,
+            rtol=config.rtol,
+            timeout_s=config.timeout_s,
+            build_timeout_s=config.build_timeout_s,
+            compile_baseline=config.compile_baseline,
+            profile=config.profile,  # evaluate profiles only on the cuda target
+        )
         self.owns_run = bench_run is None
         self.lock: RunLock | None = None  # held while this process works on its own run
         if bench_run is not None:
             self.run_id = bench_run
             spent = self._load(bench_run, reopen=False)
         elif resume is None:
+            # before the run exists and any call is paid for: a broken reference is bad input
+            self.executor.check_reference(Path(self.problem.path), self.options)
             self.run_id = repo.start_run(
                 engine,
                 "optimize",
@@ -130,17 +144,6 @@ class Optimizer:
                 raise
         self.budget = budget or Budget(config.budget_usd, spent)
         self.files = paths.run_dir(self.run_id)
-        self.options = EvaluateOptions(
-            target=config.target,
-            trials=config.trials,
-            seed=config.seed,
-            atol=config.atol,
-            rtol=config.rtol,
-            timeout_s=config.timeout_s,
-            build_timeout_s=config.build_timeout_s,
-            compile_baseline=config.compile_baseline,
-            profile=config.profile,  # evaluate profiles only on the cuda target
-        )
         self._profile_notice_shown = False
 
     # -- the run -------------------------------------------------------------------------------
@@ -159,6 +162,8 @@ class Optimizer:
         """The rounds until a stop; the run's status."""
         status = "finished"
         try:
+            if not self.owns_run and not self.entries:  # a bench's problem, before its first call
+                self.executor.check_reference(Path(self.problem.path), self.options)
             pending = [e for e in self.entries if e.status == "pending"]
             if pending:  # written before an interruption, never evaluated
                 self._round([(None, e) for e in pending])

@@ -233,3 +233,18 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(kw_home, tmp_path):
     # timeout(1), batch schedulers and `docker stop` send SIGTERM, not SIGINT
     url = f"sqlite:///{tmp_path / 'h.db'}"
     _interrupt_demo(url, kw_home, signal.SIGTERM)  # asserts it stops as Ctrl-C does
+
+
+def test_a_broken_reference_is_refused_before_any_call_or_run(cli, tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    problem = tmp_path / "broken.py"
+    source = (ROOT / "tests" / "fixtures" / "problems" / "scale_add.py").read_text()
+    problem.write_text(
+        source.replace("return [torch.randn(rows, dim)]", 'raise RuntimeError("boom")')
+    )
+    replies = tmp_path / "r.jsonl"
+    replies.write_text(json.dumps({"role": "coder", "text": "never asked for"}) + "\n")
+    result = cli("optimize", str(problem), "--model", f"replay:{replies}", "--target", "cpu",
+                 "--db", url)  # fmt: skip
+    _one_line_error(result, "get_inputs() raised RuntimeError: boom")
+    assert repo.list_runs(open_engine(url)) == []  # no run, no call recorded

@@ -27,6 +27,7 @@ PROBLEM = Path(__file__).resolve().parent / "fixtures" / "problems" / "scale_add
 @pytest.fixture
 def fake_eval(monkeypatch):
     monkeypatch.setattr(executors_module, "evaluate", fake_evaluate)
+    monkeypatch.setattr(executors_module, "check_reference", lambda *args, **kwargs: None)
 
 
 @pytest.fixture
