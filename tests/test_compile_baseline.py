@@ -231,6 +231,7 @@ def test_bench_resume_keeps_the_flag(tmp_path):
     args |= {"db": f"sqlite:///{tmp_path / 'h.db'}", "compile_baseline": True}
     first = _build(args)
     assert [loop.options.compile_baseline for loop in first.loops] == [True]
+    first.lock.release()  # as its process would on ending; a run is resumed by one at a time
     resumed = _build(
         {**args, "suite": None, "model": None, "compile_baseline": False} | {"resume": first.run_id}
     )

@@ -163,6 +163,7 @@ def test_an_alias_of_the_candidates_op_namespace_is_its_extension():
     # helper 19 c04: `_ops = torch.ops.myns` then `_ops.fn(...)` was not seen as the kernel,
     # so partial PyTorch work beside it was rejected instead of labelled
     body = """
+    SRC = 'TORCH_LIBRARY(myns, m) { m.def("fn(Tensor x) -> Tensor", &fn); }'
     _ops = torch.ops.myns
 
     class ModelNew(nn.Module):
@@ -170,8 +171,10 @@ def test_an_alias_of_the_candidates_op_namespace_is_its_extension():
             return _ops.fn(x * 2)
     """
     assert _checks(body) == {"torch_compute_partial": "warn"}
-    aten = body.replace("torch.ops.myns", "torch.ops.aten")
-    assert _checks(aten)["torch_compute"] == REJECT
+    # PyTorch's own namespaces, and any the candidate does not declare (mkldnn, ...)
+    for space in ("aten", "mkldnn"):
+        other = body.replace("torch.ops.myns", f"torch.ops.{space}")
+        assert _checks(other)["torch_compute"] == REJECT
 
 
 def test_the_backward_of_an_autograd_function_is_not_evaluated():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kernelwright.verifier.findings import REJECT, WARN
 from kernelwright.verifier.native_checks import kernel_names, native_findings, strip_comments
@@ -33,6 +35,7 @@ torch::Tensor fused(torch::Tensor x) {
         x.data_ptr<float>(), y.data_ptr<float>(), n);
     return y;
 }
+TORCH_LIBRARY(myops, m) { m.def("scale(Tensor x) -> Tensor", &fused); }
 """
 ops = load_inline(name="legit", cpp_sources="torch::Tensor fused(torch::Tensor x);",
                   cuda_sources=cuda_src, functions=["fused"])
@@ -867,3 +870,16 @@ def test_an_extension_held_by_the_class_is_trusted_until_something_stores_that_n
 ):
     found = check_candidate(CLASS_HELD_EXTENSION + rebinding + "\n", "cpu")
     assert any(f.check == "torch_compute" and f.severity == REJECT for f in found) == rejected
+
+
+# Red team 8 (helper 27): a name the checks trust as the extension, made to hold torch (an
+# import, `match` or instance `__dict__` beside the binding, a property, a class decorator), and
+# ops whose body is Python (`torch.library.custom_op`) or PyTorch's own (`torch.ops.mkldnn`)
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).parent / "fixtures" / "static_attacks").glob("rt8_*.py")),
+    ids=lambda p: p.stem,
+)
+def test_names_made_to_hold_torch_and_python_bodied_ops_are_rejected(path):
+    found = check_candidate(path.read_text(), "cpu")
+    assert any(f.check == "torch_compute" and f.severity == REJECT for f in found), found

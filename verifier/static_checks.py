@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from kernelwright import pyast
@@ -563,10 +564,65 @@ def _none(value: ast.AST | None) -> bool:
     return isinstance(value, ast.Constant) and value.value is None
 
 
-def _own_op_namespace(node: ast.AST) -> bool:
-    """`torch.ops.<ns>` for a namespace of the candidate's own ops (not aten, prims, ...)."""
+def _own_op_namespace(node: ast.AST, declared: set[str]) -> bool:
+    """`torch.ops.<ns>` for a namespace the candidate declares itself (not aten, prims, ...)."""
     parts = _dotted(node).split(".")
-    return len(parts) == 3 and parts[:2] == ["torch", "ops"] and parts[2] not in _TORCH_OP_SPACES
+    return len(parts) == 3 and parts[:2] == ["torch", "ops"] and _own_space(parts[2], declared)
+
+
+def _own_space(space: str, declared: set[str]) -> bool:
+    return space in declared and space not in _TORCH_OP_SPACES
+
+
+def _op_space(name: str) -> str | None:
+    """`torch.ops.<ns>.<op>...` -> ns; None for any other name."""
+    parts = name.split(".")
+    return parts[2] if len(parts) > 3 and parts[:2] == ["torch", "ops"] else None
+
+
+def declared_namespaces(tree: ast.Module) -> set[str]:
+    """Op namespaces the candidate declares: `TORCH_LIBRARY(ns, m)` in its native code, and in
+    Python `torch.library.custom_op("ns::f")`, `Library("ns", "DEF")`, `define("ns::f(...)")`
+    (whose Python bodies `_registered_functions` adds to the code checked). Any other
+    `torch.ops.<ns>` is PyTorch's own (mkldnn, quantized_decomposed, ...)."""
+    found = native_namespaces(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and _literal_str(node.args[0]):
+            short = _dotted(node.func).rpartition(".")[2]
+            if short in ("custom_op", "triton_op", "define"):
+                found.add(node.args[0].value.partition("::")[0])  # type: ignore[union-attr]
+            elif short == "Library":
+                found.add(node.args[0].value)  # type: ignore[union-attr]
+    return found
+
+
+def native_namespaces(tree: ast.Module) -> set[str]:
+    """Op namespaces the candidate's native code defines (`TORCH_LIBRARY(ns, m)`)."""
+    return set(re.findall(r"\bTORCH_LIBRARY\s*\(\s*(\w+)", native_source(tree)))
+
+
+# Decorators and calls that make a Python function the body of a registered op
+_OP_REGISTRARS = {"custom_op", "triton_op", "impl", "register_kernel", "register_fake",
+                  "register_autograd", "register_torch_dispatch", "register_vmap"}  # fmt: skip
+
+
+def _registered_functions(tree: ast.Module) -> list[ast.FunctionDef]:
+    """Module functions that run as a registered op's body: decorated by a registrar
+    (`@torch.library.custom_op(...)`, `@f.register_kernel("cpu")`) or handed to one
+    (`lib.impl("f", fn, "CPU")`); `torch.ops.ns.f(x)` runs them."""
+    functions = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+
+    def registrar(node: ast.AST) -> bool:
+        call = node.func if isinstance(node, ast.Call) else node
+        return _dotted(call).rpartition(".")[2] in _OP_REGISTRARS
+
+    found = [f for f in functions.values() if any(registrar(d) for d in f.decorator_list)]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and registrar(node):
+            handed = [*node.args, *(k.value for k in node.keywords)]
+            names = [a.id for a in handed if isinstance(a, ast.Name)]
+            found += [functions[name] for name in names if name in functions]
+    return found
 
 
 _TORCH_OP_SPACES = {"aten", "prims", "prim", "quantized", "_C", "higher_order", "_quantized"}
@@ -622,6 +678,7 @@ def _python_findings(
     protected = PROTECTED_ROOTS | {a for a, m in aliases.items() if m in PROTECTED_ROOTS}
     protected |= _protected_aliases(tree, protected)
     os_names = {"os", "posix"} | {a for a, m in aliases.items() if m in ("os", "posix")}
+    declared = declared_namespaces(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr == "suppress":
             add("try_fallback", "contextlib.suppress can fall back when the kernel fails", node)
@@ -661,7 +718,7 @@ def _python_findings(
             if name == "getattr" and len(node.args) >= 2:
                 owner, attr = _dotted(node.args[0]).split(".")[0], node.args[1]
                 literal = isinstance(attr, ast.Constant) and isinstance(attr.value, str)
-                own_ops = _own_op_namespace(node.args[0])
+                own_ops = _own_op_namespace(node.args[0], declared)
                 if owner in ("torch", "F", "nn") and not own_ops:
                     if not literal or attr.value in TORCH_COMPUTE:
                         add("torch_compute", "looks up a PyTorch function dynamically", node)
@@ -730,7 +787,7 @@ def _python_findings(
         message = f"{model_new}, which these checks cannot follow; define `class ModelNew`"
         add("torch_compute", message, tree)
     elif model_new is not None:
-        extensions = _extension_names(tree)
+        extensions = _extension_names(tree, native_namespaces(tree))
         reached = _with_tensor_params(tree, model_new, literals)
         compute = _torch_compute_findings(
             model_new,
@@ -741,8 +798,9 @@ def _python_findings(
             _layer_test(tree),
             _other_modules(tree),
             tree,
+            declared,
         )
-        if compute and _calls_extension(reached, extensions):
+        if compute and _calls_extension(reached, extensions, native_namespaces(tree)):
             # A kernel does part of the work and PyTorch the rest: allowed, labelled for the judge.
             compute = [
                 Finding(
@@ -927,7 +985,54 @@ def _import_rule(module: str, node: ast.AST, add) -> None:
         add(check, f"imports `{module}`, which {why}", node)
 
 
-def _extension_names(tree: ast.Module) -> set[str]:
+def _held_by_model_new(tree: ast.Module, names: set[str], counts: dict[str, int]) -> set[str]:
+    """`class ModelNew: _ops = load_inline(...)`, called as `self._ops.fn(x)`: `self._ops` for
+    an extension bound once, in ModelNew's own body, where nothing could put anything else
+    there: no attribute of that name stored anywhere (`ModelNew._ops = torch`, `setattr`), no
+    decorator, metaclass or foreign base on ModelNew, and no `__dict__`, `vars`, three-argument
+    `type` or dunder method (`__getattribute__`, `__init_subclass__`) in the module."""
+    cls = _model_new_class(tree)
+    if not isinstance(cls, ast.ClassDef) or cls.decorator_list or cls.keywords:
+        return set()
+    own = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    if any(_dotted(b) not in own | {"nn.Module", "torch.nn.Module", "Module"} for b in cls.bases):
+        return set()
+    stored = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del):
+            stored.add(node.attr)
+        if isinstance(node, ast.Attribute) and _dunder(node.attr) not in ("", *_PLAIN_DUNDERS):
+            return set()
+        if isinstance(node, ast.FunctionDef) and _dunder(node.name) not in ("", "__init__"):
+            return set()
+        if isinstance(node, ast.Name) and node.id == "vars":
+            return set()
+        if isinstance(node, ast.Call):
+            short = _dotted(node.func).rpartition(".")[2]
+            if short == "type" and len(node.args) == 3:
+                return set()
+            if short in ("setattr", "delattr", "__setattr__", "__delattr__"):
+                named = len(node.args) > 1 and _literal_str(node.args[1])
+                stored.add(node.args[1].value if named else "*")  # type: ignore[union-attr]
+    held = set()
+    for statement in cls.body:
+        if isinstance(statement, ast.Assign | ast.AnnAssign):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id in names and counts.get(t.id) == 1:
+                    held.add(t.id)
+    return set() if "*" in stored else {f"self.{n}" for n in held - stored}
+
+
+# Dunder attributes that only read what a module or class is called
+_PLAIN_DUNDERS = ("__init__", "__name__", "__file__", "__doc__", "__version__", "__qualname__")
+
+
+def _dunder(name: str) -> str:
+    return name if name.startswith("__") and name.endswith("__") else ""
+
+
+def _extension_names(tree: ast.Module, native: set[str]) -> set[str]:
     """Names bound to built extensions and to their functions: `_ext = load_inline(...)` (also
     annotated, or through `load_inline as build`), the result of a module function that returns
     one (`_get_ext()`), and aliases (`self._ops = _ext`, `self.relu = _ext.relu`). A name bound
@@ -958,9 +1063,14 @@ def _extension_names(tree: ast.Module) -> set[str]:
     }
     builders |= {f"{m}.{fn}" for m in modules - rebound - own for fn in ("load_inline", "load")}
     builders -= own  # a module's own `def load()` is not torch's
+    # bound by its import only: not a lambda, a nested def or a parameter of that name too
+    counts, imported = module_names(tree)
+    builders = {
+        b for b in builders if counts.get(b.split(".")[0]) == 1 or b.split(".")[0] in imported
+    }
 
     def builds(value: ast.AST | None) -> bool:
-        if value is not None and _own_op_namespace(value):
+        if value is not None and _own_op_namespace(value, native):
             return True  # `_ops = torch.ops.my_ext`: the candidate's registered ops
         if not isinstance(value, ast.Call):
             return False
@@ -1033,28 +1143,18 @@ def _extension_names(tree: ast.Module) -> set[str]:
         if trusted == names:
             break
         names = trusted
-    # `class ModelNew: _ops = load_inline(...)`, called as `self._ops.fn(x)`, where nothing
-    # stores an attribute of that name anywhere (`ModelNew._ops = torch`, `setattr`)
-    stored = {
-        node.attr
+    # A name bound any other way too (an import, `match`, `except ... as`, a def, a parameter,
+    # unpacking: `_EXT, y = torch, 1`) may hold anything; `global _EXT` binds nothing itself.
+    direct = Counter(t.id for targets, _ in binds for t in targets if isinstance(t, ast.Name))
+    globals_ = Counter(
+        name
         for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del)
-    }
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _dotted(node.func) in ("setattr", "delattr"):
-            named = len(node.args) > 1 and _literal_str(node.args[1])
-            stored.add(node.args[1].value if named else "*")  # type: ignore[union-attr]
-    names |= {
-        f"self.{t.id}"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ClassDef)
-        for statement in node.body
-        if isinstance(statement, ast.Assign | ast.AnnAssign)
-        for t in (statement.targets if isinstance(statement, ast.Assign) else [statement.target])
-        if isinstance(t, ast.Name) and t.id in names and not stored & {t.id, "*"}
-    }
+        if isinstance(node, ast.Global | ast.Nonlocal)
+        for name in node.names
+    )
+    names = {n for n in names if "." in n or counts.get(n, 0) == direct[n] + globals_[n]}
+    names |= _held_by_model_new(tree, names, counts)
     # `_get_ext().fn(x)`: a call through the module's own getter of the extension
-    counts = module_names(tree)[0]
     getters = {
         node.name
         for node in tree.body
@@ -1166,7 +1266,8 @@ def _reachable_code(tree: ast.Module, cls: ast.ClassDef) -> list[ast.FunctionDef
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     reached: list[ast.FunctionDef] = []
     seen: set[str] = {cls.name}
-    pending: list[ast.AST] = [cls]
+    # and the Python bodies of ops it registers, which `torch.ops.ns.f(x)` runs
+    pending: list[ast.AST] = [cls, *_registered_functions(tree)]
     while pending:
         node = pending.pop()
         if isinstance(node, ast.ClassDef):
@@ -1208,17 +1309,14 @@ def _reachable_code(tree: ast.Module, cls: ast.ClassDef) -> list[ast.FunctionDef
     return reached
 
 
-def _calls_extension(reached: list[Reached], extensions: set[str]) -> bool:
+def _calls_extension(reached: list[Reached], extensions: set[str], native: set[str]) -> bool:
     """Whether the code ModelNew runs calls one of the candidate's compiled functions."""
     for scope, _, _ in reached:
         for node in ast.walk(scope):
             if isinstance(node, ast.Call):
-                name = _dotted(node.func)
-                head = name.rpartition(".")[0]
-                aten = head.startswith(("torch.ops.aten", "torch.ops.prims"))
                 if _through_extension(node, extensions):
                     return True
-                if head.startswith("torch.ops") and not aten:
+                if _op_space(_dotted(node.func)) in native:  # its own native op, registered by name
                     return True
     return False
 
@@ -1479,6 +1577,7 @@ def _torch_compute_findings(
     is_layer: Callable[[str], bool] | None = None,
     not_tensors: set[str] | None = None,
     tree: ast.Module | None = None,
+    declared: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> list[Finding]:
     """PyTorch compute in the code ModelNew runs, not in __init__ (where layers may be built).
     `not_tensors`: names that hold other things (modules other than torch, containers)."""
@@ -1509,13 +1608,20 @@ def _torch_compute_findings(
     settings = LAYER_SETTINGS - stored
     whole = tree or cls
     callees = {id(n.func) for n in ast.walk(whole) if isinstance(n, ast.Call)}
+    inner = {id(n.value) for n in ast.walk(whole) if isinstance(n, ast.Attribute)}
     for node in ast.walk(whole):  # anywhere in the file: it may be called from anywhere
+        if isinstance(node, ast.Attribute) and id(node) not in callees | inner:
+            parts = _dotted(node).split(".")
+            if parts[:2] == ["torch", "ops"] and not (
+                len(parts) > 2 and _own_space(parts[2], declared)
+            ):  # `op = torch.ops.mkldnn._linear_pointwise`, `o = torch.ops`: PyTorch's ops
+                add(f"passes PyTorch's own ops `{_dotted(node)}` to be called", node)
+                continue
         if isinstance(node, ast.Attribute) and id(node) not in callees:
             passed_name = _dotted(node)
             root, last_part = passed_name.split(".")[0], passed_name.rpartition(".")[2]
-            own_op = passed_name.startswith("torch.ops.") and _own_op_namespace(
-                ast.parse(".".join(passed_name.split(".")[:3]), mode="eval").body
-            )
+            space = _op_space(passed_name)
+            own_op = space is not None and _own_space(space, declared)
             if root in ("torch", "F", "nn") and last_part in TORCH_COMPUTE and not own_op:
                 # `reduce(torch.mul, ...)`, `partial(torch.Tensor.mul, x)`, `W = torch.mul`
                 add(f"passes the PyTorch function `{passed_name}` to be called", node)
@@ -1584,8 +1690,12 @@ def _torch_compute_findings(
             aten = head.startswith(("torch.ops.aten", "torch.ops.prims", "torch._C", "torch._ops"))
             if _through_extension(node, extensions):
                 continue  # the candidate's own compiled functions
-            if head.startswith("torch.ops") and not aten:
-                continue  # its own registered ops
+            space = _op_space(name)
+            if space is not None and _own_space(space, declared):
+                continue  # its own registered ops (a Python body among the code checked)
+            if space is not None:
+                add(f"computes with PyTorch's own op `{name}()`", node)
+                continue
             if aten:
                 add(f"computes with ATen directly: `{name}()`", node)
                 continue
