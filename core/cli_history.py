@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from kernelwright.errors import KernelwrightError
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 from rich.tree import Tree
 
 runs_app = typer.Typer(no_args_is_help=True, help="Review recorded runs.")
@@ -70,8 +70,19 @@ def runs_list(
     if as_json:
         _dump(rows)
         return
+    # The id is what every other command takes: in a narrow or piped terminal the other
+    # columns give way (the problem list folds), the id is never cut.
+    id_width = max((len(r["id"]) for r in rows), default=3)
     table = Table(
-        "run", "kind", "status", "target", "started", "candidates", "correct", "best", "problems"
+        Column("run", no_wrap=True, min_width=id_width),
+        "kind",
+        "status",
+        "target",
+        "started",
+        "candidates",
+        "correct",
+        "best",
+        Column("problems", overflow="fold"),
     )
     for r in rows:
         table.add_row(
@@ -154,7 +165,11 @@ def runs_compare(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Two runs side by side: per problem, the best correct speedup of each."""
+    from kernelwright.cli import fail
     from kernelwright.store import repo
+
+    if run_a == run_b:  # the table and --json are keyed by run id: one run would be one column
+        fail(f"runs compare needs two different runs; both are {run_a}")
 
     def load() -> tuple[Any, Any]:
         engine = _engine(db)
@@ -205,16 +220,17 @@ def runs_export(
 ) -> None:
     """The run's best correct candidate as a standalone drop-in file."""
     from kernelwright.export import render
+    from kernelwright.report import check_destination, write_atomically
     from kernelwright.store import repo
 
+    if out is not None:
+        _guard(lambda: check_destination(out))
     text = render(_guard(lambda: repo.best_candidate(_engine(db), run)))
     if out is None:
         sys.stdout.write(text)
         return
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)  # never a half-written file at the destination
-    _out().print(f"wrote {out}")
+    _guard(lambda: write_atomically(out, text))  # never a half-written file at the destination
+    _out().print(f"wrote {out}", highlight=False)
 
 
 @candidates_app.command("show")

@@ -11,12 +11,21 @@ import hashlib
 import os
 from pathlib import Path
 
+from kernelwright.errors import BadInput
+
 
 def home() -> Path:
-    """The state folder, created on first use."""
+    """The state folder, created on first use; BadInput when it cannot be a folder."""
     raw = os.environ.get("KERNELWRIGHT_HOME")
     path = Path(raw).expanduser() if raw else Path.home() / ".kernelwright"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way (FileExistsError), no permission, ...
+        why = "it is a file" if path.is_file() else (exc.strerror or str(exc))
+        raise BadInput(
+            f"cannot use {path} as kernelwright's state folder ({why}); "
+            "set KERNELWRIGHT_HOME to a folder"
+        ) from exc
     return path.resolve()
 
 

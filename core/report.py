@@ -7,9 +7,12 @@ Guarantees:
   escaped: the template autoescapes, and the SVG builders in `report_svg` escape their text.
 - Works for optimize runs (one problem), bench runs (many problems) and runs with no correct
   candidate or no candidate at all. fast_p and the geometric mean are `kernelwright.metrics`'s,
-  over the problems that have candidates in the run; where evaluations timed the reference under
-  torch.compile (`--compile-baseline`), the same figures against it, and its time per problem.
-- `write_report` never leaves a half-written file at the destination (temp file + os.replace).
+  over the problems that have candidates in the run, and for a bench run over every problem it
+  selected (as `bench --json` and `runs show` count them); where evaluations timed the
+  reference under torch.compile (`--compile-baseline`), the same figures against it, and its
+  time per problem.
+- `write_report` never leaves a half-written file at the destination (temp file + os.replace),
+  nor a temp file; a destination it cannot write is BadInput.
 """
 
 from __future__ import annotations
@@ -213,6 +216,13 @@ def build_context(engine: Engine, run_id: str) -> dict[str, Any]:
     for row in rows:
         view = _candidate_view(row, repo.get_candidate(engine, row.id), profiles.get(row.id, []))
         grouped.setdefault(row.problem, []).append(view)
+    if run["kind"] == "bench":
+        # Every problem the run selected counts in fast_p, with candidates or not: the same
+        # problems, in the same order, as `bench --json` and `runs show` (bench_summary).
+        from kernelwright.bench import bench_summary
+
+        names = [p["name"] for p in bench_summary(engine, run_id)["problems"]]
+        grouped = {**{name: grouped.get(name, []) for name in names}, **grouped}
     problems = [_problem_view(i, name, cands) for i, (name, cands) in enumerate(grouped.items())]
     best = {p.name: (p.best.speedup if p.best else None) for p in problems}
     vs_compiled = {p.name: (p.best.vs_torch_compile if p.best else None) for p in problems}
@@ -281,18 +291,35 @@ def render_report(engine: Engine, run_id: str) -> str:
 def write_report(engine: Engine, run_id: str, out: Path) -> Path:
     """Render the run's report and write it to `out` atomically; return `out`."""
     out = Path(out)
+    check_destination(out)  # before the work: a bad --out fails at once
+    write_atomically(out, render_report(engine, run_id))
+    return out
+
+
+def check_destination(out: Path) -> None:
+    """BadInput unless `out` names a file that can be (re)placed in an existing folder."""
+    if out.is_dir():
+        raise BadInput(f"cannot write {out}: it is a folder; give a file name with --out")
     if not out.parent.is_dir():
-        raise BadInput(f"cannot write the report: folder {out.parent} does not exist")
-    text = render_report(engine, run_id)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        raise BadInput(f"cannot write {out}: folder {out.parent} does not exist")
+
+
+def write_atomically(out: Path, text: str) -> None:
+    """Write `text` to `out` through a temp file beside it, so `out` is never half-written; a
+    failure (no permission, a read-only or special folder) is BadInput and leaves no temp file."""
+    check_destination(out)
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise BadInput(f"cannot write {out}: {exc.strerror or exc}") from exc
         raise
-    return out

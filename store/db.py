@@ -8,6 +8,10 @@ SQLite is set up for one writer and many readers that may be killed at any momen
 a 30 s busy timeout, foreign keys on, and write transactions that begin with `BEGIN IMMEDIATE`
 (pysqlite's own implicit BEGIN is switched off; a deferred transaction that upgrades to a write
 fails at once instead of waiting). A committed transaction survives `kill -9`.
+
+A file that is not an SQLite database, or a database that is not a kernelwright history (tables
+but no migration ledger), is refused with one line and left byte for byte as it was: it is
+looked at before the WAL pragma (which rewrites the file header) or any migration touches it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from kernelwright import paths
 from kernelwright.errors import BadInput
-from kernelwright.store.migrations import upgrade
+from kernelwright.store.migrations import check, upgrade, where
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,14 +57,23 @@ def open_engine(url: str | None = None, migrate: bool = True) -> Engine:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
         raise BadInput(f"cannot use history database {url!r}: {exc}") from exc
-    if engine.dialect.name == "sqlite":
-        _sqlite_setup(engine)
-    if migrate:
-        try:
+    try:
+        # Read-only look first, on plain connections: a file that is not ours must stay as it is.
+        check(engine)
+        if engine.dialect.name == "sqlite":
+            engine.dispose()  # no plain connection stays pooled; every later one is set up
+            _sqlite_setup(engine)
+        if migrate:
             upgrade(engine)
-        except sa.exc.OperationalError as exc:
-            safe = engine.url.render_as_string(hide_password=True)
-            raise BadInput(f"cannot open history database {safe}: {exc.orig}") from exc
+    except sa.exc.OperationalError as exc:
+        raise BadInput(f"cannot open history database {where(engine)}: {exc.orig}") from exc
+    except sa.exc.DatabaseError as exc:
+        if engine.dialect.name != "sqlite":
+            raise BadInput(f"cannot open history database {where(engine)}: {exc.orig}") from exc
+        raise BadInput(
+            f"{where(engine)} is not an SQLite database ({exc.orig}); point --db, "
+            "$KERNELWRIGHT_DB or $KERNELWRIGHT_HOME elsewhere (it is left unchanged)"
+        ) from exc
     return engine
 
 

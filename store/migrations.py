@@ -2,7 +2,8 @@
 
 The table `kw_migrations` records the names applied. `upgrade` applies the missing steps in
 order; a database that has a step this version does not know was written by a newer kernelwright
-and is refused, untouched. Steps are frozen: once released, a step never changes; a schema change
+and is refused, untouched, and so is one that holds tables but no ledger (someone else's
+database, see `check`). Steps are frozen: once released, a step never changes; a schema change
 is a new step appended to `STEPS` (and the models in `store.schema` follow it; a test pins both).
 """
 
@@ -17,6 +18,10 @@ from sqlalchemy.engine import Connection, Engine
 
 class SchemaTooNew(KernelwrightError):
     """The database was written by a newer kernelwright."""
+
+
+class NotAHistory(KernelwrightError):
+    """The database holds tables but no kernelwright ledger: it belongs to something else."""
 
 
 def _v1_tables(metadata: sa.MetaData) -> None:
@@ -188,6 +193,36 @@ _LEDGER = sa.Table(
 )
 
 
+# Every table kernelwright has ever created, ledger aside.
+OUR_TABLES = frozenset({"runs", "problems", "candidates", "evaluations", "profiles", "llm_calls"})
+
+
+def where(engine: Engine) -> str:
+    """The database as a user knows it: the file for SQLite, else the URL without password."""
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        return engine.url.database
+    return engine.url.render_as_string(hide_password=True)
+
+
+def check(engine: Engine) -> None:
+    """Refuse, untouched, a database that has tables but no ledger.
+
+    The ledger is created (and committed) before any other table, so a kernelwright history
+    without it has no tables at all. An SQLite file is the history's own, so any table there
+    means someone else's file. A PostgreSQL database may be shared with other applications,
+    so there only a table named like one of ours (which creating ours would clash with) does."""
+    tables = set(sa.inspect(engine).get_table_names())
+    if "kw_migrations" in tables:
+        return
+    foreign = tables if engine.dialect.name == "sqlite" else tables & OUR_TABLES
+    if foreign:
+        raise NotAHistory(
+            f"{where(engine)} is not a kernelwright history (it has tables of its own: "
+            f"{', '.join(sorted(foreign)[:5])}); point --db, $KERNELWRIGHT_DB or "
+            "$KERNELWRIGHT_HOME elsewhere (it is left unchanged)"
+        )
+
+
 def applied(engine: Engine) -> list[str]:
     if not sa.inspect(engine).has_table("kw_migrations"):
         return []
@@ -197,6 +232,7 @@ def applied(engine: Engine) -> list[str]:
 
 def upgrade(engine: Engine, until: str | None = None) -> list[str]:
     """Apply the missing steps (up to and including `until`); return the names applied."""
+    check(engine)
     done = applied(engine)
     known = [name for name, _ in STEPS]
     unknown = [name for name in done if name not in known]

@@ -214,3 +214,115 @@ def test_exported_file_matches_the_reference_in_a_fresh_process(cli, history, tm
     )
     assert check.returncode == 3, check.stdout + check.stderr
     assert "building the kernel extension failed" in check.stdout and "error" in check.stdout
+
+
+def test_runs_list_never_cuts_a_run_id(cli, history):
+    for columns in ("80", "50"):
+        proc = cli("runs", "list", env_extra={"KERNELWRIGHT_DB": history["db"], "COLUMNS": columns})
+        assert proc.returncode == 0, proc.stderr
+        assert history["a"] in proc.stdout and history["b"] in proc.stdout, proc.stdout
+
+
+def _record(source: str) -> dict:
+    return {
+        "id": "cand1",
+        "run_id": "run1",
+        "problem": {"name": "scale_add", "content_hash": "ab" * 32},
+        "source": source,
+        "evaluation": {"speedup": 1.5, "environment": {"cpu": "test cpu", "torch": "2"}},
+    }
+
+
+def test_export_keeps_the_candidates_docstring_and_future_import_first(tmp_path):
+    from kernelwright.export import render
+
+    ok = (FIXTURES / "candidates" / "scale_add_ok.py").read_text()
+    source = '"""My kernel."""\nfrom __future__ import annotations\n\n' + ok
+    out = tmp_path / "exported.py"
+    out.write_text(render(_record(source)))
+    namespace: dict = {}
+    exec(compile(out.read_text(), str(out), "exec"), namespace)  # imports without building
+    assert namespace["__doc__"] == "My kernel." and "annotations" in namespace
+    assert "Exported by kernelwright: candidate cand1" in out.read_text()
+    assert "ModelNew" in namespace
+    # without a docstring of its own, the export's header is the module docstring
+    plain = {}
+    exec(compile(render(_record("from __future__ import annotations\n" + ok)), "x", "exec"), plain)
+    assert plain["__doc__"].startswith("Exported by kernelwright")
+
+
+FAST_LAYOUT = '''
+import torch
+import torch.nn as nn
+from torch.utils.cpp_extension import load_inline
+
+cpp_source = r"""
+#include <torch/library.h>
+at::Tensor twice(const at::Tensor& x);
+TORCH_LIBRARY(NAMESPACE, m) { m.def("twice(Tensor x) -> Tensor", &twice); }
+"""
+
+load_inline(name="NAMESPACE", cpp_sources=cpp_source, is_python_module=False)
+
+
+class ModelNew(nn.Module):
+    def forward(self, x):
+        return torch.ops.NAMESPACE.twice(x)
+'''
+
+
+def test_fast_layout_export_builds_on_first_use_of_its_op(tmp_path, monkeypatch):
+    """The fast layout (a bare load_inline(..., is_python_module=False), ops called through
+    torch.ops) imports without building; the first op call builds, once. A stand-in for
+    load_inline registers the op in Python, so nothing is compiled here."""
+    import uuid
+
+    import torch
+    import torch.utils.cpp_extension
+    from kernelwright.export import render
+
+    namespace = f"kw_test_lazy_{uuid.uuid4().hex[:8]}"
+    builds: list[str] = []
+    libraries = []
+
+    def fake_load_inline(name, cpp_sources, is_python_module=True, **_):
+        builds.append(name)
+        if "broken" in name:
+            raise RuntimeError("error: the compiler log")
+        library = torch.library.Library(name, "DEF")
+        library.define("twice(Tensor x) -> Tensor")
+        library.impl("twice", lambda x: x * 2, "CompositeExplicitAutograd")
+        libraries.append(library)  # registrations live as long as their Library
+        return f"/builds/{name}.so"
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load_inline", fake_load_inline)
+    for name, works in ((namespace, True), (namespace + "_broken", False)):
+        text = render(_record(FAST_LAYOUT.replace("NAMESPACE", name)))
+        assert f"_kw_lazy_ops(('{name}',))" in text
+        module: dict = {"__name__": "exported"}
+        exec(compile(text, "exported.py", "exec"), module)
+        assert builds == ([namespace] if not works else []), "built at import"
+        x = torch.arange(4.0)
+        if works:
+            torch.testing.assert_close(module["ModelNew"]()(x), x * 2)
+            torch.testing.assert_close(module["ModelNew"]()(x), x * 2)
+            assert builds == [namespace]  # once
+        else:
+            with pytest.raises(RuntimeError, match="building the kernel extension failed"):
+                module["ModelNew"]()(x)
+
+
+def test_export_defers_no_op_build_it_cannot_tie_to_a_namespace():
+    """Where the file's op namespaces cannot be read for sure, or the build's path is bound to a
+    name, the candidate's build stays at import: an op would otherwise never be registered."""
+    from kernelwright.export import make_lazy
+
+    made_at_run_time = FAST_LAYOUT.replace(
+        "TORCH_LIBRARY(NAMESPACE, m)", 'TORCH_LIBRARY(""" + NS + """, m)'
+    ).replace("cpp_source = ", 'NS = "kw_x"\ncpp_source = ', 1)
+    impl = FAST_LAYOUT.replace("TORCH_LIBRARY(NAMESPACE, m)", "TORCH_LIBRARY_IMPL(aten, CPU, m)")
+    bound = FAST_LAYOUT.replace("\nload_inline(", "\n_path = load_inline(")
+    for source in (made_at_run_time, impl, bound):
+        assert make_lazy(source) == (source, ())
+    lazy, namespaces = make_lazy(FAST_LAYOUT)
+    assert namespaces == ("NAMESPACE",) and "_kw_lazy(lambda: load_inline(" in lazy

@@ -238,7 +238,7 @@ def test_write_report_is_atomic(history, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(BadInput, match="cannot write .*report.html: disk full"):
         report.write_report(history["engine"], history["bench"], out)
     assert out.read_text() == before and os.listdir(out.parent) == ["report.html"]
     with pytest.raises(repo.NotFound):
@@ -354,3 +354,36 @@ def test_page_in_headless_chromium(history, tmp_path):
         assert dom.count("<svg") == charts and dom.count("</svg>") == charts
         assert "kernelwright run" in dom and (run == "empty" or "<polyline" in dom)
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_a_destination_that_cannot_be_written_is_bad_input_and_leaves_nothing(history, tmp_path):
+    with pytest.raises(BadInput, match="is a folder"):
+        report.write_report(history["engine"], history["opt"], tmp_path)
+    with pytest.raises(BadInput, match=r"cannot write /proc/kw-report\.html"):
+        report.write_report(history["engine"], history["opt"], Path("/proc/kw-report.html"))
+    left = [p.name for p in tmp_path.iterdir() if not p.name.startswith("h.db")]
+    assert left == []  # no temp file, no <dir>.tmp
+    assert not Path("/proc/kw-report.html").exists()
+
+
+def test_bench_fast_p_counts_every_selected_problem_as_bench_does(tmp_path):
+    """A selected problem with no candidate at all counts against fast_p, in the report as in
+    `bench --json` and `runs show` (bench_summary)."""
+    from kernelwright.bench import bench_summary
+
+    engine = open_engine(f"sqlite:///{tmp_path}/h.db")
+    selected = ["/suite/01_gelu.py", "/suite/02_row_sum.py", "/suite/03_softmax.py"]
+    run = repo.start_run(engine, "bench", "cpu", {"problems": selected})
+    repo.add_candidate(engine, run, _problem("01_gelu"), "g", "1", _result(Status.CORRECT, 1.2))
+    repo.add_candidate(engine, run, _problem("03_softmax"), "s", "2", _result(Status.CORRECT, 0.4))
+    repo.finish_run(engine, run)
+    summary = bench_summary(engine, run)
+    assert summary["fast_p"]["fast_0"] == pytest.approx(2 / 3)
+    context = report.build_context(engine, run)
+    assert context["n_problems"] == 3
+    assert [p.name for p in context["problems"]] == ["01_gelu", "02_row_sum", "03_softmax"]
+    assert {f["name"]: f["share"] for f in context["fast"]} == pytest.approx(summary["fast_p"])
+    assert context["geomean"] == pytest.approx(summary["geomean_speedup"])
+    html = report.render_report(engine, run)
+    assert re.search(r"<td>fast_0</td><td[^>]*>2/3</td><td[^>]*>0.667</td>", html)
+    assert re.search(r"<td>fast_1</td><td[^>]*>1/3</td>", html)

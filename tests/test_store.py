@@ -274,3 +274,59 @@ def test_bad_database_url_is_bad_input():
 def test_history_lives_under_kernelwright_home(kw_home):
     engine = open_engine()
     assert Path(engine.url.database).parent == kw_home
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path):
+    from kernelwright.errors import BadInput
+
+    db = tmp_path / "history.db"
+    db.write_bytes(b"this is not sqlite garbage\n")
+    with pytest.raises(BadInput, match="is not an SQLite database") as raised:
+        open_engine(f"sqlite:///{db}")
+    assert str(db) in str(raised.value) and "elsewhere" in str(raised.value)
+    assert db.read_bytes() == b"this is not sqlite garbage\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.db"]
+
+
+def test_someone_elses_sqlite_database_is_refused_byte_for_byte_unchanged(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "history.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO runs VALUES ('mine', 'x')")
+    conn.commit()
+    conn.close()
+    before = db.read_bytes()
+    for migrate in (True, False):
+        with pytest.raises(migrations.NotAHistory, match="not a kernelwright history"):
+            open_engine(f"sqlite:///{db}", migrate=migrate)
+    with pytest.raises(migrations.NotAHistory):
+        migrations.upgrade(sa.create_engine(f"sqlite:///{db}"))
+    # no kernelwright table, no added column, no WAL mode (it rewrites the header)
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.db"]
+
+
+def test_a_database_with_only_other_tables_is_shared_on_postgres_but_not_on_sqlite(tmp_path):
+    """On PostgreSQL other applications' tables may live beside ours; only a clash refuses."""
+    sqlite = sa.create_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    with sqlite.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE users (id INTEGER)"))
+    with pytest.raises(migrations.NotAHistory, match="users"):
+        migrations.check(sqlite)
+
+    class Fake:  # the check reads only the dialect name, the URL and the table names
+        dialect = type("D", (), {"name": "postgresql"})()
+        url = sa.make_url("postgresql+psycopg://u:secret@host/db")
+
+    for tables, refused in ((["users"], False), (["users", "runs"], True), ([], False)):
+        inspector = type("I", (), {"get_table_names": lambda self, t=tables: t})()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(migrations.sa, "inspect", lambda _engine, i=inspector: i)
+            if refused:
+                with pytest.raises(migrations.NotAHistory) as raised:
+                    migrations.check(Fake())  # type: ignore[arg-type]
+                assert "secret" not in str(raised.value) and "runs" in str(raised.value)
+            else:
+                migrations.check(Fake())  # type: ignore[arg-type]

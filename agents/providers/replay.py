@@ -77,8 +77,16 @@ class ReplayModel:
 def _load(path: Path) -> list[_Reply]:
     if not path.is_file():
         raise BadInput(f"replay file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            f"replay file {path} is not UTF-8 text (byte {exc.start}); give a JSONL file"
+        ) from exc
+    except OSError as exc:
+        raise BadInput(f"cannot read replay file {path}: {exc.strerror or exc}") from exc
     replies = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
