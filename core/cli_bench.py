@@ -113,7 +113,7 @@ def _build(a: dict[str, Any]) -> Any:
     from kernelwright import options
     from kernelwright.agents.registry import lasting_spec
     from kernelwright.bench import Bench, select_problems
-    from kernelwright.cli_optimize import make_models
+    from kernelwright.cli_optimize import a_or_an, make_models
     from kernelwright.executors import make_executor
     from kernelwright.loop_config import OptimizeConfig
     from kernelwright.store import repo
@@ -130,7 +130,7 @@ def _build(a: dict[str, Any]) -> Any:
     if a["resume"] is not None:
         stored = repo.show_run(engine, a["resume"])
         if stored["kind"] != "bench":
-            raise BadInput(f"run {a['resume']} is a {stored['kind']} run, not a bench run")
+            raise BadInput(f"run {a['resume']} is {a_or_an(stored['kind'])} run, not a bench run")
         config = stored["config"]
         settings = OptimizeConfig.from_json(
             config["settings"],

@@ -227,7 +227,7 @@ def _build(a: dict[str, Any], err: Console) -> Any:
             )
         if stored["kind"] != "optimize":
             raise BadInput(
-                f"run {a['resume']} is a {stored['kind']} run; only optimize runs resume"
+                f"run {a['resume']} is {a_or_an(stored['kind'])} run; only optimize runs resume"
             )
         config = OptimizeConfig.from_json(
             stored["config"],
@@ -260,6 +260,10 @@ def _build(a: dict[str, Any], err: Console) -> Any:
         )
     coder_model, judge = make_models(config)
     return Optimizer(engine, config, coder_model, judge, resume=a["resume"])
+
+
+def a_or_an(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def make_models(config: Any) -> tuple[Any, Any]:
