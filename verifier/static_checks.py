@@ -1703,7 +1703,7 @@ def _torch_compute_findings(
             if head.split(".")[0] in ("torch", "F", "nn"):
                 if last in TORCH_COMPUTE:
                     add(f"computes with PyTorch: `{name}()`", node)
-            elif name in layers:
+            elif name in layers or head in layers:  # `self.act(x)`, `self.act.forward(x)`
                 add(f"calls the PyTorch layer `{name}` in {method.name}", node)
             elif head and {head, head.split(".")[0]}.isdisjoint(plain) and last in TORCH_COMPUTE:
                 add(f"computes with a PyTorch tensor method: `{name}()`", node)
