@@ -288,25 +288,22 @@ def get_init_inputs():
     assert verdict.status is Status.CORRECT, verdict.reason
 
 
-@pytest.mark.slow
-def test_harness_rewritten_from_native_code_is_caught_while_running(monkeypatch, fixtures_dir):
+# Red team 7's native attacks with the static checks turned off: caught while running
+NATIVE_AT_RUN_TIME = {
     # py::exec in the C++ swaps the CPU timer's method, keeping the class object itself
-    monkeypatch.setattr("kernelwright.evaluate.check_candidate", lambda *args, **kw: [])
-    problem = builtin_dir() / "01_gelu.py"
-    attack = fixtures_dir / "native_attacks" / "rt7_capi_clock_patch_gelu.py"
-    result = evaluate(problem, attack, EvaluateOptions(target="cpu", trials=1))
-    assert result.status is Status.REJECTED, (result.status, result.reason, result.log[-2000:])
-    assert result.reason.startswith("rejected by patched_harness:"), result.reason
-    assert result.speedup is None
+    "rt7_capi_clock_patch_gelu.py": "patched_harness",
+    # its own CPU allocator runs the kernel at the harness's next allocation, after the timer
+    "rt7_alloc_deferred_gelu.py": "late_output",
+}
 
 
 @pytest.mark.slow
-def test_work_finished_after_the_timer_stopped_is_caught_while_running(monkeypatch, fixtures_dir):
-    # its own CPU allocator runs the kernel at the harness's next allocation, after the timer
+@pytest.mark.parametrize(("name", "check"), sorted(NATIVE_AT_RUN_TIME.items()))
+def test_native_attacks_are_caught_while_running(name, check, monkeypatch, fixtures_dir):
     monkeypatch.setattr("kernelwright.evaluate.check_candidate", lambda *args, **kw: [])
     problem = builtin_dir() / "01_gelu.py"
-    attack = fixtures_dir / "native_attacks" / "rt7_alloc_deferred_gelu.py"
+    attack = fixtures_dir / "native_attacks" / name
     result = evaluate(problem, attack, EvaluateOptions(target="cpu", trials=1))
     assert result.status is Status.REJECTED, (result.status, result.reason, result.log[-2000:])
-    assert result.reason.startswith("rejected by late_output:"), result.reason
+    assert result.reason.startswith(f"rejected by {check}:"), result.reason
     assert result.speedup is None
