@@ -782,6 +782,18 @@ def _python_findings(
                     add("tensor_subclass", f"class {node.name} subclasses torch.Tensor", node)
                 if node.name == "ModelNew" and base_name.split(".")[-1] == "Model":
                     add("inherits_reference", "ModelNew inherits the reference Model", node)
+    for node in ast.walk(tree):  # the op namespaces by another name: `from torch import ops`
+        if isinstance(node, ast.ImportFrom) and node.module in ("torch", "torch._ops"):
+            for alias in node.names:
+                if alias.name in ("ops", "_ops"):
+                    message = (
+                        f"names `torch.{alias.name}` by another name, which hides the ops it calls"
+                    )
+                    add("torch_compute", message, node)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in ("torch.ops", "torch._ops") and alias.asname:
+                    add("torch_compute", f"names `{alias.name}` as `{alias.asname}`", node)
     model_new = _model_new_class(tree)
     if isinstance(model_new, str):
         message = f"{model_new}, which these checks cannot follow; define `class ModelNew`"
