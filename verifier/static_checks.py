@@ -1443,6 +1443,10 @@ def _view_of_operand(value: ast.AST, is_operand: Callable[[str], bool]) -> bool:
             if is_operand(_dotted(node)):
                 return True
             node = node.value
+        elif isinstance(node, ast.List | ast.Tuple | ast.Set | ast.Dict):  # `[x][0]`, `{0: x}[0]`
+            items = node.values if isinstance(node, ast.Dict) else node.elts
+            items = [i.value if isinstance(i, ast.Starred) else i for i in items]
+            return any(_view_of_operand(item, is_operand) for item in items)
         else:
             return isinstance(node, ast.Name) and is_operand(node.id)
 
