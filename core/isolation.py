@@ -361,6 +361,8 @@ _LIVE: set[Worker] = set()  # every started worker not yet finished, for kill_al
 _HELPERS: set[subprocess.Popen[str]] = set()  # the CLI's own helper processes (run_tracked)
 _LIVE_LOCK = threading.Lock()
 _CLOSING = False  # set at interpreter exit: a worker started after that kills itself
+_SPAWNED = threading.Condition(_LIVE_LOCK)  # notified when a worker being started is registered
+_SPAWNING = 0  # workers between their fork and their registration in _LIVE
 
 
 def kill_all() -> int:
@@ -403,12 +405,31 @@ def _close() -> None:
     global _CLOSING
     with _LIVE_LOCK:
         _CLOSING = True
+        # A thread that was forking a worker when kill_all() ran registers it in a moment; once
+        # this handler returns, daemon threads stop for good and such a worker would be orphaned.
+        _SPAWNED.wait_for(lambda: _SPAWNING == 0, timeout=10)
     kill_all()
 
 
 # Set in a worker's environment to have it import torch before it reads its job, so that a worker
 # started ahead of its job (while the build and the reference run) is ready when the job comes.
 PRELOAD = "KERNELWRIGHT_PRELOAD"
+
+
+def _spawning(step: int, started: Worker | None = None) -> None:
+    """Count workers being started; register one that started (killed at once where the
+    interpreter is exiting: nothing would end it later)."""
+    global _SPAWNING
+    with _LIVE_LOCK:
+        if step > 0 and _CLOSING:  # forked now, it could outlive the exit unregistered
+            raise RuntimeError("kernelwright is exiting: no new worker")
+        _SPAWNING += step
+        if started is not None:
+            _LIVE.add(started)
+        closing = _CLOSING
+        _SPAWNED.notify_all()
+    if started is not None and closing:
+        started.kill()
 
 
 class Worker:
@@ -440,6 +461,26 @@ class Worker:
         self._stderr_path = scratch / "worker.stderr.log"
         box = sandbox() if isolation != "network" else Sandbox("network", network_isolation())
         read_fd, write_fd = os.pipe()
+        _spawning(+1)
+        try:
+            self._start(box, module, launcher, write_fd, env_extra, writable)
+        finally:
+            _spawning(-1, self if hasattr(self, "proc") else None)
+        os.close(write_fd)
+        self._reader = os.fdopen(read_fd, "rb")
+        self._buffer = bytearray()
+        self._timed_out = False
+
+    def _start(
+        self,
+        box: Any,
+        module: str,
+        launcher: tuple[str, ...],
+        write_fd: int,
+        env_extra: dict[str, str] | None,
+        writable: Sequence[Path],
+    ) -> None:
+        scratch = self.scratch
         with open(self._stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 [
@@ -461,15 +502,6 @@ class Worker:
                 start_new_session=True,
                 preexec_fn=_limit_child,
             )
-        os.close(write_fd)
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-            closing = _CLOSING
-        if closing:
-            self.kill()
-        self._reader = os.fdopen(read_fd, "rb")
-        self._buffer = bytearray()
-        self._timed_out = False
 
     # -- messages -----------------------------------------------------------------------------
 
