@@ -580,12 +580,12 @@ def _op_space(name: str) -> str | None:
     return parts[2] if len(parts) > 3 and parts[:2] == ["torch", "ops"] else None
 
 
-def declared_namespaces(tree: ast.Module) -> set[str]:
+def declared_namespaces(tree: ast.Module, native: set[str]) -> set[str]:
     """Op namespaces the candidate declares: `TORCH_LIBRARY(ns, m)` in its native code, and in
     Python `torch.library.custom_op("ns::f")`, `Library("ns", "DEF")`, `define("ns::f(...)")`
     (whose Python bodies `_registered_functions` adds to the code checked). Any other
     `torch.ops.<ns>` is PyTorch's own (mkldnn, quantized_decomposed, ...)."""
-    found = native_namespaces(tree)
+    found = set(native)  # `native`: native_namespaces(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and node.args and _literal_str(node.args[0]):
             short = _dotted(node.func).rpartition(".")[2]
@@ -678,7 +678,8 @@ def _python_findings(
     protected = PROTECTED_ROOTS | {a for a, m in aliases.items() if m in PROTECTED_ROOTS}
     protected |= _protected_aliases(tree, protected)
     os_names = {"os", "posix"} | {a for a, m in aliases.items() if m in ("os", "posix")}
-    declared = declared_namespaces(tree)
+    native = native_namespaces(tree)  # reads the native source once for every rule below
+    declared = declared_namespaces(tree, native)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr == "suppress":
             add("try_fallback", "contextlib.suppress can fall back when the kernel fails", node)
@@ -799,7 +800,7 @@ def _python_findings(
         message = f"{model_new}, which these checks cannot follow; define `class ModelNew`"
         add("torch_compute", message, tree)
     elif model_new is not None:
-        extensions = _extension_names(tree, native_namespaces(tree))
+        extensions = _extension_names(tree, native)
         reached = _with_tensor_params(tree, model_new, literals)
         compute = _torch_compute_findings(
             model_new,
@@ -812,7 +813,7 @@ def _python_findings(
             tree,
             declared,
         )
-        if compute and _calls_extension(reached, extensions, native_namespaces(tree)):
+        if compute and _calls_extension(reached, extensions, native):
             # A kernel does part of the work and PyTorch the rest: allowed, labelled for the judge.
             compute = [
                 Finding(
