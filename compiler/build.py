@@ -17,7 +17,7 @@ from typing import Any
 
 from kernelwright import paths
 from kernelwright.compiler import pch, seal
-from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout
+from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.records import BuildResult, Status
 
 DEFAULT_BUILD_TIMEOUT_S = 300.0

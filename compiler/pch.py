@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kernelwright.isolation import run_tracked
+from kernelwright.runner.isolation import run_tracked
 
 PRELUDE = "kernelwright_pch_prelude.h"
 MARKER = ".kw-complete"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.compiler import precheck, ptxas
-from kernelwright.isolation import kill_tree
+from kernelwright.runner.isolation import kill_tree
 
 
 @dataclass(frozen=True)

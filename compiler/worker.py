@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kernelwright.compiler import loader
 from kernelwright.compiler.precheck_run import PrecheckFailed
-from kernelwright.isolation import Channel
+from kernelwright.runner.isolation import Channel
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from typing import Any
 from kernelwright import options as check_options
 from kernelwright import paths
 from kernelwright.compiler.build import DEFAULT_BUILD_TIMEOUT_S, start_build
-from kernelwright.isolation import sandbox
+from kernelwright.runner.isolation import sandbox
 from kernelwright.problem import load_candidate, load_problem
 from kernelwright.records import CompiledReference, EvaluationResult, Status
 from kernelwright.reference_cache import ReferenceCache

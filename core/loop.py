@@ -33,7 +33,7 @@ from kernelwright.agents.pricing import Budget
 from kernelwright.errors import BadInput
 from kernelwright.evaluate import EvaluateOptions
 from kernelwright.executors import Executor, LocalExecutor
-from kernelwright.isolation import kill_all
+from kernelwright.runner.isolation import kill_all
 from kernelwright.loop_config import OptimizeConfig, Outcome, Progress
 from kernelwright.problem import Problem, load_candidate, load_problem
 from kernelwright.profiler.sheets import sheet_for

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright import paths
-from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout, sandbox
+from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout, sandbox
 from kernelwright.profiler import ncu, ncu_metrics, roofline
 from kernelwright.profiler.sheets import gpu_sheet
 from kernelwright.verifier.profile_target import JOB, RESULT
@@ -163,7 +163,7 @@ def _run(
     report = scratch / "profile.ncu-rep"
     metrics = ncu_metrics.metrics_for(capability)
     command = ncu.profile_command(exe, metrics, kernels, report, [], LAUNCH_COUNT)
-    launcher = (sys.executable, "-m", "kernelwright.profiler.loopback", *command)
+    launcher = (sys.executable, "-m", "kernelwright.runner.loopback", *command)
     env = {"CUDA_VISIBLE_DEVICES": device} if device is not None else None
     worker = Worker(
         "kernelwright.verifier.profile_target",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from kernelwright.evaluate import EvaluateOptions, evaluate
-from kernelwright.isolation import Sandbox, sandbox
+from kernelwright.runner.isolation import Sandbox, sandbox
 from kernelwright.problem import load_problem_dir
 from kernelwright.records import Status
 from kernelwright.suite import builtin_dir, candidates_for
@@ -241,7 +241,7 @@ def test_candidate_cannot_open_a_socket(tmp_path, monkeypatch):
     try:
         verdict = _run_probe(tmp_path / "isolated", probe)
         # control: the same probe without the namespace does connect, so the check can fail
-        monkeypatch.setattr("kernelwright.isolation.sandbox", lambda: Sandbox("none", ()))
+        monkeypatch.setattr("kernelwright.runner.isolation.sandbox", lambda: Sandbox("none", ()))
         control = _run_probe(tmp_path / "open", probe)
     finally:
         listener.close()

@@ -14,7 +14,6 @@ SHARED = {
     "kernelwright.records",
     "kernelwright.errors",
     "kernelwright.paths",
-    "kernelwright.isolation",
     "kernelwright.pyast",
 }
 STAGE_PACKAGES = {
@@ -24,6 +23,7 @@ STAGE_PACKAGES = {
     "profiler": "kernelwright.profiler",
     "prompts": "kernelwright.prompts",
     "store": "kernelwright.store",
+    "runner": "kernelwright.runner",
 }
 ALLOWED = {
     "agents": {"kernelwright.agents", "kernelwright.prompts"},
@@ -32,6 +32,8 @@ ALLOWED = {
     "profiler": {"kernelwright.profiler"},
     "prompts": {"kernelwright.prompts"},
     "store": {"kernelwright.store"},
+    # process isolation imports no stage and no part of the loop: only itself and paths
+    "runner": {"kernelwright.runner"},
 }
 
 
@@ -49,7 +51,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def _allowed(name: str, folder: str) -> bool:
-    if name in SHARED:
+    if folder == "runner":
+        return name in ("kernelwright", "kernelwright.paths") or name.startswith(
+            "kernelwright.runner"
+        )
+    if name in SHARED or name == "kernelwright.runner" or name.startswith("kernelwright.runner."):
         return True
     return any(name == p or name.startswith(p + ".") for p in ALLOWED[folder])
 
@@ -70,6 +76,9 @@ def test_the_rule_rejects_what_it_should():
     assert not _allowed("kernelwright.agents", "profiler")
     assert _allowed("kernelwright.records", "profiler")
     assert _allowed("kernelwright.compiler.loader", "verifier")
+    assert _allowed("kernelwright.runner.isolation", "compiler")
+    assert not _allowed("kernelwright.verifier.worker", "runner")
+    assert not _allowed("kernelwright.records", "runner")
 
 
 def test_no_bare_stage_imports_anywhere():

@@ -10,8 +10,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kernelwright import isolation, paths
-from kernelwright.isolation import Worker, WorkerOverLimit, WorkerTimeout, sandbox
+from kernelwright import paths
+from kernelwright.runner import isolation
+from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout, sandbox
 
 
 def _worker(fixtures_dir, tmp_path, deadline_s: float, memory_limit: int | None = None) -> Worker:

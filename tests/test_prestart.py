@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kernelwright import isolation
+from kernelwright.runner import isolation
 from kernelwright.compiler.build import start_build
 from kernelwright.evaluate import EvaluateOptions, evaluate
 from kernelwright.records import Status

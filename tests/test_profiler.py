@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from kernelwright import profiling as prof
-from kernelwright.isolation import sandbox
+from kernelwright.runner.isolation import sandbox
 from kernelwright.profiler import ncu, ncu_metrics, roofline
 from kernelwright.profiler.sheets import gpu_sheet
 

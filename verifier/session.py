@@ -23,7 +23,7 @@ import torch
 from kernelwright import paths
 from kernelwright.compiler.seal import sha256_file
 from kernelwright.errors import BadInput
-from kernelwright.isolation import PRELOAD, Exit, Worker, WorkerOverLimit, WorkerTimeout
+from kernelwright.runner.isolation import PRELOAD, Exit, Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.records import (
     CaseResult,
     CompiledReference,

@@ -1,7 +1,7 @@
 """Evaluation worker: runs the reference or the candidate on seeded cases, and times them.
 
 Started by `verifier.session` as `python -m kernelwright.verifier.worker FD`, isolated (see
-`kernelwright.isolation`). One request on stdin picks the mode:
+`kernelwright.runner.isolation`). One request on stdin picks the mode:
 
 - `reference`: imports the problem (never any candidate code), runs `Model` on every case under
   `no_grad` with TF32 off (an exact fp32 reference), writes CPU copies of the outputs and reports
@@ -29,8 +29,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from kernelwright import isolation
-from kernelwright.isolation import PRELOAD, Channel
+from kernelwright.runner import isolation
+from kernelwright.runner.isolation import PRELOAD, Channel
 
 
 def _device(target: str) -> Any:

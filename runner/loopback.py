@@ -1,4 +1,4 @@
-"""`python -m kernelwright.profiler.loopback CMD ARGS...`: bring up `lo`, then exec CMD.
+"""`python -m kernelwright.runner.loopback CMD ARGS...`: bring up `lo`, then exec CMD.
 
 ncu talks to the process it profiles over a local socket. A worker's private network namespace
 starts with its loopback interface down, so ncu would fail there; with `lo` up the namespace
@@ -35,7 +35,7 @@ def bring_up(interface: str = "lo") -> bool:
 
 def main() -> None:
     if len(sys.argv) < 2:
-        raise SystemExit("usage: python -m kernelwright.profiler.loopback CMD [ARGS...]")
+        raise SystemExit("usage: python -m kernelwright.runner.loopback CMD [ARGS...]")
     bring_up()
     os.execvp(sys.argv[1], sys.argv[1:])
 

@@ -8,8 +8,9 @@ Guarantees, for every worker started through `Worker`:
 - it runs in its own process group and scratch working directory; on its deadline the whole group
   (nvcc, ninja, any children it spawned, also those that left the group) is killed with SIGKILL;
 - where the OS allows (`sandbox()`, probed once), it runs in private user, pid, mount and network
-  namespaces with no capabilities (`kernelwright.sandbox`): it sees no other process (the API keys
-  in the orchestrator's and the shell's `/proc/<pid>/environ` included), none of the scratch root
+  namespaces with no capabilities (`kernelwright.runner.sandbox`): it sees no other process (the
+  API keys in the orchestrator's and the shell's `/proc/<pid>/environ` included), none of the
+  scratch root
   but its own folder (the reference's expected outputs live there), and no network; where only a
   private network namespace works (`unshare -n`, `unshare -rn`), it gets that; any connect fails
   either way, and CUDA works in both;
@@ -142,7 +143,7 @@ _CUDA_INIT = 'import ctypes, sys; sys.exit(ctypes.CDLL("libcuda.so.1").cuInit(0)
 @dataclass(frozen=True)
 class Sandbox:
     """How workers are isolated here: `level` is `namespaces` (private pid, mount and network
-    namespaces, the scratch root hidden, no capabilities; see `kernelwright.sandbox`),
+    namespaces, the scratch root hidden, no capabilities; see `kernelwright.runner.sandbox`),
     `network` (a private network namespace only) or `none`; `note` says why not more."""
 
     level: str
@@ -171,12 +172,18 @@ def _protected_folders() -> list[Path]:
     the Python installation, kernelwright's own code, its state folder (the history database,
     the build seals; the build cache and scratch folders inside are opened again), and the
     precompiled headers inside the build cache."""
-    import kernelwright
-    import kernelwright.compiler
-    import kernelwright.verifier
+    import importlib.util
 
-    packages = (kernelwright, kernelwright.compiler, kernelwright.verifier)
-    code = [Path(p).resolve() for package in packages for p in package.__path__]
+    # Found, not imported: this package imports no stage.
+    names = (
+        "kernelwright",
+        "kernelwright.compiler",
+        "kernelwright.verifier",
+        "kernelwright.runner",
+    )
+    specs = [importlib.util.find_spec(name) for name in names]
+    locations = [spec.submodule_search_locations or [] for spec in specs if spec is not None]
+    code = [Path(p).resolve() for found in locations for p in found]
     roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), paths.home()}
     roots |= {Path(os.path.commonpath([str(p) for p in code]))}
     # the precompiled headers every later build compiles in: only the CLI makes them (pch.py)
@@ -242,7 +249,7 @@ def sandbox() -> Sandbox:
             "--mount",
             sys.executable,
             "-m",
-            "kernelwright.sandbox",
+            "kernelwright.runner.sandbox",
         )
         note = _probe_namespaces(prefix)
         if note in ("ok", "writable"):

@@ -1,5 +1,5 @@
-"""`python -m kernelwright.sandbox [--hide DIR --keep DIR] [--writable DIR]... [--readonly DIR]...
--- CMD [ARGS...]`:
+"""`python -m kernelwright.runner.sandbox [--hide DIR --keep DIR] [--writable DIR]...
+[--readonly DIR]... -- CMD [ARGS...]`:
 the last step before a worker runs.
 
 `isolation` starts this inside fresh user, network, pid and mount namespaces (`unshare`), where it
@@ -189,7 +189,7 @@ def drop_capabilities() -> None:
 
 
 def enter(hide: str, keep: str, writable: list[str], readonly: list[str] = ()) -> None:
-    from kernelwright.profiler.loopback import bring_up
+    from kernelwright.runner.loopback import bring_up
 
     read_only_except(writable, readonly)  # first: the mounts made below stay writable
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
@@ -203,7 +203,7 @@ def enter(hide: str, keep: str, writable: list[str], readonly: list[str] = ()) -
 
 
 USAGE = (
-    "usage: python -m kernelwright.sandbox [--hide DIR --keep DIR] [--writable DIR]... "
+    "usage: python -m kernelwright.runner.sandbox [--hide DIR --keep DIR] [--writable DIR]... "
     "[--readonly DIR]... -- CMD"
 )
 
