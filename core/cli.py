@@ -247,6 +247,7 @@ def suite(
 
 def _register_commands() -> None:
     from kernelwright.cli_bench import bench
+    from kernelwright.cli_calls import calls_app, runs_calls
     from kernelwright.cli_history import candidates_app, report, runs_app
     from kernelwright.cli_optimize import optimize
     from kernelwright.cli_profile import profile
@@ -255,8 +256,10 @@ def _register_commands() -> None:
     app.command()(profile)
     app.command()(bench)
     app.command()(report)
+    runs_app.command("calls")(runs_calls)
     app.add_typer(runs_app, name="runs")
     app.add_typer(candidates_app, name="candidates")
+    app.add_typer(calls_app, name="calls")
 
 
 _register_commands()

@@ -243,11 +243,19 @@ def candidates_show(
         bool,
         typer.Option("--metrics", help="Print timing, environment and ncu profile as JSON."),
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print everything stored about it as JSON.")
+    ] = False,
 ) -> None:
-    """One candidate: status, speedup, warnings; or its code, log or metrics."""
-    from kernelwright.store import repo
+    """One candidate: status, speedup, the coder's summary, the judge's verdict; or its code,
+    log or metrics."""
+    from kernelwright.store import repo, review
 
-    data = _guard(lambda: repo.get_candidate(_engine(db), candidate))
+    def load() -> tuple[dict[str, Any], dict[str, Any]]:
+        engine = _engine(db)
+        return repo.get_candidate(engine, candidate), review.candidate_words(engine, candidate)
+
+    data, words = _guard(load)
     evaluation = data["evaluation"] or {}
     if code:
         sys.stdout.write(data["source"])
@@ -265,6 +273,10 @@ def candidates_show(
             }
         )
         return
+    said = _agents_words(data["status"], words)
+    if as_json:
+        _dump({**data, **said})
+        return
     out = _out()
     out.print(
         f"candidate [bold]{data['id']}[/] of run {data['run_id']} (round {data['round']}, "
@@ -279,6 +291,50 @@ def candidates_show(
         out.print(
             f"warning: {escape(str(warning.get('check')))}: {escape(str(warning.get('message')))}"
         )
+    _print_words(out, said)
+
+
+def _agents_words(status: str, words: dict[str, Any]) -> dict[str, Any]:
+    """The coder's one-line summary of what it tried and the judge's verdict, read from the
+    stored replies the way the loop reads them (so this is what the next prompt was given)."""
+    from kernelwright.agents.coder import summarize
+    from kernelwright.agents.judge import mode_for
+    from kernelwright.agents.parsing import parse_verdict
+
+    coder, judge = words["coder"], words["judge"]
+    verdict = None
+    if judge is not None:
+        parsed = parse_verdict(judge["reply"], mode_for(status))
+        verdict = {"call": judge["call"], "fields": parsed.fields, "text": parsed.text}
+    return {
+        "coder_summary": {"call": coder["call"], "text": summarize(coder["reply"])}
+        if coder
+        else None,
+        "judge_verdict": verdict,
+    }
+
+
+VERDICT_CHARS = 300  # an unparsed verdict is shown as a line; `calls show` has all of it
+
+
+def _print_words(out: Any, said: dict[str, Any]) -> None:
+    # model text: printed as it is (markup off), never read as rich tags
+    plain = {"markup": False, "highlight": False}
+    coder, verdict = said["coder_summary"], said["judge_verdict"]
+    if coder is not None:
+        out.print(f"coder said (call {coder['call']}): {coder['text'] or '-'}", **plain)
+    if verdict is None:
+        out.print("judge: not reviewed", **plain)
+        return
+    if verdict["fields"]:
+        out.print(f"judge's verdict (call {verdict['call']}):", **plain)
+        for key, value in verdict["fields"].items():
+            out.print(f"  {key}: {value}", **plain)
+        return
+    line = " ".join(verdict["text"].split())
+    if len(line) > VERDICT_CHARS:
+        line = line[: VERDICT_CHARS - 1] + "…"
+    out.print(f"judge's verdict (call {verdict['call']}, not JSON): {line}", **plain)
 
 
 @candidates_app.command("diff")
