@@ -12,7 +12,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from kernelwright.cli_history import DbOption, _dump, _engine, _guard, _out
+from kernelwright.cli_history import DbOption, RunArg, _dump, _engine, _guard, _out, _runs
 from rich import box
 from rich.markup import escape
 from rich.table import Column, Table
@@ -33,14 +33,15 @@ def _round(value: int | None) -> str:
 
 
 def runs_calls(
-    run: Annotated[str, typer.Argument(help="A run id (`kernelwright runs list`).")],
+    run: RunArg,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """Every LLM call of a run: round, role, model, candidate written or judged, cost, error."""
     from kernelwright.store import review
 
-    rows = _guard(lambda: review.run_calls(_engine(db), run))
+    engine, (run,) = _runs(db, run)
+    rows = _guard(lambda: review.run_calls(engine, run))
     if as_json:
         _dump(rows)
         return

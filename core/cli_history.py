@@ -29,6 +29,21 @@ DbOption = Annotated[
 ]
 
 
+RunArg = Annotated[
+    str,
+    typer.Argument(
+        help="A run id, or a unique prefix of it (4+ characters): `kernelwright runs list`."
+    ),
+]
+CandidateArg = Annotated[
+    str,
+    typer.Argument(
+        help="A candidate id, or a unique prefix of it (4+ characters): "
+        "`kernelwright runs tree RUN`."
+    ),
+]
+
+
 def _engine(db: str | None) -> Any:
     from kernelwright.store.db import open_engine
 
@@ -43,6 +58,29 @@ def _guard(fn: Any) -> Any:
         return fn()
     except KernelwrightError as exc:
         fail(str(exc))
+
+
+def _runs(db: str | None, *typed: str) -> tuple[Any, list[str]]:
+    """The opened history and the full ids of the runs `typed` names (ids or unique prefixes);
+    an unknown or ambiguous one is one line and exit 2."""
+    from kernelwright.store import ids
+
+    def resolve() -> tuple[Any, list[str]]:
+        engine = _engine(db)
+        return engine, [ids.run_id(engine, text) for text in typed]
+
+    return _guard(resolve)
+
+
+def _candidates(db: str | None, *typed: str) -> tuple[Any, list[str]]:
+    """As `_runs`, for candidate ids."""
+    from kernelwright.store import ids
+
+    def resolve() -> tuple[Any, list[str]]:
+        engine = _engine(db)
+        return engine, [ids.candidate_id(engine, text) for text in typed]
+
+    return _guard(resolve)
 
 
 def _out() -> Any:
@@ -101,12 +139,13 @@ def runs_list(
 
 @runs_app.command("show")
 def runs_show(
-    run: str, db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False
+    run: RunArg, db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
     """One run: best speedup, progress per round, tokens and cost."""
     from kernelwright.store import repo
 
-    data = _guard(lambda: repo.show_run(_engine(db), run))
+    engine, (run,) = _runs(db, run)
+    data = _guard(lambda: repo.show_run(engine, run))
     if as_json:
         _dump(data)
         return
@@ -138,15 +177,16 @@ def runs_show(
         from kernelwright.bench import bench_summary
         from kernelwright.cli_bench import render_summary
 
-        render_summary(out, bench_summary(_engine(db), run))
+        render_summary(out, bench_summary(engine, run))
 
 
 @runs_app.command("tree")
-def runs_tree(run: str, db: DbOption = None) -> None:
+def runs_tree(run: RunArg, db: DbOption = None) -> None:
     """The run's lineage: each candidate under its parent, with status and speedup."""
     from kernelwright.store import repo
 
-    rows = _guard(lambda: repo.candidate_rows(_engine(db), run))
+    engine, (run,) = _runs(db, run)
+    rows = _guard(lambda: repo.candidate_rows(engine, run))
     ids = {r.id for r in rows}
     root = Tree(f"run {run}")
     nodes: dict[str | None, Any] = {}
@@ -159,8 +199,8 @@ def runs_tree(run: str, db: DbOption = None) -> None:
 
 @runs_app.command("compare")
 def runs_compare(
-    run_a: str,
-    run_b: str,
+    run_a: RunArg,
+    run_b: RunArg,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -168,14 +208,12 @@ def runs_compare(
     from kernelwright.cli import fail
     from kernelwright.store import repo
 
+    engine, (run_a, run_b) = _runs(db, run_a, run_b)
     if run_a == run_b:  # the table and --json are keyed by run id: one run would be one column
         fail(f"runs compare needs two different runs; both are {run_a}")
-
-    def load() -> tuple[Any, Any]:
-        engine = _engine(db)
-        return repo.candidate_rows(engine, run_a), repo.candidate_rows(engine, run_b)
-
-    rows_a, rows_b = _guard(load)
+    rows_a, rows_b = _guard(
+        lambda: (repo.candidate_rows(engine, run_a), repo.candidate_rows(engine, run_b))
+    )
 
     def best(rows: list[Any]) -> dict[str, float | None]:
         found: dict[str, float | None] = {}
@@ -198,21 +236,22 @@ def runs_compare(
 
 
 @runs_app.command("delete")
-def runs_delete(run: str, db: DbOption = None) -> None:
+def runs_delete(run: RunArg, db: DbOption = None) -> None:
     """Delete a run and everything recorded under it."""
     import shutil
 
     from kernelwright import paths
     from kernelwright.store import repo
 
-    count = _guard(lambda: repo.delete_run(_engine(db), run))
+    engine, (run,) = _runs(db, run)  # the full id: it also names the run's folder below
+    count = _guard(lambda: repo.delete_run(engine, run))
     shutil.rmtree(paths.home() / "runs" / run, ignore_errors=True)  # the loop's candidate files
     _out().print(f"deleted run {run} ({count} candidates)")
 
 
 @runs_app.command("export")
 def runs_export(
-    run: str,
+    run: RunArg,
     db: DbOption = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="File to write (default: stdout).")
@@ -225,7 +264,8 @@ def runs_export(
 
     if out is not None:
         _guard(lambda: check_destination(out))
-    text = render(_guard(lambda: repo.best_candidate(_engine(db), run)))
+    engine, (run,) = _runs(db, run)
+    text = render(_guard(lambda: repo.best_candidate(engine, run)))
     if out is None:
         sys.stdout.write(text)
         return
@@ -235,7 +275,7 @@ def runs_export(
 
 @candidates_app.command("show")
 def candidates_show(
-    candidate: str,
+    candidate: CandidateArg,
     db: DbOption = None,
     code: Annotated[bool, typer.Option("--code", help="Print the source.")] = False,
     log: Annotated[bool, typer.Option("--log", help="Print the build/run log.")] = False,
@@ -251,11 +291,10 @@ def candidates_show(
     log or metrics."""
     from kernelwright.store import repo, review
 
-    def load() -> tuple[dict[str, Any], dict[str, Any]]:
-        engine = _engine(db)
-        return repo.get_candidate(engine, candidate), review.candidate_words(engine, candidate)
-
-    data, words = _guard(load)
+    engine, (candidate,) = _candidates(db, candidate)
+    data, words = _guard(
+        lambda: (repo.get_candidate(engine, candidate), review.candidate_words(engine, candidate))
+    )
     evaluation = data["evaluation"] or {}
     if code:
         sys.stdout.write(data["source"])
@@ -338,15 +377,16 @@ def _print_words(out: Any, said: dict[str, Any]) -> None:
 
 
 @candidates_app.command("diff")
-def candidates_diff(candidate_a: str, candidate_b: str, db: DbOption = None) -> None:
+def candidates_diff(
+    candidate_a: CandidateArg, candidate_b: CandidateArg, db: DbOption = None
+) -> None:
     """Unified diff of two candidates' sources."""
     from kernelwright.store import repo
 
-    def load() -> tuple[Any, Any]:
-        engine = _engine(db)
-        return repo.get_candidate(engine, candidate_a), repo.get_candidate(engine, candidate_b)
-
-    a, b = _guard(load)
+    engine, (candidate_a, candidate_b) = _candidates(db, candidate_a, candidate_b)
+    a, b = _guard(
+        lambda: (repo.get_candidate(engine, candidate_a), repo.get_candidate(engine, candidate_b))
+    )
     diff = difflib.unified_diff(
         a["source"].splitlines(keepends=True),
         b["source"].splitlines(keepends=True),
@@ -357,7 +397,7 @@ def candidates_diff(candidate_a: str, candidate_b: str, db: DbOption = None) -> 
 
 
 def report(
-    run: Annotated[str, typer.Argument(help="A run id (`kernelwright runs list`).")],
+    run: RunArg,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="HTML file to write (default: kernelwright-report-RUN.html)."),
@@ -367,6 +407,7 @@ def report(
     """One self-contained HTML page for a run: fast_p, speedup per round, lineage, code, logs."""
     from kernelwright.report import write_report
 
+    engine, (run,) = _runs(db, run)
     target = out or Path(f"kernelwright-report-{run}.html")
-    written = _guard(lambda: write_report(_engine(db), run, target))
+    written = _guard(lambda: write_report(engine, run, target))
     _out().print(f"wrote {written}", highlight=False)

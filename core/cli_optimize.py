@@ -128,7 +128,12 @@ def optimize(
     time_limit: Annotated[
         float | None, typer.Option(help="Stop starting new work after this many seconds.")
     ] = None,
-    resume: Annotated[str | None, typer.Option(help="Go on with an earlier run (its id).")] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="Go on with an earlier run (its id, or a unique prefix of 4+ characters)."
+        ),
+    ] = None,
     inputs: Annotated[
         str | None,
         typer.Option(help='Inputs for module.py:ClassName, e.g. "float32[8192,4096] int64[16]".'),
@@ -195,7 +200,7 @@ def _build(a: dict[str, Any], err: Console) -> Any:
     from kernelwright.agents.registry import lasting_spec
     from kernelwright.loop import Optimizer
     from kernelwright.loop_config import OptimizeConfig
-    from kernelwright.store import repo
+    from kernelwright.store import ids, repo
     from kernelwright.store.db import open_engine
     from kernelwright.targets import TARGETS, default_target
     from kernelwright.user_problem import resolve_problem
@@ -220,6 +225,7 @@ def _build(a: dict[str, Any], err: Console) -> Any:
     if a["resume"] is not None:
         if a["problem"] is not None:
             raise BadInput("--resume goes on with the run's own problem; drop PROBLEM")
+        a["resume"] = ids.run_id(engine, a["resume"])  # a unique prefix names the run too
         stored = repo.show_run(engine, a["resume"])
         if a["target"] is not None and a["target"] != stored["target"]:
             raise BadInput(

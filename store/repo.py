@@ -252,7 +252,8 @@ def _candidate(s: Session, candidate_id: str) -> Candidate:
     cand = s.get(Candidate, candidate_id)
     if cand is None:
         raise NotFound(
-            f"no candidate {candidate_id!r} in the history; `kernelwright runs show RUN` lists them"
+            f"no candidate {candidate_id!r} in the history; `kernelwright runs tree RUN` lists "
+            "a run's candidates"
         )
     return cand
 
