@@ -29,10 +29,13 @@ out = Console()
 err = Console(stderr=True)
 
 
-def fail(message: str) -> None:
-    """One line on stderr, exit code 2: for bad input and missing toolchains."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+def fail(message: str, code: int = 2) -> None:
+    """One line on stderr, exit code 2: for bad input and missing toolchains (1: for a run that
+    could not go on). The one place error lines are printed: the message is text, never rich
+    markup, or the `[ray]` of `pip install 'kernelwright[ray]'` would be read as a style and
+    vanish."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
 
 
 @app.command()

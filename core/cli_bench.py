@@ -95,8 +95,8 @@ def bench(
         fail(str(exc))
         return
     except KernelwrightError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        fail(str(exc), code=1)
+        return
     finally:
         if live is not None:
             live.stop()

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 from kernelwright.errors import BadInput, KernelwrightError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 DEFAULT_MODELS = (
@@ -180,8 +181,8 @@ def optimize(
         fail(str(exc))
         return
     except KernelwrightError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        fail(str(exc), code=1)
+        return
     data = outcome.to_json()
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
@@ -308,10 +309,11 @@ class _Display:
             f"round {p.round}/{p.rounds} · {p.candidates} candidates, {p.correct} correct · "
             f"best {best} · ${p.cost_usd:.4f} · {p.message}"
         )
+        # the message may quote a candidate, a path or a log: text, never markup
         if self._status is not None:
-            self._status.update(line)
+            self._status.update(escape(line))
         elif self.enabled:
-            self.console.print(line, highlight=False, soft_wrap=True)
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _summary(console: Console, data: dict[str, Any]) -> None:
@@ -321,7 +323,7 @@ def _summary(console: Console, data: dict[str, Any]) -> None:
     best = data["best_speedup"]
     rows = [
         ("run", data["run_id"]),
-        ("status", f"{data['status']}: {data['stop_reason']}"),
+        ("status", f"{data['status']}: {escape(data['stop_reason'])}"),
         ("rounds", str(data["rounds"])),
         ("candidates", f"{data['candidates']} ({data['correct']} correct)"),
         ("best", f"{best:.2f}x, candidate {data['best_candidate_id']}" if best else "none correct"),
