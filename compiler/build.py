@@ -17,8 +17,8 @@ from typing import Any
 
 from kernelwright import paths
 from kernelwright.compiler import pch, seal
-from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.records import BuildResult, Status
+from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout
 
 DEFAULT_BUILD_TIMEOUT_S = 300.0
 

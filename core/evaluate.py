@@ -33,12 +33,13 @@ from typing import Any
 from kernelwright import options as check_options
 from kernelwright import paths
 from kernelwright.compiler.build import DEFAULT_BUILD_TIMEOUT_S, start_build
-from kernelwright.runner.isolation import sandbox
 from kernelwright.problem import load_candidate, load_problem
 from kernelwright.records import CompiledReference, EvaluationResult, Status
 from kernelwright.reference_cache import ReferenceCache
+from kernelwright.runner.isolation import Worker, sandbox
 from kernelwright.targets import check_toolchain
 from kernelwright.verifier import session
+from kernelwright.verifier.candidate_run import prestart_timer
 from kernelwright.verifier.static_checks import REJECT, WARN, check_candidate
 from kernelwright.verifier.tolerances import Tolerance
 
@@ -118,11 +119,13 @@ def evaluate(
             **common,
         )
     holding_reference = False
-    prestarted = None
+    prestarted: list[Worker] = []
     try:
         job = start_build(candidate.path, options.target, options.build_timeout_s)
-        # The candidate's worker imports torch meanwhile, off the critical path.
-        prestarted = session.prestart_candidate(scratch, candidate.path, device_env)
+        # The candidate's worker and the reference's timing worker import torch meanwhile, off
+        # the critical path.
+        prestarted.append(session.prestart_candidate(scratch, candidate.path, device_env))
+        prestarted.append(prestart_timer(scratch, device_env))
         try:
             with _timed(phases, "reference_s"):
                 reference = _references.acquire(
@@ -151,17 +154,8 @@ def evaluate(
                 **common,
             )
         with device, _timed(phases, "candidate_s"):
-            verdict = session.run_candidate(
-                problem.path,
-                candidate.path,
-                options.target,
-                reference,
-                tolerance,
-                scratch,
-                options.timeout_s,
-                options.timing,
-                env_extra=device_env,
-                worker=prestarted,
+            verdict = _judge_candidate(
+                problem.path, candidate.path, options, reference, tolerance, scratch, prestarted
             )
         if options.compile_baseline and verdict.timing is not None:
             with _timed(phases, "compiled_reference_s"):
@@ -180,8 +174,8 @@ def evaluate(
                     problem.path, candidate.path, seed=options.seed, device=options.device
                 ).to_json()
     finally:
-        if prestarted is not None:  # unused (the build failed, say) or already finished
-            prestarted.__exit__(None, None, None)
+        for worker in prestarted:  # unused (the build failed, say) or already finished
+            worker.__exit__(None, None, None)
         if holding_reference:
             _references.release(problem.content_hash, options)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -218,6 +212,40 @@ def evaluate(
 
 
 _references = ReferenceCache()
+
+
+def _judge_candidate(
+    problem: Path,
+    candidate: Path,
+    options: EvaluateOptions,
+    reference: session.ReferenceOutputs,
+    tolerance: Tolerance,
+    scratch: Path,
+    prestarted: list[Worker],
+) -> session.CandidateVerdict:
+    """The candidate's verdict, whatever its worker did. The parent's state machine turns every
+    message into a verdict already; this is the last net under it, so that no candidate can end
+    an `optimize` or `bench` run: a fault of the harness's own on this candidate is logged with
+    its traceback and becomes this candidate's `runtime_error`."""
+    device_env = {"CUDA_VISIBLE_DEVICES": options.device} if options.device is not None else None
+    try:
+        return session.run_candidate(
+            problem,
+            candidate,
+            options.target,
+            reference,
+            tolerance,
+            scratch,
+            options.timeout_s,
+            options.timing,
+            env_extra=device_env,
+            worker=prestarted[0],
+            timer=prestarted[1],
+        )
+    except Exception as exc:
+        log.exception("the harness failed on %s", candidate)
+        reason = f"the harness failed on this candidate: {type(exc).__name__}: {exc}"[:500]
+        return session.CandidateVerdict(Status.RUNTIME_ERROR, reason)
 
 
 def check_reference(

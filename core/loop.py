@@ -33,13 +33,13 @@ from kernelwright.agents.pricing import Budget
 from kernelwright.errors import BadInput
 from kernelwright.evaluate import EvaluateOptions
 from kernelwright.executors import Executor, LocalExecutor
-from kernelwright.runner.isolation import kill_all
 from kernelwright.loop_config import OptimizeConfig, Outcome, Progress
 from kernelwright.problem import Problem, load_candidate, load_problem
 from kernelwright.profiler.sheets import sheet_for
 from kernelwright.profiling import judge_metrics
 from kernelwright.records import EvaluationResult, Status
 from kernelwright.run_lock import RunLock
+from kernelwright.runner.isolation import kill_all
 from kernelwright.search import Entry, best, choose_parents
 from kernelwright.store import loop_state, profiles, repo
 from kernelwright.targets import check_toolchain, first_gpu_name

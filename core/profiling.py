@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright import paths
-from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout, sandbox
 from kernelwright.profiler import ncu, ncu_metrics, roofline
 from kernelwright.profiler.sheets import gpu_sheet
+from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout, sandbox
 from kernelwright.verifier.profile_target import JOB, RESULT
 from kernelwright.verifier.static_checks import candidate_kernels
 

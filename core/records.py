@@ -77,6 +77,11 @@ class TimingReport:
     # calls got them, seconds spent, and a note (why fewer rounds ran). None in timings stored
     # before it existed; older ones also count `reused` calls.
     input_refresh: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
+    # What the parent saw from outside the two workers (verifier/timing_driver.py): each side's
+    # own figure against the parent's clock, the time to prepare inputs, CPU time, and the spot
+    # checks of timed outputs. None in timings measured inside one worker (older records, and
+    # the torch.compile baseline).
+    observed: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
 
 
 def timing_from_json(raw: dict[str, Any]) -> TimingReport:

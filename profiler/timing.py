@@ -50,6 +50,10 @@ class Clock(Protocol):
 
     def sample(self, fn: Callable[[], Any]) -> float: ...
 
+    def prepare(self) -> None: ...
+
+    def run(self, fn: Callable[[], Any]) -> tuple[float, Any]: ...
+
     def sync(self) -> None: ...
 
 
@@ -66,6 +70,20 @@ class CudaClock:
 
     def sync(self) -> None:
         torch.cuda.synchronize(self.device)
+
+    def prepare(self) -> None:
+        """Before a sample timed from outside: the device idle (the flush is in `run`, so that
+        it keeps the GPU busy while the call is enqueued)."""
+        torch.cuda.synchronize(self.device)
+
+    def run(self, fn: Callable[[], Any]) -> tuple[float, Any]:
+        """One sample: (event milliseconds, the call's output)."""
+        self._flush.zero_()
+        self._start.record()
+        output = fn()
+        self._end.record()
+        torch.cuda.synchronize(self.device)  # device-wide: waits for every stream
+        return float(self._start.elapsed_time(self._end)), output
 
     def sample(self, fn: Callable[[], Any]) -> float:
         torch.cuda.synchronize(self.device)
@@ -86,6 +104,17 @@ class CpuClock:
 
     def sync(self) -> None:
         pass
+
+    def prepare(self) -> None:
+        """Before a sample timed from outside: the caches flushed, outside the timed window."""
+        self._flush.zero_()
+
+    def run(self, fn: Callable[[], Any]) -> tuple[float, Any]:
+        """One sample: (this process's milliseconds, the call's output). Only a figure to check
+        against the parent's own clock, which decides the time on the CPU."""
+        start = time.perf_counter()
+        output = fn()
+        return (time.perf_counter() - start) * 1e3, output
 
     def sample(self, fn: Callable[[], Any]) -> float:
         self._flush.zero_()

@@ -117,7 +117,7 @@ def test_a_slow_get_inputs_shortens_the_timing_and_never_repeats_values():
     )
     clock = timing.make_clock(CPU)
     case = Case(0, "t", 1)
-    report, _ = fresh_inputs.measure(first, second, clock, settings, problem, case, sides, CPU)
+    report = fresh_inputs.measure(first, second, clock, settings, problem, case, sides, CPU)
     assert len(report.round_ratios) == 2  # one round in each order, then no more
     assert all(not torch.equal(a, b) for i, a in enumerate(seen) for b in seen[i + 1 :])
     refresh = report.input_refresh
@@ -146,52 +146,10 @@ def test_measure_gives_each_side_new_values_before_every_call_and_reports_them()
     )
     clock = timing.make_clock(CPU)
     case = Case(0, "t", 1)
-    report, _ = fresh_inputs.measure(call(0), call(1), clock, settings, problem, case, sides, CPU)
+    report = fresh_inputs.measure(call(0), call(1), clock, settings, problem, case, sides, CPU)
     for values in seen:
         assert len(values) >= 2
         # no two calls of one side ever saw the same values
         assert all(not torch.equal(a, b) for i, a in enumerate(values) for b in values[i + 1 :])
     refresh = report.input_refresh
     assert refresh["refreshed"] == len(seen[0]) + len(seen[1]) and refresh["note"] == ""
-
-
-def test_spot_checks_keep_timed_outputs_with_the_seeds_that_redraw_their_inputs():
-    from kernelwright.profiler import timing
-    from kernelwright.verifier import fresh_inputs
-    from kernelwright.verifier.cases import inputs_for
-
-    problem = _rows_problem()
-    sides = (problem.get_inputs(), problem.get_inputs())
-    settings = timing.TimingSettings(
-        rounds=2, warmup_calls=1, warmup_s=0.0, min_samples=5, max_samples=5, host_calls=2
-    )
-    clock = timing.make_clock(CPU)
-    case = Case(0, "t", 1)
-
-    def doubled():
-        return sides[1][0] * 2
-
-    report, kept = fresh_inputs.measure(
-        lambda: sides[0][0] * 2, doubled, clock, settings, problem, case, sides, CPU, 3
-    )
-    assert len(kept) == 3 and len({seed for seed, _ in kept}) == 3
-    for seed, output in kept:  # each output is the candidate's on the inputs its seed draws
-        inputs = inputs_for(problem, problem.get_inputs, case, seed, CPU)
-        assert torch.equal(output, inputs[0] * 2)
-
-
-def test_which_timed_calls_are_kept_is_spread_over_all_of_them():
-    from kernelwright.verifier.fresh_inputs import SpotChecks
-
-    counts = [0] * 20
-    for _ in range(300):
-        refresh = types.SimpleNamespace(seed=None)
-        spots = SpotChecks(refresh, CPU, 2)
-        for call in range(20):
-            refresh.seed = call
-            spots.call(lambda call=call: torch.tensor([call]))()
-            spots.settle()
-        for seed, _ in spots.kept:
-            counts[seed] += 1
-    # each call kept about 2/20 of the time: none never, none far more often than the others
-    assert min(counts) > 10 and max(counts) < 60

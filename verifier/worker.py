@@ -1,63 +1,37 @@
-"""Evaluation worker: runs the reference or the candidate on seeded cases, and times them.
+"""Evaluation worker: runs the reference or the candidate on seeded cases, and times one side.
 
 Started by `verifier.session` as `python -m kernelwright.verifier.worker FD`, isolated (see
-`kernelwright.runner.isolation`). One request on stdin picks the mode:
+`kernelwright.runner.isolation`). One request on stdin picks the mode; every message back is a
+`verifier.protocol` record:
 
 - `reference`: imports the problem (never any candidate code), runs `Model` on every case under
   `no_grad` with TF32 off (an exact fp32 reference), writes CPU copies of the outputs and reports
-  each. Failures of the problem's own code come back as `problem_error`.
-- `candidate`: imports the problem and the candidate (its extensions already built), runs
-  `ModelNew` on the cases the parent sends, writes the outputs and reports each; then waits. On
-  `time` it builds fresh reference and candidate models at the problem's shape and times them
-  interleaved (reference with PyTorch's default backend settings, both under `no_grad`).
+  each. Failures of the problem's own code come back as `ProblemFailure`.
+- `reference_timer`: the reference's side of a timing, in a process that never loads candidate
+  code: builds `Model` at the problem's shape (PyTorch's default backend settings) and serves the
+  parent's timing commands (`sampler.serve`); afterwards it writes the reference's outputs for the
+  input seeds of the candidate's spot-checked calls.
+- `candidate`: see `verifier.candidate_side`.
 - `compiled_reference` (`--compile-baseline`): imports the problem (never any candidate code),
   builds the first case's model twice, compiles one with `torch.compile` (default mode), makes
-  the untimed calls that compile it, then times eager and compiled exactly as the candidate
-  worker times reference and candidate. Any failure comes back as a one-line `note`.
+  the untimed calls that compile it, then times eager and compiled in this process (both
+  trusted). Any failure comes back as a one-line note.
 
-Any exception in candidate code ends the worker after a `runtime_error` message: a CUDA error can
+Any exception in candidate code ends the worker after a `RuntimeFailure` record: a CUDA error can
 leave the context unusable, so a worker is never reused after one.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
-import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
-from kernelwright.runner import isolation
 from kernelwright.runner.isolation import PRELOAD, Channel
-
-
-def _device(target: str) -> Any:
-    import torch
-
-    if target == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("target cuda, but this worker sees no CUDA device")
-        return torch.device("cuda", torch.cuda.current_device())
-    # One thread on the CPU target: both sides are timed the same way, and an OpenMP pool that
-    # spins against other processes on a small machine made timings swing by 100x.
-    torch.set_num_threads(1)
-    return torch.device("cpu")
-
-
-def _sync(device: Any) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _save(value: Any, path: Path) -> None:
-    import torch
-    from kernelwright.verifier.cases import to_cpu
-
-    torch.save(to_cpu(value), path)
+from kernelwright.verifier import protocol
+from kernelwright.verifier.worker_common import device_for, save, short, stage, sync, traceback_tail
 
 
 def run_reference(channel: Channel, request: dict[str, Any]) -> None:
@@ -75,16 +49,16 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
     # An exact fp32 reference: TF32 would put ~1e-3 relative error into the expected values.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    device = _device(request["target"])
+    device = device_for(request["target"])
     out_dir = Path(request["out_dir"])
     try:
         problem = import_problem(Path(request["problem"]))
         cases = plan_cases(problem, request["trials"], request["seed"])
     except ProblemError as exc:
-        channel.send({"kind": "problem_error", "message": str(exc)})
+        _send(channel, protocol.ProblemFailure(message=str(exc)))
         return
     except Exception as exc:
-        channel.send({"kind": "problem_error", "message": f"importing it raised {_short(exc)}"})
+        _send(channel, protocol.ProblemFailure(message=f"importing it raised {short(exc)}"))
         return
     for case in cases:
         try:
@@ -93,7 +67,7 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
             # a forward that reads a size global sees the case's value too
             with torch.no_grad(), overridden([problem], case.overrides):
                 output = model(*inputs)
-            _sync(device)
+            sync(device)
             try:
                 check_inputs_unchanged(pristine, inputs)
                 mutates = False
@@ -102,20 +76,30 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
             if case.index == 0:
                 _check_repeatable(problem, case, device, output)
             path = out_dir / f"ref_{case.index}.pt"
-            _save(output, path)
+            save(output, path)
             wide_path = _save_wide(model, pristine, output, case, problem, out_dir / "ref")
         except ProblemError as exc:
-            channel.send({"kind": "problem_error", "message": str(exc), "case": case.label})
+            _send(channel, protocol.ProblemFailure(message=str(exc), case=case.label))
             return
         except Exception as exc:
-            message = f"the reference failed on {case.label}: {_short(exc)}"
-            channel.send({"kind": "problem_error", "message": message, "traceback": _tb()})
+            message = f"the reference failed on {case.label}: {short(exc)}"
+            _send(channel, protocol.ProblemFailure(message=message, traceback=traceback_tail()))
             return
         sizes = output_nbytes(output)
         del model, inputs, output, pristine
-        message = {"kind": "case", "case": case.to_message(), "path": str(path), "nbytes": sizes}
-        channel.send({**message, "mutates_inputs": mutates, "wide_path": wide_path})
-    channel.send({"kind": "done"})
+        record = protocol.ReferenceCase(
+            case=case.to_message(),
+            path=str(path),
+            nbytes=tuple(sizes),
+            mutates_inputs=mutates,
+            wide_path=wide_path,
+        )
+        _send(channel, record)
+    _send(channel, protocol.Finished())
+
+
+def _send(channel: Channel, record: protocol.Record) -> None:
+    channel.send_line(protocol.dumps(record))
 
 
 def _save_wide(
@@ -133,7 +117,7 @@ def _save_wide(
     if rounded is None:
         return None
     path = stem.with_name(f"{stem.name}_{case.index}_wide.pt")
-    _save(rounded, path)
+    save(rounded, path)
     return str(path)
 
 
@@ -150,7 +134,7 @@ def _check_repeatable(problem: Any, case: Any, device: Any, output: Any) -> None
     model, inputs = build(problem, problem.Model, case, device)
     with torch.no_grad():
         again = model(*inputs)
-    _sync(device)
+    sync(device)
     same = compare(to_cpu(output), to_cpu(again), Tolerance())
     if not same.ok:
         raise ProblemError(
@@ -162,42 +146,57 @@ def _check_repeatable(problem: Any, case: Any, device: Any, output: Any) -> None
 
 def run_compiled_reference(channel: Channel, request: dict[str, Any]) -> None:
     try:
-        message = _time_compiled_reference(request)
+        record = _time_compiled_reference(request)
     except BaseException as exc:
-        message = {"note": f"{getattr(exc, 'kw_stage', 'torch.compile')} failed: {_short(exc)}"}
-    channel.send({"kind": "compiled_reference", **message})
+        note = f"{getattr(exc, 'kw_stage', 'torch.compile')} failed: {short(exc)}"
+        record = protocol.CompiledTiming(note=note)
+    _send(channel, record)
 
 
-def spot_reference(channel: Channel, request: dict[str, Any]) -> None:
-    """The reference's outputs on the inputs some timed calls of a candidate saw: drawn again
-    from their seeds exactly as the candidate's worker drew them (`fresh_inputs`), with the
-    model built as for the timing. No candidate code runs in this process."""
+def run_reference_timer(channel: Channel, request: dict[str, Any]) -> None:
+    """The reference's timed side, then its outputs for the candidate's spot-checked seeds. No
+    candidate code runs in this process: what it reports is believed."""
     import torch
     from kernelwright.compiler.loader import import_problem
+    from kernelwright.profiler import timing
+    from kernelwright.verifier import guards, sampler
     from kernelwright.verifier.cases import Case, build, inputs_for, overridden
 
-    device = _device(request["target"])
+    device = device_for(request["target"])
     out_dir = Path(request["out_dir"])
+    guards.settle_torch()  # as the candidate's worker does: the two sides import alike
     problem = import_problem(Path(request["problem"]))
     case = Case.from_message(request["case"])
+    model, inputs = build(problem, problem.Model, case, device)
+
+    def reference() -> Any:
+        with torch.no_grad():
+            return model(*inputs)
+
+    side = sampler.Side(reference, inputs, problem, case, device, timing.make_clock(device))
+    _send(channel, protocol.Ready())
+    sampler.serve(channel, side)
+    _send(channel, protocol.TimingEnd())
+    line = channel.recv_line()
+    command = protocol.decode(line) if line is not None else None
+    if not isinstance(command, protocol.SpotSeeds):
+        return
     get_inputs = problem.get_inputs
-    model, _ = build(problem, problem.Model, case, device)
-    for number, seed in enumerate(request["seeds"]):
-        inputs = inputs_for(problem, get_inputs, case, int(seed), device)
-        pristine = [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
+    for number, seed in enumerate(command.seeds):
+        fresh = inputs_for(problem, get_inputs, case, seed, device)
+        pristine = [x.clone() if isinstance(x, torch.Tensor) else x for x in fresh]
         with torch.no_grad(), overridden([problem], case.overrides):
-            output = model(*inputs)
-        _sync(device)
+            output = model(*fresh)
+        sync(device)
         path = out_dir / f"spot_ref_{number}.pt"
-        _save(output, path)
+        save(output, path)
         stem = out_dir / f"spot_ref_{number}"
         wide_path = _save_wide(model, pristine, output, case, problem, stem)
-        message = {"kind": "spot", "index": number, "path": str(path)}
-        channel.send({**message, "wide_path": wide_path})
-    channel.send({"kind": "done"})
+        _send(channel, protocol.SpotOutput(index=number, path=str(path), wide_path=wide_path))
+    _send(channel, protocol.Finished())
 
 
-def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
+def _time_compiled_reference(request: dict[str, Any]) -> protocol.CompiledTiming:
     import torch
     from kernelwright.compiler.loader import import_problem
     from kernelwright.profiler import timing
@@ -205,21 +204,21 @@ def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
     from kernelwright.verifier import fresh_inputs
     from kernelwright.verifier.cases import build, clone_inputs, plan_cases
 
-    device = _device(request["target"])
-    with _stage("building the reference"):
+    device = device_for(request["target"])
+    with stage("building the reference"):
         problem = import_problem(Path(request["problem"]))
         base = plan_cases(problem, request["trials"], request["seed"])[0]
         ref_model, ref_inputs = build(problem, problem.Model, base, device)
         comp_model, comp_inputs = build(problem, problem.Model, base, device)
         comp_inputs = clone_inputs(comp_inputs)  # each side its own inputs, as when timing
-    with _stage("torch.compile"):
+    with stage("torch.compile"):
         compiled = torch.compile(comp_model)  # default mode
         started = time.perf_counter()
         # Warm-up that compiles (the first call; the second would catch a recompile): untimed.
         for _ in range(2):
             with torch.no_grad():
                 compiled(*comp_inputs)
-            _sync(device)
+            sync(device)
         compile_s = time.perf_counter() - started
 
     def eager() -> Any:
@@ -230,199 +229,14 @@ def _time_compiled_reference(request: dict[str, Any]) -> dict[str, Any]:
         with torch.no_grad():
             return compiled(*comp_inputs)
 
-    with _stage("timing torch.compile"):
+    with stage("timing torch.compile"):
         settings = timing.TimingSettings(**request.get("timing", {}))
         clock = timing.make_clock(device)
         inputs = (ref_inputs, comp_inputs)
-        report, _ = fresh_inputs.measure(
+        report = fresh_inputs.measure(
             eager, compiled_call, clock, settings, problem, base, inputs, device
         )
-    return {"report": to_jsonable(report), "compile_s": compile_s}
-
-
-def run_candidate(channel: Channel, request: dict[str, Any]) -> None:
-    try:
-        _run_candidate(channel, request)
-    except BaseException as exc:
-        from kernelwright.verifier.guards import Rejected
-
-        if isinstance(exc, Rejected):
-            channel.send({"kind": "rejected", "check": exc.check, "message": exc.message})
-        else:
-            stage = getattr(exc, "kw_stage", "importing the candidate")
-            message = {"kind": "runtime_error", "stage": stage, "message": _short(exc)}
-            channel.send({**message, "traceback": _tb()})
-
-
-def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
-    import torch
-    from kernelwright.compiler import loader
-    from kernelwright.profiler import environment, timing
-    from kernelwright.profiler.ncu import kernel_regex
-    from kernelwright.records import to_jsonable
-    from kernelwright.verifier import cases as cases_module
-    from kernelwright.verifier import fresh_inputs, guards
-    from kernelwright.verifier.cases import Case, build, clone_inputs, overridden, refill
-
-    device = _device(request["target"])
-    out_dir = Path(request["out_dir"])
-    # The kernel-launch check (cuda) and candidates that use torch.library or torch.compiler
-    # import dynamo, which rebinds torch.manual_seed: import it before the snapshot.
-    guards.settle_torch()
-    # The problem is the user's own code: whatever it rebinds on import is part of the baseline.
-    problem = loader.import_problem(Path(request["problem"]))
-    # Also this worker's own functions, the channel, and the reference it times against.
-    harness = [timing, cases_module, fresh_inputs, guards, loader, isolation, sys.modules[__name__]]
-    guard = guards.HarnessGuard([*harness, problem.Model], frozen=[problem])
-    # compiled before the candidate runs: a Pattern's methods cannot be rebound from Python
-    kernels = [re.compile(kernel_regex(name)) for name in request.get("kernels", [])]
-    loader.install_build_hooks(Path(request["builds_root"]), request["target"])
-    candidate = loader.import_file(Path(request["candidate"]), "kw_candidate")
-    guard.check()
-    model_new = candidate.ModelNew
-    all_cases = [Case.from_message(raw) for raw in request["cases"]]
-    sizes = {int(k): v for k, v in request.get("nbytes", {}).items()}
-    # Where the reference itself writes into its inputs, the candidate may too.
-    mutating = set(request.get("mutating_cases", []))
-
-    def checked_call(model: Any, inputs: list[Any], case: Case) -> Any:
-        pristine = guards.snapshot_inputs(inputs) if case.index not in mutating else None
-        guards.poison(device, sizes.get(case.index, []))
-        with torch.no_grad(), overridden([problem, candidate], case.overrides):
-            output = model(*inputs)
-        _sync(device)
-        guards.check_outputs(output, device)
-        if pristine is not None:
-            guards.check_inputs_unchanged(pristine, inputs)
-        guard.check()
-        return output
-
-    for case in (c for c in all_cases if not c.after_timing):
-        with _stage(f"running ModelNew on {case.label}"):
-            model, inputs = build(problem, model_new, case, device, also_override=[candidate])
-            output = checked_call(model, inputs, case)
-            path = out_dir / f"cand_{case.index}.pt"
-            _save(output, path)
-            del model, inputs, output
-        channel.send({"kind": "case", "index": case.index, "path": str(path)})
-    channel.send({"kind": "outputs_done"})
-
-    command = channel.recv()
-    if not command or command.get("cmd") != "time":
-        return
-    with _stage("timing"):
-        base = all_cases[0]
-        ref_model, ref_inputs = build(problem, problem.Model, base, device)
-        cand_model, cand_inputs = build(problem, model_new, base, device, also_override=[candidate])
-        cand_inputs = clone_inputs(cand_inputs)  # never the same storage as the reference's
-
-        def reference() -> Any:
-            with torch.no_grad():
-                return ref_model(*ref_inputs)
-
-        def candidate_call() -> Any:
-            with torch.no_grad():
-                return cand_model(*cand_inputs)
-
-        # The reference runs in this process only here: what it starts is not the candidate's.
-        guard.allow_threads_of(lambda: (reference(), _sync(device)))
-
-        settings = timing.TimingSettings(**request.get("timing", {}))
-        clock = timing.make_clock(device)
-        inputs = (ref_inputs, cand_inputs)
-        before = environment.nvml_reading(device) if device.type == "cuda" else None
-        spot_checks = int(request.get("spot_checks", 0))
-        report, spots = fresh_inputs.measure(
-            reference, candidate_call, clock, settings, problem, base, inputs, device, spot_checks
-        )
-        after = environment.nvml_reading(device) if device.type == "cuda" else None
-        guard.check()
-        warnings = []
-        if device.type == "cuda":
-            _check_hidden_work(report)
-            warnings += _check_own_kernels(candidate_call, kernels)
-    for case in (c for c in all_cases if c.after_timing):
-        with _stage(case.label):
-            _, fresh = build(problem, problem.Model, case, device)
-            refill(cand_inputs, fresh, device)  # same addresses as timed, new values
-            _sync(device)
-            output = checked_call(cand_model, cand_inputs, case)
-            path = out_dir / f"cand_{case.index}.pt"
-            _save(output, path)
-        channel.send({"kind": "recheck", "index": case.index, "path": str(path)})
-    for number, (seed, output) in enumerate(spots):  # checked by the parent, on a clean reference
-        path = out_dir / f"spot_{number}.pt"
-        _save(output, path)
-        channel.send({"kind": "spot", "index": number, "seed": seed, "path": str(path)})
-    env = environment.record(device, before, after)
-    message = {"kind": "timing", "report": to_jsonable(report), "environment": env}
-    channel.send({**message, "warnings": warnings})
-
-
-class _stage:
-    """Labels an exception escaping the block with what the worker was doing."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None and not hasattr(exc, "kw_stage"):
-            try:
-                exc.kw_stage = self.label  # type: ignore[union-attr]
-            except AttributeError:
-                pass
-
-
-def _check_hidden_work(report: Any) -> None:
-    """Event time far below host wall time: work ran off the timed stream or on the host."""
-    from kernelwright.verifier.guards import Rejected
-
-    event_ms = report.candidate.median_ms
-    host_ms = report.host_candidate_ms
-    if host_ms > 3 * event_ms + 0.1:
-        raise Rejected(
-            "hidden_work",
-            f"a synchronised call takes {host_ms:.3f} ms of wall time but only {event_ms:.3f} ms "
-            "between its stream's events: work runs on another stream or on the host",
-        )
-
-
-def _check_own_kernels(call: Any, kernels: list[re.Pattern[str]]) -> list[dict[str, Any]]:
-    """The candidate's own __global__ kernels must be among those a call launches."""
-    import torch
-    from kernelwright.verifier.guards import Rejected
-    from torch.profiler import ProfilerActivity, profile
-
-    if not kernels:
-        return []
-    try:
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            call()
-            torch.cuda.synchronize()
-        launched = {event.key for event in prof.key_averages()}
-    except Exception as exc:  # a profiler that cannot start must not fail the candidate
-        message = f"could not profile: {_short(exc)}"
-        return [{"check": "kernel_launch_check", "severity": "warn", "message": message}]
-    if not any(kernel.search(key) for kernel in kernels for key in launched):
-        shown = ", ".join(sorted(launched)[:5]) or "none"
-        raise Rejected(
-            "own_kernels_not_launched",
-            f"none of its kernels ({', '.join(k.pattern for k in kernels[:5])}) ran; "
-            f"launched: {shown}",
-        )
-    return []
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
-
-
-def _tb() -> str:
-    return traceback.format_exc()[-20_000:]
+    return protocol.CompiledTiming(report=json.dumps(to_jsonable(report)), compile_s=compile_s)
 
 
 def main() -> None:
@@ -442,12 +256,14 @@ def main() -> None:
         run_reference(channel, request)
     elif request["mode"] == "compiled_reference":
         run_compiled_reference(channel, request)
-    elif request["mode"] == "spot_reference":
+    elif request["mode"] == "reference_timer":
         try:
-            spot_reference(channel, request)
+            run_reference_timer(channel, request)
         except Exception as exc:
-            channel.send({"kind": "spot_error", "message": _short(exc)})
+            _send(channel, protocol.SpotFailure(message=short(exc)))
     else:
+        from kernelwright.verifier.candidate_side import run_candidate
+
         run_candidate(channel, request)
 
 
