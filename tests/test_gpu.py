@@ -66,6 +66,10 @@ def test_shipped_cuda_candidate_is_correct(cli, prebuilt, problem, candidate):
     # every timed call got new input values, made on the GPU fast enough to stay in budget
     refresh = result["timing"]["input_refresh"]
     assert refresh["refreshed"] > 0 and refresh["note"] == "", refresh
+    # timed against a reference in its own worker; timed calls' outputs kept and compared
+    observed = result["timing"]["observed"]
+    assert observed["reference_inner_ms"] > 0 and observed["spot_reads"] >= 3, observed
+    assert observed["candidate_inner_ms"] <= observed["candidate_outside_ms"] + 0.05, observed
 
 
 def test_the_full_sandbox_runs_cuda_candidates(cli, prebuilt, fixtures_dir):

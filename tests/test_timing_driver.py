@@ -4,7 +4,6 @@ against what the parent observes. Simulated workers: no process, no torch call t
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -26,8 +25,22 @@ class _Proc:
     pid = 2**22 + 4242
 
 
+class FakeClock:
+    """The parent's clock, advanced by the simulated workers: no sleeping, no load."""
+
+    now = 100.0
+
+    @classmethod
+    def perf_counter(cls) -> float:
+        return cls.now
+
+    @classmethod
+    def sleep(cls, seconds: float) -> None:
+        cls.now += seconds + 0.0001  # each exchange: a pipe hop's worth of overhead
+
+
 class SimWorker:
-    """Answers the timing commands as a worker would, sleeping for the work."""
+    """Answers the timing commands as a worker would, spending simulated time on the work."""
 
     def __init__(self, behaviour: Behaviour) -> None:
         self.b = behaviour
@@ -39,10 +52,10 @@ class SimWorker:
         if isinstance(command, protocol.Warmup):
             reply: protocol.Record = protocol.Warm()
         elif isinstance(command, protocol.Prepare):
-            time.sleep(self.b.prep_s)
+            FakeClock.sleep(self.b.prep_s)
             reply = protocol.Ready()
         elif isinstance(command, protocol.Go):
-            time.sleep(self.b.call_s + self.b.overhead_s)
+            FakeClock.sleep(self.b.call_s + self.b.overhead_s)
             reply = protocol.Done(ms=self.b.call_s * 1e3 * self.b.claims + self.b.extra_ms)
         elif isinstance(command, protocol.Keep):
             reply = protocol.Kept()
@@ -62,6 +75,7 @@ SETTINGS = TimingSettings(
 @pytest.fixture(autouse=True)
 def _no_process(monkeypatch):
     monkeypatch.setattr(timing_driver.observe, "cpu_seconds", lambda pid: 0.0)
+    monkeypatch.setattr(timing_driver, "time", FakeClock)
 
 
 def _time(reference: Behaviour, candidate: Behaviour, target: str = "cpu", spots: int = 0):
@@ -74,9 +88,10 @@ def test_on_cpu_the_parents_clock_is_the_figure():
     outcome = _time(Behaviour(0.004), Behaviour(0.002))
     report = outcome.report
     assert report.method == "outside_clock_cold_cache"
-    assert 1.4 < report.speedup < 2.3  # 2x, less the pipe hops both sides pay
+    assert report.speedup == pytest.approx(2.0, rel=0.01)  # the harness's overhead taken out
     # the window less the harness's overhead measured on the reference's side
-    assert 1.5 < report.candidate.median_ms < 2.8 and len(report.round_ratios) == 3
+    assert report.candidate.median_ms == pytest.approx(2.0, rel=0.01)
+    assert len(report.round_ratios) == 3
     assert report.observed["candidate_outside_ms"] >= report.observed["candidate_inner_ms"]
 
 
@@ -107,7 +122,7 @@ def test_the_inputs_arrive_with_go_inside_the_window():
 def test_on_cuda_events_are_the_figure_and_are_checked_against_the_window():
     report = _time(Behaviour(0.003), Behaviour(0.001), target="cuda").report
     assert report.method == "cuda_events_cold_l2"
-    assert 2.5 < report.speedup < 3.5  # the events' own ratio: no pipe hops in them
+    assert report.speedup == pytest.approx(3.0)  # the events' own ratio
     with pytest.raises(Refused) as caught:  # events longer than the window around them
         _time(Behaviour(0.002), Behaviour(0.001, extra_ms=5.0), target="cuda")
     assert caught.value.check == "clock_mismatch"

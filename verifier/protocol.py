@@ -67,9 +67,10 @@ class RecheckOutput(Record):
 
 @dataclass(frozen=True)
 class Warm(Record):
-    """Warm-up calls done; the side waits for `Prepare`."""
+    """Warm-up calls done; the side waits for `Prepare`. `flush_bytes`: its cache flush."""
 
     kind: ClassVar[str] = "warm"
+    flush_bytes: int = 0
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,8 @@ def serve(channel: Channel, side: Side) -> list[Any]:
         command = protocol.decode(line)
         if isinstance(command, protocol.Warmup):
             side.warmup(command.calls, command.seconds)
-            channel.send_line(protocol.dumps(protocol.Warm()))
+            warm = protocol.Warm(flush_bytes=int(side.clock.flush_bytes))
+            channel.send_line(protocol.dumps(warm))
         elif isinstance(command, protocol.Prepare):
             side.prepare()
             channel.send_line(protocol.dumps(protocol.Ready()))

@@ -95,6 +95,7 @@ class TimedSide:
         self.pid = pid  # the worker's host pid, found before any candidate code ran
         self.samples: list[Sample] = []
         self.warmup_ms = 0.0
+        self.flush_bytes = 0
 
     def ask(self, command: protocol.Record, expect: type[protocol.Record]) -> protocol.Record:
         self.worker.send_line(protocol.dumps(command))
@@ -117,9 +118,10 @@ class TimedSide:
 
     def warmup(self, settings: TimingSettings) -> None:
         start = time.perf_counter()
-        self.ask(
-            protocol.Warmup(calls=settings.warmup_calls, seconds=settings.warmup_s), protocol.Warm
-        )
+        command = protocol.Warmup(calls=settings.warmup_calls, seconds=settings.warmup_s)
+        warm = self.ask(command, protocol.Warm)
+        assert isinstance(warm, protocol.Warm)
+        self.flush_bytes = warm.flush_bytes
         self.warmup_ms += (time.perf_counter() - start) * 1e3
 
     def sample(self, seed: int) -> Sample:
@@ -210,7 +212,7 @@ def time_pair(
         round_ratios=ratios,
         host_reference_ms=median([s.outside_ms for s in reference.samples]),
         host_candidate_ms=median([s.outside_ms for s in candidate.samples]),
-        flush_bytes=0,
+        flush_bytes=reference.flush_bytes,  # the trusted side's word for both (same code)
         settings=asdict(settings),
         input_refresh=refresh,
         observed=observed,
