@@ -89,6 +89,12 @@ def _out() -> Any:
     return out
 
 
+def _err() -> Any:
+    from kernelwright.cli import err
+
+    return err
+
+
 def _dump(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
@@ -236,17 +242,42 @@ def runs_compare(
 
 
 @runs_app.command("delete")
-def runs_delete(run: RunArg, db: DbOption = None) -> None:
-    """Delete a run and everything recorded under it."""
+def runs_delete(
+    run: RunArg,
+    db: DbOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+) -> None:
+    """Delete a run and everything recorded under it (asks first, unless --yes)."""
     import shutil
 
     from kernelwright import paths
     from kernelwright.store import repo
 
     engine, (run,) = _runs(db, run)  # the full id: it also names the run's folder below
+    if not yes:
+        facts = _guard(lambda: repo.show_run(engine, run))
+        question = (
+            f"delete run {run} ({facts['kind']}, {_count(len(facts['candidates']), 'candidate')}, "
+            f"started {facts['started_at']})?"
+        )
+        if not _confirm(question):
+            _err().print(f"run {run} kept; add --yes to delete without asking", highlight=False)
+            raise typer.Exit(1)
     count = _guard(lambda: repo.delete_run(engine, run))
     shutil.rmtree(paths.home() / "runs" / run, ignore_errors=True)  # the loop's candidate files
-    _out().print(f"deleted run {run} ({count} candidates)")
+    _out().print(f"deleted run {run} ({_count(count, 'candidate')})", highlight=False)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _confirm(question: str) -> bool:
+    """Ask on stderr (stdout stays the command's output); no answer at all keeps the run."""
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except typer.Abort:  # stdin closed, or nothing to read: no answer is no
+        return False
 
 
 @runs_app.command("export")

@@ -266,7 +266,21 @@ def _build(a: dict[str, Any], err: Console) -> Any:
             **{k: v for k, v in limits.items() if v is not None},
         )
     coder_model, judge = make_models(config)
+    if a["resume"] is None:
+        check_replay_starts(coder_model, Path(config.problem).stem)
     return Optimizer(engine, config, coder_model, judge, resume=a["resume"])
+
+
+def check_replay_starts(coder_model: Any, problem: str) -> None:
+    """A new run starts with a coder call: a replay file with no coder reply for the problem
+    would make a run that "finishes" at once with nothing done. Bad input, before it exists."""
+    has_reply = getattr(coder_model, "has_reply", None)
+    if has_reply is not None and not has_reply("coder", problem):
+        raise BadInput(
+            f"replay file {coder_model.path} has no coder reply for problem {problem!r}, and a run "
+            f'starts with one; add a line {{"role": "coder", "text": ...}} (with no "problem", '
+            f'or "problem": "{problem}")'
+        )
 
 
 def a_or_an(word: str) -> str:

@@ -115,7 +115,7 @@ def test_delete_and_unknown_ids(cli, history):
         proc = _cli(cli, history, *args)
         assert proc.returncode == 2, args
         assert proc.stderr.startswith("error: no ") and "Traceback" not in proc.stderr
-    assert _cli(cli, history, "runs", "delete", history["b"]).returncode == 0
+    assert _cli(cli, history, "runs", "delete", history["b"], "--yes").returncode == 0
     listed = json.loads(_cli(cli, history, "runs", "list", "--json").stdout)
     assert [r["id"] for r in listed] == [history["a"]]
 

@@ -146,7 +146,7 @@ def test_delete_by_prefix_removes_the_full_ids_run_and_folder(kw, db):
     folder = paths.home() / "runs" / RUN_C
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{CAND_3}.py").write_text(SOURCE)
-    proc = kw("runs", "delete", "ef01", "--db", db)
+    proc = kw("runs", "delete", "ef01", "--db", db, "--yes")
     assert proc.exit_code == 0 and f"deleted run {RUN_C} (3 candidates)" in proc.stdout
     assert not folder.exists()
     assert {r["id"] for r in json.loads(kw("runs", "list", "--db", db, "--json").stdout)} == {

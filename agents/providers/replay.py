@@ -3,7 +3,9 @@
 Each line is an object with `role` ("coder" or "judge"), `text`, and optionally `problem` (a
 problem's file name without `.py`). A request takes the first unused line, in file order, whose
 role matches and whose problem matches or is absent. When none is left the model raises
-`RepliesExhausted`, and the run ends as if its budget were spent, results kept.
+`RepliesExhausted`, and the run ends as if its budget were spent, results kept. A file with no
+reply at all is bad input (`BadInput`), and so, for a new run, is one with no coder reply for its
+problem (`has_reply`, checked by the CLI before the run exists).
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ class ReplayModel:
                 if not reply.used and reply.role == role and reply.problem in (None, problem):
                     reply.used = True
                     count -= 1
+
+    def has_reply(self, role: str, problem: str | None) -> bool:
+        """Whether a request for role and problem would get a reply now."""
+        with self._lock:
+            return any(
+                not r.used and r.role == role and r.problem in (None, problem)
+                for r in self._replies
+            )
 
     def complete(
         self,
@@ -105,4 +115,9 @@ def _load(path: Path) -> list[_Reply]:
         if problem is not None and not isinstance(problem, str):
             raise BadInput(f'replay file {path} line {number}: "problem" must be a string')
         replies.append(_Reply(data["role"], data["text"], problem))
+    if not replies:  # a run from it would "finish" at once, with nothing asked or written
+        raise BadInput(
+            f'replay file {path} holds no replies; give one JSON object per line with "role" '
+            '(coder or judge) and "text"'
+        )
     return replies
