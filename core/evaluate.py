@@ -37,6 +37,7 @@ from kernelwright.problem import load_candidate, load_problem
 from kernelwright.records import CompiledReference, EvaluationResult, Status
 from kernelwright.reference_cache import ReferenceCache
 from kernelwright.runner.isolation import Worker, sandbox
+from kernelwright.snapshot import snapshot
 from kernelwright.targets import check_toolchain
 from kernelwright.verifier import session
 from kernelwright.verifier.candidate_run import prestart_timer
@@ -86,6 +87,9 @@ def evaluate(
     problem = load_problem(problem_path)
     candidate = load_candidate(candidate_path, problem)
     check_toolchain(options.target)
+    # What every worker runs: the texts just read and checked, whatever happens to the files now.
+    problem_run = snapshot(problem.path, problem.source)
+    candidate_run = snapshot(candidate.path, candidate.source)
     tolerance = Tolerance(options.atol, options.rtol)
     findings = check_candidate(
         candidate.source,
@@ -121,15 +125,15 @@ def evaluate(
     holding_reference = False
     prestarted: list[Worker] = []
     try:
-        job = start_build(candidate.path, options.target, options.build_timeout_s)
+        job = start_build(candidate_run, options.target, options.build_timeout_s)
         # The candidate's worker and the reference's timing worker import torch meanwhile, off
         # the critical path.
-        prestarted.append(session.prestart_candidate(scratch, candidate.path, device_env))
+        prestarted.append(session.prestart_candidate(scratch, candidate_run, device_env))
         prestarted.append(prestart_timer(scratch, device_env))
         try:
             with _timed(phases, "reference_s"):
                 reference = _references.acquire(
-                    problem.path, problem.content_hash, options, device, device_env
+                    problem_run, problem.content_hash, options, device, device_env
                 )
             holding_reference = True
         except BaseException:
@@ -155,12 +159,12 @@ def evaluate(
             )
         with device, _timed(phases, "candidate_s"):
             verdict = _judge_candidate(
-                problem.path, candidate.path, options, reference, tolerance, scratch, prestarted
+                problem_run, candidate_run, options, reference, tolerance, scratch, prestarted
             )
         if options.compile_baseline and verdict.timing is not None:
             with _timed(phases, "compiled_reference_s"):
                 compiled = _compiled_reference(
-                    problem.path, problem.content_hash, options, device, device_env
+                    problem_run, problem.content_hash, options, device, device_env
                 )
             verdict.timing = dataclasses.replace(
                 verdict.timing,
@@ -171,7 +175,7 @@ def evaluate(
 
             with device, _timed(phases, "profile_s"):
                 profile = profile_candidate(
-                    problem.path, candidate.path, seed=options.seed, device=options.device
+                    problem_run, candidate_run, seed=options.seed, device=options.device
                 ).to_json()
     finally:
         for worker in prestarted:  # unused (the build failed, say) or already finished
@@ -260,7 +264,8 @@ def check_reference(
     check_toolchain(options.target)
     device_env = {"CUDA_VISIBLE_DEVICES": options.device} if options.device is not None else None
     device = device_lock if device_lock is not None else nullcontext()
-    _references.acquire(problem.path, problem.content_hash, options, device, device_env)
+    problem_run = snapshot(problem.path, problem.source)
+    _references.acquire(problem_run, problem.content_hash, options, device, device_env)
     _references.release(problem.content_hash, options)
 
 

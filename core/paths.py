@@ -64,6 +64,14 @@ def scratch_dir() -> Path:
     return path
 
 
+def snapshots_dir() -> Path:
+    """The problem and candidate texts workers run, stored by content (`snapshot.py`): read-only
+    to every worker, so what runs is what was checked."""
+    path = home() / "snapshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def run_dir(run_id: str) -> Path:
     """An optimize run's candidate files, named by candidate id (the history keeps them too)."""
     path = home() / "runs" / run_id

@@ -26,11 +26,9 @@ The child side uses `Channel.from_argv()`.
 from __future__ import annotations
 
 import atexit
-import functools
 import json
 import os
 import select
-import shutil
 import signal
 import site
 import subprocess
@@ -43,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright import paths
+from kernelwright.runner.confine import Sandbox, network_isolation, sandbox
 
 # Variables a worker may inherit. Everything else (OPENAI_API_KEY, ANTHROPIC_API_KEY, cloud
 # credentials, tokens) is dropped. HOME and TMPDIR are replaced by the scratch folder.
@@ -110,159 +109,6 @@ def default_memory_limit() -> int:
         return 16 << 30
 
 
-@functools.cache
-def network_isolation() -> tuple[str, ...]:
-    """The command prefix that gives a worker a private, empty network namespace, if any works."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return ()
-    prefix = (unshare, "-n") if os.geteuid() == 0 else (unshare, "-rn")
-    try:
-        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    return prefix if probe.returncode == 0 else ()
-
-
-# What the sandbox probe runs inside it: it must see only itself, none of the hidden folder, no
-# capability, and (where the host's driver answers) a working CUDA driver.
-_PROBE = r"""
-import ctypes, os, sys
-assert os.getppid() == 0, "no pid namespace"
-assert not os.path.exists("../secret"), "the hidden folder is visible"
-open("written", "w").close()
-caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith(("CapEff", "CapBnd"))]
-assert all(int(c, 16) == 0 for c in caps), "capabilities left"
-if sys.argv[1] == "cuda":
-    assert ctypes.CDLL("libcuda.so.1").cuInit(0) == 0, "cuInit failed inside"
-print("ok" if not os.access(sys.prefix, os.W_OK) else "writable")
-"""
-_CUDA_INIT = 'import ctypes, sys; sys.exit(ctypes.CDLL("libcuda.so.1").cuInit(0))'
-
-
-@dataclass(frozen=True)
-class Sandbox:
-    """How workers are isolated here: `level` is `namespaces` (private pid, mount and network
-    namespaces, the scratch root hidden, no capabilities; see `kernelwright.runner.sandbox`),
-    `network` (a private network namespace only) or `none`; `note` says why not more."""
-
-    level: str
-    prefix: tuple[str, ...]
-    note: str = ""
-
-    def command(
-        self, scratch: Path, hide: Path | None, writable: list[Path] | None = None
-    ) -> tuple[str, ...]:
-        if self.level != "namespaces":
-            return self.prefix
-        args: list[str] = []
-        if hide is not None:
-            args += ["--hide", str(hide), "--keep", str(scratch)]
-        else:  # a scratch folder outside the scratch root must stay writable all the same
-            writable = [*(writable or []), scratch]
-        for path in writable or []:
-            args += ["--writable", str(path)]
-        for path in _protected_folders():
-            args += ["--readonly", str(path)]
-        return (*self.prefix, *args, "--")
-
-
-def _protected_folders() -> list[Path]:
-    """What a worker must never change, even where it lies under /tmp (writable to workers):
-    the Python installation, kernelwright's own code, its state folder (the history database,
-    the build seals; the build cache and scratch folders inside are opened again), and the
-    precompiled headers inside the build cache."""
-    import importlib.util
-
-    # Found, not imported: this package imports no stage.
-    names = (
-        "kernelwright",
-        "kernelwright.compiler",
-        "kernelwright.verifier",
-        "kernelwright.runner",
-    )
-    specs = [importlib.util.find_spec(name) for name in names]
-    locations = [spec.submodule_search_locations or [] for spec in specs if spec is not None]
-    code = [Path(p).resolve() for found in locations for p in found]
-    roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), paths.home()}
-    roots |= {Path(os.path.commonpath([str(p) for p in code]))}
-    # the precompiled headers every later build compiles in: only the CLI makes them (pch.py)
-    return [*sorted(roots), paths.pch_dir()]
-
-
-def _run_quietly(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k in ENV_ALLOWLIST}
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
-
-
-def _probe_namespaces(prefix: tuple[str, ...]) -> str:
-    """'ok' (or 'writable', where the filesystem could not be made read-only) when the full
-    sandbox works here, else why not (one line)."""
-    import tempfile
-
-    # The driver is checked only where it works outside: a machine without a GPU passes.
-    cuda = "no"
-    if os.path.exists("/dev/nvidiactl"):
-        try:
-            if _run_quietly([sys.executable, "-c", _CUDA_INIT]).returncode == 0:
-                cuda = "cuda"
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    # Probed where workers will run: the scratch root's own filesystem.
-    with tempfile.TemporaryDirectory(prefix="sandbox-probe-", dir=paths.scratch_dir()) as tmp:
-        hide = Path(tmp).resolve()
-        keep = hide / "keep"
-        keep.mkdir()
-        (hide / "secret").write_text("hidden\n")
-        args = ["--hide", str(hide), "--keep", str(keep), "--writable", str(hide.parent)]
-        for folder in _protected_folders():  # as workers get them: Python stays read-only
-            args += ["--readonly", str(folder)]
-        command = [*prefix, *args, "--", sys.executable, "-c", _PROBE, cuda]
-        try:
-            probe = _run_quietly(command, cwd=keep)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"the probe failed: {exc}"
-        if probe.returncode == 0 and probe.stdout.strip() in ("ok", "writable"):
-            return probe.stdout.strip()
-        lines = (probe.stderr or probe.stdout).strip().splitlines()
-        return lines[-1] if lines else f"the probe exited with code {probe.returncode}"
-
-
-@functools.cache
-def sandbox() -> Sandbox:
-    """The strongest isolation that works on this machine, probed once per process.
-
-    `KERNELWRIGHT_SANDBOX=network` (or `none`) asks for less: for a machine where the probe
-    passes but something the workers need does not work inside."""
-    wanted = os.environ.get("KERNELWRIGHT_SANDBOX", "namespaces").strip().lower()
-    unshare = shutil.which("unshare")
-    note = ""
-    if wanted == "namespaces" and unshare is not None:
-        prefix = (
-            unshare,
-            "--user",
-            "--map-root-user",
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount",
-            sys.executable,
-            "-m",
-            "kernelwright.runner.sandbox",
-        )
-        note = _probe_namespaces(prefix)
-        if note in ("ok", "writable"):
-            # Before Linux 5.12 (no mount_setattr) the rest holds, but files stay writable.
-            why = "the filesystem stays writable (mount_setattr needs Linux 5.12 and failed here)"
-            return Sandbox("namespaces", prefix, "" if note == "ok" else why)
-    elif wanted == "namespaces":
-        note = "unshare (util-linux) is not installed"
-    if wanted in ("namespaces", "network") and network_isolation():
-        return Sandbox("network", network_isolation(), note)
-    return Sandbox("none", (), note or "no private network namespace either")
-
-
 def _writable(env_extra: dict[str, str] | None, extra: Sequence[Path]) -> list[Path]:
     """Where a worker may write besides its scratch folder, /tmp and /dev: the folders its
     caller names (a candidate's shelf in the build cache), and a TMPDIR the caller gave it
@@ -272,6 +118,19 @@ def _writable(env_extra: dict[str, str] | None, extra: Sequence[Path]) -> list[P
     if tmpdir:
         paths_.append(Path(tmpdir).resolve())
     return paths_
+
+
+def _seccomp_fd() -> int | None:
+    """A pipe holding the seccomp filter for bwrap to read (None: no filter on this machine)."""
+    from kernelwright.runner import bwrap
+
+    program = bwrap.seccomp_filter() if bwrap.seccomp_wanted() else None
+    if program is None:
+        return None
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, program)  # a few hundred bytes: the pipe holds them
+    os.close(write_fd)
+    return read_fd
 
 
 def _hidden_root(scratch: Path) -> Path | None:
@@ -489,11 +348,16 @@ class Worker:
         writable: Sequence[Path],
     ) -> None:
         scratch = self.scratch
+        seccomp_fd = _seccomp_fd() if box.level == "bwrap" else None
+        fds = (write_fd,) if seccomp_fd is None else (write_fd, seccomp_fd)
         with open(self._stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 [
                     *box.command(
-                        scratch.resolve(), _hidden_root(scratch), _writable(env_extra, writable)
+                        scratch.resolve(),
+                        _hidden_root(scratch),
+                        _writable(env_extra, writable),
+                        seccomp_fd,
                     ),
                     *launcher,
                     sys.executable,
@@ -506,10 +370,12 @@ class Worker:
                 stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=err,
-                pass_fds=(write_fd,),
+                pass_fds=fds,
                 start_new_session=True,
                 preexec_fn=_limit_child,
             )
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
 
     # -- messages -----------------------------------------------------------------------------
 
