@@ -343,7 +343,7 @@ def candidates_show(
             }
         )
         return
-    said = _agents_words(data["status"], words)
+    said = review.what_they_said(data["status"], words)
     if as_json:
         _dump({**data, **said})
         return
@@ -362,26 +362,6 @@ def candidates_show(
             f"warning: {escape(str(warning.get('check')))}: {escape(str(warning.get('message')))}"
         )
     _print_words(out, said)
-
-
-def _agents_words(status: str, words: dict[str, Any]) -> dict[str, Any]:
-    """The coder's one-line summary of what it tried and the judge's verdict, read from the
-    stored replies the way the loop reads them (so this is what the next prompt was given)."""
-    from kernelwright.agents.coder import summarize
-    from kernelwright.agents.judge import mode_for
-    from kernelwright.agents.parsing import parse_verdict
-
-    coder, judge = words["coder"], words["judge"]
-    verdict = None
-    if judge is not None:
-        parsed = parse_verdict(judge["reply"], mode_for(status))
-        verdict = {"call": judge["call"], "fields": parsed.fields, "text": parsed.text}
-    return {
-        "coder_summary": {"call": coder["call"], "text": summarize(coder["reply"])}
-        if coder
-        else None,
-        "judge_verdict": verdict,
-    }
 
 
 VERDICT_CHARS = 300  # an unparsed verdict is shown as a line; `calls show` has all of it

@@ -3,8 +3,11 @@
 Guarantees:
 - One file that needs no network: inline CSS, charts as inline SVG drawn here, no scripts,
   fonts or images; a Content-Security-Policy meta tag forbids loading anything else.
-- Every piece of recorded text (candidate code, logs, reasons, warnings, names, config) is
-  escaped: the template autoescapes, and the SVG builders in `report_svg` escape their text.
+- Every piece of recorded text (candidate code, logs, reasons, warnings, names, config, what
+  the agents said, diffs) is escaped: the template autoescapes, and the SVG builders in
+  `report_svg` escape their text.
+- Per candidate: the coder's summary of what it tried, the judge's verdict on it, and its diff
+  from its parent (collapsed: a `<details>` element, closed).
 - Works for optimize runs (one problem), bench runs (many problems) and runs with no correct
   candidate or no candidate at all. fast_p and the geometric mean are `kernelwright.metrics`'s,
   over the problems that have candidates in the run, and for a bench run over every problem it
@@ -17,6 +20,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -33,7 +37,7 @@ from kernelwright import report_svg
 from kernelwright.errors import BadInput
 from kernelwright.metrics import FAST_P_THRESHOLDS, fast_p, geomean
 from kernelwright.records import compiled_figures
-from kernelwright.store import repo
+from kernelwright.store import repo, review
 from kernelwright.store.schema import Candidate, Profile
 from sqlalchemy.engine import Engine
 
@@ -66,6 +70,13 @@ class CandidateView:
     torch_compile_ms: float | None = None
     vs_torch_compile: float | None = None
     torch_compile_note: str = ""
+    # what the agents said about it (store.review): the coder's summary, the judge's verdict
+    # as fields where its JSON parsed, else as text; and the unified diff from its parent
+    coder_summary: str = ""
+    verdict_fields: list[tuple[str, str]] = field(default_factory=list)
+    verdict_text: str = ""
+    diff: str = ""
+    diff_lines: int = 0
 
 
 @dataclass
@@ -149,6 +160,37 @@ def _candidate_view(
     )
 
 
+def _add_words(view: CandidateView, said: dict[str, Any]) -> None:
+    if said["coder_summary"] is not None:
+        view.coder_summary = said["coder_summary"]["text"]
+    verdict = said["judge_verdict"]
+    if verdict is not None and verdict["fields"]:
+        view.verdict_fields = list(verdict["fields"].items())
+    elif verdict is not None:
+        view.verdict_text = verdict["text"]
+
+
+def _add_diffs(views: list[CandidateView]) -> None:
+    """Each candidate's diff from its first parent, where that parent is in the run."""
+    by_id = {v.id: v for v in views}
+    for view in views:
+        parent = by_id.get(view.parents[0]) if view.parents else None
+        if parent is None or parent is view:
+            continue
+        lines = list(
+            difflib.unified_diff(
+                parent.source.splitlines(keepends=True),
+                view.source.splitlines(keepends=True),
+                fromfile=parent.id,
+                tofile=view.id,
+            )
+        )
+        view.diff = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+        view.diff_lines = sum(
+            1 for line in lines[2:] if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        )
+
+
 def _lineage(candidates: list[CandidateView]) -> list[CandidateView]:
     """Each candidate under its first parent when that parent is in the same problem."""
     by_id = {c.id: c for c in candidates}
@@ -212,10 +254,14 @@ def build_context(engine: Engine, run_id: str) -> dict[str, Any]:
     run = repo.show_run(engine, run_id)
     rows = repo.candidate_rows(engine, run_id)
     profiles = _profiles(engine, run_id)
+    words = review.run_words(engine, run_id)
     grouped: dict[str, list[CandidateView]] = {}
     for row in rows:
         view = _candidate_view(row, repo.get_candidate(engine, row.id), profiles.get(row.id, []))
+        if row.id in words:
+            _add_words(view, review.what_they_said(row.status, words[row.id]))
         grouped.setdefault(row.problem, []).append(view)
+    _add_diffs([v for views in grouped.values() for v in views])
     if run["kind"] == "bench":
         # Every problem the run selected counts in fast_p, with candidates or not: the same
         # problems, in the same order, as `bench --json` and `runs show` (bench_summary).

@@ -3,12 +3,13 @@ judge's and the coder's words about one candidate.
 
 A call is tied to a candidate by `llm_calls.candidate_id`: a coder call to the candidate it wrote,
 a judge call to the candidate it judged. Calls store no round; it is derived here (see
-`_rounds`) and is None where the history cannot tell. Replies are returned raw: reading a verdict
-or a summary out of one is the agents' business, not the store's.
+`_rounds`) and is None where the history cannot tell. Replies are read with the agents' own
+parsers (`what_they_said`), so a review shows what the loop took from them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,14 +63,52 @@ def candidate_words(engine: Engine, candidate_id: str) -> dict[str, Any]:
             .where(LlmCall.candidate_id == candidate_id, LlmCall.error == "")
             .order_by(LlmCall.id)
         ).all()
-        coder = next((c for c in calls if c.role == "coder"), None)
-        # a failed review leaves the candidate unreviewed and it may be judged again: the last
-        # answered one is the verdict its children were written from
-        judge = next((c for c in reversed(calls) if c.role == "judge"), None)
-        return {
-            "coder": {"call": coder.id, "reply": coder.reply} if coder else None,
-            "judge": {"call": judge.id, "reply": judge.reply} if judge else None,
-        }
+        return _words(calls).get(candidate_id, {"coder": None, "judge": None})
+
+
+def run_words(engine: Engine, run_id: str) -> dict[str, dict[str, Any]]:
+    """`candidate_words` for every candidate of a run that has any, by candidate id."""
+    with session(engine) as s:
+        _run(s, run_id)
+        calls = s.scalars(
+            sa.select(LlmCall)
+            .where(LlmCall.run_id == run_id, LlmCall.error == "")
+            .where(LlmCall.candidate_id.is_not(None))
+            .order_by(LlmCall.id)
+        ).all()
+        return _words(calls)
+
+
+def _words(calls: Sequence[LlmCall]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for call in calls:  # in call order
+        if call.candidate_id is None:
+            continue
+        words = found.setdefault(call.candidate_id, {"coder": None, "judge": None})
+        entry = {"call": call.id, "reply": call.reply}
+        if call.role == "coder" and words["coder"] is None:
+            words["coder"] = entry
+        elif call.role == "judge":
+            # a failed review leaves the candidate unreviewed and it may be judged again: the
+            # last answered one is the verdict its children were written from
+            words["judge"] = entry
+    return found
+
+
+def what_they_said(status: str, words: dict[str, Any]) -> dict[str, Any]:
+    """The coder's one-line summary of what it tried and the judge's verdict, read from the
+    stored replies with the agents' own parsers: what the next prompt was given."""
+    from kernelwright.agents.coder import summarize
+    from kernelwright.agents.judge import mode_for
+    from kernelwright.agents.parsing import parse_verdict
+
+    coder, judge = words["coder"], words["judge"]
+    verdict = None
+    if judge is not None:
+        parsed = parse_verdict(judge["reply"], mode_for(status))
+        verdict = {"call": judge["call"], "fields": parsed.fields, "text": parsed.text}
+    summary = {"call": coder["call"], "text": summarize(coder["reply"])} if coder else None
+    return {"coder_summary": summary, "judge_verdict": verdict}
 
 
 def _view(call: LlmCall, round_: int | None, whole: bool) -> dict[str, Any]:

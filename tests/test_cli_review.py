@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from kernelwright.agents.parsing import extract_candidate
 from kernelwright.cli import app
 from kernelwright.records import EvaluationResult, Status
 from kernelwright.store import repo
@@ -57,8 +58,9 @@ def _call(role: str, reply: str, **extra: object) -> dict[str, object]:
 
 def _propose(engine, run: str, reply: str, round_index: int, parents: list[str]) -> str:
     """As the loop records a proposal: the pending candidate, then the coder call that wrote it."""
+    source = extract_candidate(reply) or ""
     cid = repo.add_pending_candidate(
-        engine, run, PROBLEM, reply, repo.source_hash(reply), parents, round_index
+        engine, run, PROBLEM, source, repo.source_hash(source), parents, round_index
     )
     repo.add_llm_call(engine, run, candidate_id=cid, **_call("coder", reply))
     return cid
@@ -204,3 +206,35 @@ def test_candidates_show_of_an_unreviewed_candidate_and_free_text_verdict(kw, hi
     engine.dispose()
     shown = kw("candidates", "show", cid, "--db", history["db"])
     assert "not JSON): It looks [fine] to me." in shown.stdout
+
+
+def test_the_report_shows_what_the_agents_said_escaped_and_the_diff_collapsed(
+    kw, history, tmp_path
+):
+    engine = open_engine(history["db"])
+    hostile = (
+        "Tried <script>alert(1)</script> & more.\n```python\nclass ModelNew: pass  # v3\n```\n"
+    )
+    c3 = _propose(engine, history["run"], hostile, 3, [history["c2"]])
+    judge = '{"issue": "<img src=x onerror=alert(1)>", "fix": "a < b && c > d"}'
+    repo.add_llm_call(engine, history["run"], candidate_id=c3, **_call("judge", judge))
+    engine.dispose()
+    page = tmp_path / "report.html"
+    proc = kw("report", history["run"], "--db", history["db"], "--out", str(page))
+    assert proc.exit_code == 0, proc.output
+    html = page.read_text()
+    assert "coder said:</span> I fuse the scale and the add into one loop." in html
+    assert "<dt>issue</dt><dd>the build fails: `out` is undeclared</dd>" in html
+    assert "<dt>plan</dt><dd>load w into [shared] memory</dd>" in html
+    # recorded text is escaped, never markup
+    assert "<script>" not in html and "<img" not in html
+    assert "Tried &lt;script&gt;alert(1)&lt;/script&gt; &amp; more." in html
+    assert "<dd>&lt;img src=x onerror=alert(1)&gt;</dd>" in html
+    assert "<dd>a &lt; b &amp;&amp; c &gt; d</dd>" in html
+    # the diff from the parent, collapsed (a closed <details>), one per candidate with a parent
+    opener = f"<details><summary>diff from parent {history['c1']} (2 lines changed)</summary>"
+    assert opener in html
+    diff = html.split(opener, 1)[1].split("</details>", 1)[0]
+    assert "-class ModelNew: pass\n" in diff and "+class ModelNew: pass  # v2\n" in diff
+    assert html.count("<summary>diff from parent") == 2  # c2 and c3; c1 has no parent
+    assert "<details open" not in html
