@@ -19,6 +19,7 @@ from kernelwright import paths
 from kernelwright.compiler import pch, seal
 from kernelwright.records import BuildResult, Status
 from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout
+from kernelwright.runner.snapshot import snapshot
 
 DEFAULT_BUILD_TIMEOUT_S = 300.0
 
@@ -26,6 +27,7 @@ DEFAULT_BUILD_TIMEOUT_S = 300.0
 class BuildJob:
     def __init__(self, candidate: Path, target: str, timeout_s: float) -> None:
         self.timeout_s = timeout_s
+        candidate = snapshot(candidate)  # the worker imports a read-only copy of what was read
         scratch = paths.scratch_dir() / f"build-{uuid.uuid4().hex[:12]}"
         self.shelf = paths.shelf(candidate)  # the only part of the build cache it may write
         self.worker = Worker(

@@ -37,7 +37,7 @@ from kernelwright.problem import load_candidate, load_problem
 from kernelwright.records import CompiledReference, EvaluationResult, Status
 from kernelwright.reference_cache import ReferenceCache
 from kernelwright.runner.isolation import Worker, sandbox
-from kernelwright.snapshot import snapshot
+from kernelwright.runner.snapshot import snapshot
 from kernelwright.targets import check_toolchain
 from kernelwright.verifier import session
 from kernelwright.verifier.candidate_run import prestart_timer

@@ -29,6 +29,7 @@ from kernelwright import paths
 from kernelwright.profiler import ncu, ncu_metrics, roofline
 from kernelwright.profiler.sheets import gpu_sheet
 from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout, sandbox
+from kernelwright.runner.snapshot import snapshot
 from kernelwright.verifier.profile_target import JOB, RESULT
 from kernelwright.verifier.static_checks import candidate_kernels
 
@@ -90,6 +91,7 @@ def profile_candidate(
     """
     global _unavailable
     started = time.perf_counter()
+    problem, candidate = snapshot(problem), snapshot(candidate)  # what runs is what was read
     with _lock:
         known = _unavailable
     if known:
@@ -136,7 +138,7 @@ def _needs_root_capabilities(result: ProfileResult) -> bool:
         result.status == UNAVAILABLE
         and result.message == ncu.PERMISSION_HELP
         and os.geteuid() == 0
-        and sandbox().level == "namespaces"
+        and sandbox().level in ("bwrap", "namespaces")
     )
 
 

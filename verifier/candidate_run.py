@@ -28,6 +28,7 @@ from kernelwright.profiler.timing import TimingSettings
 from kernelwright.records import CaseResult, Status, TimingReport
 from kernelwright.runner import observe
 from kernelwright.runner.isolation import PRELOAD, Worker, WorkerOverLimit, WorkerTimeout
+from kernelwright.runner.snapshot import snapshot
 from kernelwright.verifier import protocol, timing_driver
 from kernelwright.verifier.compare import compare
 from kernelwright.verifier.session import (
@@ -111,8 +112,8 @@ def run_candidate(
     """`worker`, `timer`: from `session.prestart_candidate` and `prestart_timer` (same scratch
     and env_extra), used when still alive, their deadlines counted from now."""
     job = _Job(
-        problem,
-        candidate,
+        snapshot(problem),  # what runs is a read-only copy of what was read
+        snapshot(candidate),
         target,
         reference,
         tolerance,

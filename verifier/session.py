@@ -33,6 +33,7 @@ from kernelwright.records import (
     timing_from_json,
 )
 from kernelwright.runner.isolation import PRELOAD, Exit, Worker, WorkerOverLimit, WorkerTimeout
+from kernelwright.runner.snapshot import snapshot
 from kernelwright.verifier import protocol
 from kernelwright.verifier.cases import Case
 from kernelwright.verifier.compare import Comparison, compare
@@ -72,6 +73,7 @@ def run_reference(
     env_extra: dict[str, str] | None = None,
 ) -> ReferenceOutputs:
     """Expected outputs for every case. A problem that cannot run raises BadInput."""
+    problem = snapshot(problem)  # what runs is a read-only copy of what was read
     out_dir = scratch / "reference"
     out_dir.mkdir(parents=True, exist_ok=True)
     cases: list[Case] = []
@@ -137,6 +139,7 @@ def time_compiled_reference(
     env_extra: dict[str, str] | None = None,
 ) -> CompiledReference:
     """The reference under `torch.compile`, timed against eager on the first case's inputs."""
+    problem = snapshot(problem)
     out_dir = scratch / "compiled_reference"
     record: protocol.Record | protocol.Fault | None = None
     note = ""
