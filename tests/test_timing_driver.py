@@ -87,12 +87,19 @@ def _time(reference: Behaviour, candidate: Behaviour, target: str = "cpu", spots
 def test_on_cpu_the_parents_clock_is_the_figure():
     outcome = _time(Behaviour(0.004), Behaviour(0.002))
     report = outcome.report
-    assert report.method == "outside_clock_cold_cache"
+    assert report.method == "bounded_by_outside_clock_cold_cache"
     assert report.speedup == pytest.approx(2.0, rel=0.01)  # the harness's overhead taken out
     # the window less the harness's overhead measured on the reference's side
     assert report.candidate.median_ms == pytest.approx(2.0, rel=0.01)
     assert len(report.round_ratios) == 3
     assert report.observed["candidate_outside_ms"] >= report.observed["candidate_inner_ms"]
+
+
+def test_a_clock_that_says_a_little_less_gets_the_parents_figure():
+    # below the clock_mismatch threshold: no rejection, but no gain either
+    report = _time(Behaviour(0.004), Behaviour(0.004, claims=0.7)).report
+    assert report.speedup == pytest.approx(1.0, rel=0.05)
+    assert report.observed["candidate_lift_ms"] == pytest.approx(1.2, rel=0.1)
 
 
 def test_a_worker_whose_clock_reports_less_is_rejected_on_cpu():

@@ -29,7 +29,20 @@ def test_the_reference_is_timed_where_no_candidate_code_ran(fixtures_dir, tmp_pa
     assert verdict.status is Status.CORRECT, verdict.reason
     assert verdict.timing is not None
     assert verdict.timing.reference.median_ms < 10.0, verdict.timing.reference
-    assert verdict.timing.method == "outside_clock_cold_cache"
+    assert verdict.timing.method == "bounded_by_outside_clock_cold_cache"
+
+
+def test_a_clock_patched_beneath_python_does_not_decide_the_time(fixtures_dir, tmp_path):
+    # libpython's GOT slot for clock_gettime points at the candidate's function, which takes 80 %
+    # of each forward's 20 ms off the monotonic clock: time.perf_counter is the same object.
+    verdict = _run(fixtures_dir, tmp_path, fixtures_dir / "trust" / "clock_got.py")
+    if verdict.status is Status.REJECTED:
+        assert verdict.reason.startswith("rejected by clock_mismatch:"), verdict.reason
+        return
+    assert verdict.status is Status.CORRECT and verdict.timing is not None, verdict.reason
+    observed = verdict.timing.observed
+    assert observed["candidate_inner_ms"] < 10.0, observed  # what its own clock said
+    assert verdict.timing.candidate.median_ms > 15.0, verdict.timing.candidate  # the truth
 
 
 def test_outputs_computed_when_first_read_are_rejected(fixtures_dir, tmp_path):
