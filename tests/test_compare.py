@@ -115,3 +115,20 @@ def test_python_floats_are_held_to_the_default_dtypes_tolerance_and_report_their
     assert not compare(1.0, float("nan"), DEFAULT).ok
     assert compare(float("inf"), float("inf"), DEFAULT).ok
     assert not compare(float("inf"), 1e300, DEFAULT).ok
+
+
+def test_chunked_comparison_gives_the_same_verdict_and_errors(monkeypatch):
+    from kernelwright.verifier import compare as compare_module
+
+    torch.manual_seed(0)
+    ref = torch.randn(37, 11)
+    cand = ref + 1e-6 * torch.randn(37, 11)
+    cand[20, 3] += 0.5  # the worst, in a later chunk than the first bad one
+    cand[2, 1] += 0.1
+    ref[5, 5] = float("nan")
+    cand[5, 5] = float("nan")
+    whole = compare_module.compare(ref, cand, Tolerance())
+    monkeypatch.setattr(compare_module, "CHUNK", 7)
+    chunked = compare_module.compare(ref, cand, Tolerance())
+    assert chunked == whole and not whole.ok
+    assert "2 of 407 elements" in whole.reason and "worst at (20, 3)" in whole.reason

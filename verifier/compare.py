@@ -97,29 +97,64 @@ def _tensor(
         return None
     atol, rtol = tol.for_dtype(ref.dtype)
     wide = torch.complex128 if ref.dtype.is_complex else torch.float64
-    r, c = ref.to(wide), cand.to(wide)
-    r_nan, c_nan = torch.isnan(r), torch.isnan(c)
-    nan_mismatch = int((r_nan != c_nan).sum())
-    if nan_mismatch:
-        return f"{where}: {nan_mismatch} elements are NaN in one output and not in the other"
-    finite = torch.isfinite(r) & ~r_nan
-    if bool((r[~finite & ~r_nan] != c[~finite & ~r_nan]).any()):
+    flat_ref, flat_cand = ref.reshape(-1), cand.reshape(-1)
+    total = _Tally()
+    # In chunks: a full-size float64 copy of each side (and of the differences) took 8x an
+    # output's float32 size at once; a 0.9 GiB output peaked at 16 GiB.
+    for start in range(0, flat_ref.numel(), CHUNK):
+        r = flat_ref[start : start + CHUNK].to(wide)
+        c = flat_cand[start : start + CHUNK].to(wide)
+        total.add(r, c, atol, rtol, start)
+    if total.nan_mismatch:
+        return f"{where}: {total.nan_mismatch} elements are NaN in one output and not in the other"
+    if total.inf_mismatch:
         return f"{where}: infinities differ from the reference"
-    diff = (c - r).abs()
-    diff = torch.where(finite, diff, torch.zeros_like(diff))
-    scale = r.abs()
-    max_abs = float(diff.max())
-    rel = torch.where(scale > atol, diff / scale.clamp_min(1e-300), torch.zeros_like(diff))
-    max_rel = float(rel.max())
-    errors.append((max_abs, max_rel))
-    bad = diff > atol + rtol * scale
-    count = int(bad.sum())
-    if count:
-        flat = int(torch.argmax(torch.where(bad, diff, torch.zeros_like(diff))))
-        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), ref.shape))
-        got, want = c.reshape(-1)[flat].item(), r.reshape(-1)[flat].item()
+    errors.append((total.max_abs, total.max_rel))
+    if total.bad:
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(total.worst), ref.shape))
         return (
-            f"{where}: {count} of {ref.numel()} elements out of tolerance "
-            f"(atol {atol:g}, rtol {rtol:g}); worst at {index}: got {got:.6g}, expected {want:.6g}"
+            f"{where}: {total.bad} of {ref.numel()} elements out of tolerance "
+            f"(atol {atol:g}, rtol {rtol:g}); worst at {index}: got {total.got:.6g}, "
+            f"expected {total.want:.6g}"
         )
     return None
+
+
+CHUNK = 1 << 22  # elements compared at once: 32 MiB per float64 array
+
+
+class _Tally:
+    """What the chunks of one tensor's comparison add up to."""
+
+    def __init__(self) -> None:
+        self.nan_mismatch = 0
+        self.inf_mismatch = False
+        self.max_abs = 0.0
+        self.max_rel = 0.0
+        self.bad = 0
+        self.worst_diff = -1.0
+        self.worst = 0
+        self.got: complex | float = 0.0
+        self.want: complex | float = 0.0
+
+    def add(self, r: torch.Tensor, c: torch.Tensor, atol: float, rtol: float, start: int) -> None:
+        r_nan, c_nan = torch.isnan(r), torch.isnan(c)
+        self.nan_mismatch += int((r_nan != c_nan).sum())
+        finite = torch.isfinite(r) & ~r_nan
+        odd = ~finite & ~r_nan
+        self.inf_mismatch = self.inf_mismatch or bool((r[odd] != c[odd]).any())
+        diff = torch.where(finite, (c - r).abs(), torch.zeros((), dtype=torch.float64))
+        scale = r.abs()
+        self.max_abs = max(self.max_abs, float(diff.max()))
+        rel = torch.where(scale > atol, diff / scale.clamp_min(1e-300), torch.zeros_like(diff))
+        self.max_rel = max(self.max_rel, float(rel.max()))
+        bad = diff > atol + rtol * scale
+        count = int(bad.sum())
+        if count:
+            self.bad += count
+            off = torch.where(bad, diff, torch.zeros_like(diff))
+            local = int(torch.argmax(off))
+            if float(off[local]) > self.worst_diff:
+                self.worst_diff = float(off[local])
+                self.worst = start + local
+                self.got, self.want = c[local].item(), r[local].item()
