@@ -275,9 +275,13 @@ def _count(n: int, noun: str) -> str:
 def _confirm(question: str) -> bool:
     """Ask on stderr (stdout stays the command's output); no answer at all keeps the run."""
     try:
-        return typer.confirm(question, default=False, err=True)
-    except typer.Abort:  # stdin closed, or nothing to read: no answer is no
-        return False
+        answer = typer.confirm(question, default=False, err=True, prompt_suffix=" ")
+        echoed = sys.stdin.isatty()  # a terminal shows the answer and its newline; a pipe does not
+    except typer.Abort:  # Ctrl-D, or nothing to read: no answer is no
+        answer, echoed = False, False
+    if not echoed:
+        _err().print()  # end the question's line
+    return answer
 
 
 @runs_app.command("export")

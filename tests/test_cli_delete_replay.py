@@ -65,7 +65,9 @@ def test_runs_delete_keeps_the_run_unless_confirmed(kw, one_run, answer):
     proc = kw("runs", "delete", one_run["run"], "--db", one_run["db"], input=answer)
     assert proc.exit_code == 1, proc.output
     assert f"delete run {one_run['run']} (evaluate, 1 candidate" in proc.stderr  # the question
-    assert f"run {one_run['run']} kept; add --yes to delete without asking" in proc.stderr
+    assert "? [y/N]" in proc.stderr
+    # on a line of its own, even when no answer came
+    assert f"\nrun {one_run['run']} kept; add --yes to delete without asking\n" in proc.stderr
     assert "deleted" not in proc.stdout
     assert _runs(kw, one_run["db"]) == [one_run["run"]]
 
