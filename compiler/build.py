@@ -4,7 +4,10 @@
 `BuildJob.result()` waits for the verdict. A failed build is a `compile_error` result carrying the
 full compiler log; one past its limit is a `timeout` result (the whole compiler tree is killed).
 A kernel-only CUDA extension that the worker's nvcc pre-check rejected is a `compile_error` whose
-log is nvcc's output and whose reason is its first error, tagged `PRECHECK_TAG`.
+log is nvcc's output and whose reason is its first error, tagged `PRECHECK_TAG`. A build that
+succeeded is audited here, outside the worker (`compiler/audit.py`: the symbols its libraries
+import, the system call instruction, its sources as the preprocessor reads them); a refusal is a
+`rejected` result whose reason names the check (`native_symbols`, `native_preprocessed`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright import paths
-from kernelwright.compiler import pch, seal
+from kernelwright.compiler import audit, pch, seal
 from kernelwright.records import BuildResult, Status
 from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.runner.snapshot import snapshot
@@ -80,6 +83,20 @@ class BuildJob:
         if ok:
             builds = list(message.get("builds") or [])
             seal.record(self.shelf, builds)
+            checked = audit.audit_build(self.shelf, builds)  # here: no candidate code runs
+            log += checked.log()
+            if checked.refusal is not None:
+                return BuildResult(
+                    status=Status.REJECTED,
+                    reason=checked.refusal.line(),
+                    log=log,
+                    compile_s=float(message["compile_s"]),
+                    cached=bool(message["cached"]),
+                    build_dir=str(message["build_dir"]),
+                    key=str(message["key"]),
+                    kernels=kernels,
+                    precheck_s=precheck_s,
+                )
             log += _make_pchs(self.shelf, builds)
         return BuildResult(
             status=None if ok else Status.COMPILE_ERROR,
