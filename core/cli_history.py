@@ -324,6 +324,7 @@ def candidates_show(
 ) -> None:
     """One candidate: status, speedup, the coder's summary, the judge's verdict; or its code,
     log or metrics."""
+    from kernelwright import review_words
     from kernelwright.store import repo, review
 
     engine, (candidate,) = _candidates(db, candidate)
@@ -347,7 +348,7 @@ def candidates_show(
             }
         )
         return
-    said = review.what_they_said(data["status"], words)
+    said = review_words.what_they_said(data["status"], words)
     if as_json:
         _dump({**data, **said})
         return

@@ -33,7 +33,7 @@ from typing import Any
 
 import jinja2
 import sqlalchemy as sa
-from kernelwright import report_svg
+from kernelwright import report_svg, review_words
 from kernelwright.errors import BadInput
 from kernelwright.metrics import FAST_P_THRESHOLDS, fast_p, geomean
 from kernelwright.records import compiled_figures
@@ -259,7 +259,7 @@ def build_context(engine: Engine, run_id: str) -> dict[str, Any]:
     for row in rows:
         view = _candidate_view(row, repo.get_candidate(engine, row.id), profiles.get(row.id, []))
         if row.id in words:
-            _add_words(view, review.what_they_said(row.status, words[row.id]))
+            _add_words(view, review_words.what_they_said(row.status, words[row.id]))
         grouped.setdefault(row.problem, []).append(view)
     _add_diffs([v for views in grouped.values() for v in views])
     if run["kind"] == "bench":

@@ -4,7 +4,8 @@ judge's and the coder's words about one candidate.
 A call is tied to a candidate by `llm_calls.candidate_id`: a coder call to the candidate it wrote,
 a judge call to the candidate it judged. Calls store no round; it is derived here (see
 `_rounds`) and is None where the history cannot tell. Replies are read with the agents' own
-parsers (`what_they_said`), so a review shows what the loop took from them.
+parsers (`kernelwright.review_words.what_they_said`, in core: the store imports no agent),
+so a review shows what the loop took from them.
 """
 
 from __future__ import annotations
@@ -93,22 +94,6 @@ def _words(calls: Sequence[LlmCall]) -> dict[str, dict[str, Any]]:
             # last answered one is the verdict its children were written from
             words["judge"] = entry
     return found
-
-
-def what_they_said(status: str, words: dict[str, Any]) -> dict[str, Any]:
-    """The coder's one-line summary of what it tried and the judge's verdict, read from the
-    stored replies with the agents' own parsers: what the next prompt was given."""
-    from kernelwright.agents.coder import summarize
-    from kernelwright.agents.judge import mode_for
-    from kernelwright.agents.parsing import parse_verdict
-
-    coder, judge = words["coder"], words["judge"]
-    verdict = None
-    if judge is not None:
-        parsed = parse_verdict(judge["reply"], mode_for(status))
-        verdict = {"call": judge["call"], "fields": parsed.fields, "text": parsed.text}
-    summary = {"call": coder["call"], "text": summarize(coder["reply"])} if coder else None
-    return {"coder_summary": summary, "judge_verdict": verdict}
 
 
 def _view(call: LlmCall, round_: int | None, whole: bool) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def test_reaching_into_the_harness_is_caught_while_running(name, check, monkeypa
     monkeypatch.setattr("kernelwright.evaluate.check_candidate", lambda *args, **kw: [])
     result = evaluate(PROBLEM, CHEATS / name, EvaluateOptions(target="cpu", trials=2))
     assert result.status is Status.REJECTED, (result.status, result.reason, result.log[-2000:])
-    assert result.reason.startswith(f"rejected by {check}:"), result.reason
+    assert result.reason.startswith(tuple(f"rejected by {c}:" for c in check)), result.reason
     assert result.speedup is None
 
 
@@ -291,9 +291,10 @@ def get_init_inputs():
 # Red team 7's native attacks with the static checks turned off: caught while running
 NATIVE_AT_RUN_TIME = {
     # py::exec in the C++ swaps the CPU timer's method, keeping the class object itself
-    "rt7_capi_clock_patch_gelu.py": "patched_harness",
-    # its own CPU allocator runs the kernel at the harness's next allocation, after the timer
-    "rt7_alloc_deferred_gelu.py": "late_output",
+    "rt7_capi_clock_patch_gelu.py": ("patched_harness",),
+    # its own CPU allocator runs the kernel at the harness's next allocation, after the timer:
+    # inside the parent's window (its own clock disagrees) and after its output was read
+    "rt7_alloc_deferred_gelu.py": ("clock_mismatch", "spot_check"),
 }
 
 
@@ -305,5 +306,5 @@ def test_native_attacks_are_caught_while_running(name, check, monkeypatch, fixtu
     attack = fixtures_dir / "native_attacks" / name
     result = evaluate(problem, attack, EvaluateOptions(target="cpu", trials=1))
     assert result.status is Status.REJECTED, (result.status, result.reason, result.log[-2000:])
-    assert result.reason.startswith(f"rejected by {check}:"), result.reason
+    assert result.reason.startswith(tuple(f"rejected by {c}:" for c in check)), result.reason
     assert result.speedup is None

@@ -19,10 +19,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from kernelwright.compiler import audit, build, seal
+from kernelwright.compiler import audit, audit_rules, build, preprocessed, seal, symbols
+from kernelwright.compiler.native_checks import native_findings
 from kernelwright.compiler.precheck_run import system_includes
 from kernelwright.records import Status
-from kernelwright.verifier.native_checks import native_findings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "native_audit"
 SUITE = Path(__file__).resolve().parent.parent / "core" / "suite" / "cpu"
@@ -46,7 +46,9 @@ def _library(tmp_path: Path, source: Path | str, name: str = "ext", *extra: str)
     return out
 
 
-def _scan(tmp_path: Path, source: Path | str, flags: tuple[str, ...] = ()) -> audit.Refusal | None:
+def _scan(
+    tmp_path: Path, source: Path | str, flags: tuple[str, ...] = ()
+) -> audit_rules.Refusal | None:
     """The preprocessed scan of one source as it would lie in a build folder."""
     folder = tmp_path / "kw_ext-abc123"
     folder.mkdir(exist_ok=True)
@@ -56,7 +58,7 @@ def _scan(tmp_path: Path, source: Path | str, flags: tuple[str, ...] = ()) -> au
             shutil.copy(sibling, folder / sibling.name)
         source = source.read_text()
     main.write_text(source)
-    return audit.scan_unit(audit.Unit(main, False, flags, True), folder)
+    return preprocessed.scan_unit(preprocessed.Unit(main, False, flags, True), folder)
 
 
 # --- the symbol audit -----------------------------------------------------------------------
@@ -64,7 +66,7 @@ def _scan(tmp_path: Path, source: Path | str, flags: tuple[str, ...] = ()) -> au
 
 @needs_gcc
 def test_an_honest_library_passes(tmp_path):
-    assert audit.audit_library(_library(tmp_path, FIXTURES / "honest.cpp")) is None
+    assert symbols.audit_library(_library(tmp_path, FIXTURES / "honest.cpp")) is None
 
 
 @needs_gcc
@@ -72,8 +74,10 @@ def test_a_pasted_fork_is_an_import_whatever_the_source_looked_like(tmp_path):
     library = _library(
         tmp_path, "#include <unistd.h>\n#define P(a, b) a##b\nint g() { return P(fo, rk)(); }\n"
     )
-    refusal = audit.audit_library(library)
-    assert refusal == audit.Refusal("native_symbols", "ext.so imports `fork` (process control)")
+    refusal = symbols.audit_library(library)
+    assert refusal == audit_rules.Refusal(
+        "native_symbols", "ext.so imports `fork` (process control)"
+    )
     assert refusal.line() == "rejected by native_symbols: ext.so imports `fork` (process control)"
 
 
@@ -90,13 +94,13 @@ def test_a_pasted_fork_is_an_import_whatever_the_source_looked_like(tmp_path):
     ],
 )
 def test_each_denied_import_is_refused(tmp_path, code, symbol):
-    refusal = audit.audit_library(_library(tmp_path, code))
+    refusal = symbols.audit_library(_library(tmp_path, code))
     assert refusal is not None and f"`{symbol}`" in refusal.reason
 
 
 @needs_gcc
 def test_std_thread_shows_only_as_an_import(tmp_path):
-    refusal = audit.audit_library(_library(tmp_path, FIXTURES / "thread_start.cpp"))
+    refusal = symbols.audit_library(_library(tmp_path, FIXTURES / "thread_start.cpp"))
     assert refusal is not None and "std::thread::_M_start_thread" in refusal.reason
     assert "(threads)" in refusal.reason
 
@@ -105,8 +109,8 @@ def test_std_thread_shows_only_as_an_import(tmp_path):
 @pytest.mark.skipif(not X86_64, reason="x86-64 inline assembly")
 def test_the_syscall_instruction_needs_no_import(tmp_path):
     library = _library(tmp_path, FIXTURES / "raw_syscall.cpp")
-    assert audit.denied_import(audit.imported_symbols(library)) is None
-    refusal = audit.audit_library(library)
+    assert symbols.denied_import(symbols.imported_symbols(library)) is None
+    refusal = symbols.audit_library(library)
     assert refusal is not None and "`syscall`" in refusal.reason and "my_getpid" in refusal.reason
 
 
@@ -114,10 +118,10 @@ def test_the_syscall_instruction_needs_no_import(tmp_path):
 @pytest.mark.skipif(not X86_64, reason="x86-64 encoding")
 def test_syscall_bytes_inside_another_instruction_are_not_one(tmp_path):
     library = _library(tmp_path, FIXTURES / "honest.cpp")  # mov $0x50f, %eax: b8 0f 05 00 00
-    _, regions = audit._code_regions(library.read_bytes())
+    _, regions = symbols._code_regions(library.read_bytes())
     data = library.read_bytes()
     assert any(data.find(b"\x0f\x05", start, start + size) >= 0 for start, size in regions)
-    assert audit.syscall_instruction(library) == ""
+    assert symbols.syscall_instruction(library) == ""
 
 
 @needs_gcc
@@ -127,17 +131,19 @@ def test_a_library_linked_beyond_the_toolchain_is_refused(tmp_path):
     )
     code = 'extern "C" int helper();\nint f() { return helper(); }'
     library = _library(tmp_path, code, "ext", f"-L{tmp_path}", "-lhidden", f"-Wl,-rpath,{tmp_path}")
-    assert side.exists() and audit.denied_import(audit.imported_symbols(library)) is None
-    refusal = audit.audit_library(library)
+    assert side.exists() and symbols.denied_import(symbols.imported_symbols(library)) is None
+    refusal = symbols.audit_library(library)
     assert refusal is not None and "links libhidden.so" in refusal.reason
 
 
 def test_the_deny_table_is_data():
-    assert audit.DENIED_SYMBOLS["clone3"] == audit.PROCESS
-    assert audit.DENIED_SYMBOLS["dl_iterate_phdr"] == audit.LOADER
-    assert audit.DENIED_SYMBOLS["process_vm_writev"] == audit.PROCESS
-    assert "GOMP_parallel" not in audit.DENIED_SYMBOLS  # a plain `#pragma omp` (see the module)
-    assert audit.denied_import(["memcpy", "at::internal::set_thread_num(int)", "tanhf"]) is None
+    assert audit_rules.DENIED_SYMBOLS["clone3"] == audit_rules.PROCESS
+    assert audit_rules.DENIED_SYMBOLS["dl_iterate_phdr"] == audit_rules.LOADER
+    assert audit_rules.DENIED_SYMBOLS["process_vm_writev"] == audit_rules.PROCESS
+    assert (
+        "GOMP_parallel" not in audit_rules.DENIED_SYMBOLS
+    )  # a plain `#pragma omp` (see the module)
+    assert symbols.denied_import(["memcpy", "at::internal::set_thread_num(int)", "tanhf"]) is None
 
 
 # --- the preprocessed scan ------------------------------------------------------------------
@@ -164,7 +170,7 @@ def test_each_hiding_trick_is_caught_by_the_preprocessed_scan(tmp_path, fixture,
 
 
 def _strip(text: str) -> str:
-    from kernelwright.verifier.native_checks import strip_comments
+    from kernelwright.compiler.native_checks import strip_comments
 
     return strip_comments(text)
 
@@ -182,7 +188,7 @@ def test_cpp_decoded_or_joined_in_python_is_read_as_written(tmp_path):
     assert "fork" not in python and "socket(" not in python
     refusal = _scan(tmp_path, written)
     assert refusal is not None and refusal.reason.startswith(("threads: ", "network: "))
-    refusal = audit.audit_library(_library(tmp_path, written))
+    refusal = symbols.audit_library(_library(tmp_path, written))
     assert refusal is not None and "imports `" in refusal.reason
 
 
@@ -194,7 +200,7 @@ def test_honest_source_passes_the_preprocessed_scan(tmp_path):
 def test_character_literals_become_numbers():
     text = "char q = '\"'; int n = 1'000; auto s = R\"(it's)\"; auto t = u8'x'; f(\"'\");"
     assert (
-        audit.neutral_chars(text)
+        preprocessed.neutral_chars(text)
         == 'char q = 0; int n = 1\'000; auto s = R"(it\'s)"; auto t = u80; f("\'");'
     )
 
@@ -205,7 +211,7 @@ def test_only_safe_preprocessing_flags_are_kept():
         " -Wp,-MD,y -Xcompiler -fplugin=z -ccbin /bin/evil -include pre.h -std=c++20 -O3 -fPIC"
         " -fopenmp -march=native --use_fast_math -o out"
     )
-    assert audit.safe_flags(line) == [
+    assert preprocessed.safe_flags(line) == [
         "-DTORCH_EXTENSION_NAME=x", "-isystem", "/opt/torch/include", "-I", "/src",
         "-include", "pre.h", "-std=c++20", "-O3", "-fPIC", "-fopenmp", "-march=native",
         "--use_fast_math",
@@ -219,7 +225,7 @@ def test_the_shipped_cpu_candidates_pass_the_preprocessed_scan(tmp_path):
     flags = ("-DTORCH_EXTENSION_NAME=kw_suite", "-DTORCH_API_INCLUDE_EXTENSION_H", "-std=c++17")
     flags += tuple(w for folder in system_includes() for w in ("-isystem", folder))
 
-    def scan(path: Path) -> audit.Refusal | None:
+    def scan(path: Path) -> audit_rules.Refusal | None:
         text = path.read_text()
         source = re.search(r'cpp_source = r"""(.*?)"""', text, re.S).group(1)
         names = re.search(r"functions=\[([^\]]*)\]", text).group(1)
@@ -275,7 +281,7 @@ def test_a_passing_audit_is_recorded_against_the_seal(tmp_path):
     first = audit.audit_build(shelf, builds)
     assert first.refusal is None and not first.notes
     record = tmp_path / "seals" / shelf.name / "kw_ext-0123abcd.audit.json"
-    assert json.loads(record.read_text())["version"] == audit.AUDIT_VERSION
+    assert json.loads(record.read_text())["version"] == audit_rules.AUDIT_VERSION
     again = audit.audit_build(shelf, builds)
     assert again.refusal is None and "not repeated" in again.notes[0]
     (shelf / "kw_ext-0123abcd" / "kw_ext.so").write_bytes(b"changed")  # no longer the seal's
@@ -287,7 +293,7 @@ def test_a_tampered_build_folder_is_refused(tmp_path):
     shelf, builds = _shelf(tmp_path, "int twice(int x) { return 2 * x; }\n")
     (shelf / "kw_ext-0123abcd" / "main.cpp").unlink()
     report = audit.audit_build(shelf, builds)
-    assert report.refusal == audit.Refusal(
+    assert report.refusal == audit_rules.Refusal(
         "native_preprocessed", "main.cpp, a source of the build, is gone from its folder"
     )
     (shelf / "kw_ext-0123abcd" / "build.ninja").unlink()

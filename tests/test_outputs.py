@@ -11,7 +11,7 @@ import pytest
 import torch
 from kernelwright.verifier.cases import clone_inputs, to_cpu, to_device
 from kernelwright.verifier.compare import compare
-from kernelwright.verifier.fresh_inputs import _copy
+from kernelwright.verifier.fresh_inputs import copy_output as _copy
 from kernelwright.verifier.tolerances import Tolerance
 
 Pair = namedtuple("Pair", ["a", "b"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from kernelwright.problem import load_candidate, load_problem
-from kernelwright.verifier.findings import REJECT
+from kernelwright.compiler.findings import REJECT
 from kernelwright.verifier.static_checks import check_candidate
 
 HEAD = """

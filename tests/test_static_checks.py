@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kernelwright.verifier.findings import REJECT, WARN
-from kernelwright.verifier.native_checks import kernel_names, native_findings, strip_comments
+from kernelwright.compiler.findings import REJECT, WARN
+from kernelwright.compiler.native_checks import kernel_names, native_findings, strip_comments
 from kernelwright.verifier.static_checks import check_candidate
 
 LEGIT = '''

@@ -21,8 +21,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from kernelwright import pyast
-from kernelwright.verifier.findings import REJECT, WARN, Finding
-from kernelwright.verifier.native_checks import kernel_names, native_findings, strip_comments
+from kernelwright.compiler.findings import REJECT, WARN, Finding
+from kernelwright.compiler.native_checks import kernel_names, native_findings, strip_comments
 from kernelwright.verifier.scalars import (
     SIZE_FIELDS,
     SIZE_METHODS,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from kernelwright.verifier.findings import REJECT, WARN, Finding
+from kernelwright.compiler.findings import REJECT, WARN, Finding
 
 # ATen/torch functions that allocate, describe, guard or launch rather than compute.
 _ATEN_NOT_COMPUTE = "|".join(
