@@ -57,3 +57,20 @@ def fake_evaluate(problem_path, candidate_path, options, device_lock=None) -> Ev
     return EvaluationResult(
         status=status, reason=f"{status.value} here", log="error: x\n", **common
     )
+
+
+# A pure-Python ModelNew for tests/fixtures/problems/scale_add.py (no build), as a template:
+# `{extra}` is added to its output (a probe's verdict: 0 unless it reached what it must not).
+SCALE_ADD_MODEL_NEW = """
+import torch
+import torch.nn as nn
+
+class ModelNew(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(dim))
+        self.b = nn.Parameter(torch.randn(dim))
+
+    def forward(self, x):
+        return x * self.w + self.b{extra}
+"""

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from kernelwright.evaluate import EvaluateOptions, evaluate
-from kernelwright.runner.isolation import Sandbox, sandbox
 from kernelwright.problem import load_problem_dir
 from kernelwright.records import Status
+from kernelwright.runner.isolation import Sandbox, sandbox
 from kernelwright.suite import builtin_dir, candidates_for
 from kernelwright.verifier import session
 from kernelwright.verifier.static_checks import REJECT, check_candidate

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from fakes import SCALE_ADD_MODEL_NEW
 from kernelwright.evaluate import EvaluateOptions, evaluate
 from kernelwright.records import Status
 from kernelwright.runner import bwrap
@@ -21,20 +22,7 @@ needs_bwrap = pytest.mark.skipif(
     sandbox().level != "bwrap", reason=f"workers are not under bubblewrap: {sandbox().note}"
 )
 
-MODEL = """
-import torch
-import torch.nn as nn
-
-class ModelNew(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.w = nn.Parameter(torch.randn(dim))
-        self.b = nn.Parameter(torch.randn(dim))
-
-    def forward(self, x):
-        return x * self.w + self.b + float(PROBE())
-
-"""
+MODEL = SCALE_ADD_MODEL_NEW.format(extra=" + float(PROBE())") + "\n"
 
 
 def _probe(fixtures_dir: Path, tmp_path: Path, code: str):
@@ -124,19 +112,7 @@ def PROBE():
     assert verdict.status is Status.CORRECT, verdict.reason
 
 
-HONEST = """
-import torch
-import torch.nn as nn
-
-class ModelNew(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.w = nn.Parameter(torch.randn(dim))
-        self.b = nn.Parameter(torch.randn(dim))
-
-    def forward(self, x):
-        return x * self.w + self.b
-"""
+HONEST = SCALE_ADD_MODEL_NEW.format(extra="")
 REWRITER = (
     HONEST
     + """

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
-from kernelwright.runner import isolation
 from kernelwright.compiler.build import start_build
 from kernelwright.evaluate import EvaluateOptions, evaluate
 from kernelwright.records import Status
+from kernelwright.runner import isolation
 from kernelwright.verifier import session
 from kernelwright.verifier.tolerances import Tolerance
 

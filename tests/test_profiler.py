@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 from kernelwright import profiling as prof
-from kernelwright.runner.isolation import sandbox
 from kernelwright.profiler import ncu, ncu_metrics, roofline
 from kernelwright.profiler.sheets import gpu_sheet
+from kernelwright.runner.isolation import sandbox
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ncu"
 H100 = gpu_sheet("NVIDIA H100 80GB HBM3")

@@ -8,8 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from kernelwright.problem import load_candidate, load_problem
 from kernelwright.compiler.findings import REJECT
+from kernelwright.problem import load_candidate, load_problem
 from kernelwright.verifier.static_checks import check_candidate
 
 HEAD = """

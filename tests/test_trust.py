@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from fakes import SCALE_ADD_MODEL_NEW
 from kernelwright.records import Status
 from kernelwright.verifier import session
 from kernelwright.verifier.tolerances import Tolerance
@@ -57,24 +58,11 @@ def test_outputs_computed_when_first_read_are_rejected(fixtures_dir, tmp_path):
 FORGER = """
 import sys
 
-import torch
-import torch.nn as nn
-
 # the result pipe's descriptor is the worker's first argument; {where!r}: which worker
 if {where!r} in sys.modules["__main__"].__spec__.name:
     with open(int(sys.argv[1]), "wb", buffering=0, closefd=False) as pipe:
         pipe.write({line!r} + b"\\n")
-
-
-class ModelNew(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.w = nn.Parameter(torch.randn(dim))
-        self.b = nn.Parameter(torch.randn(dim))
-
-    def forward(self, x):
-        return x * self.w + self.b
-"""
+""" + SCALE_ADD_MODEL_NEW.format(extra="").replace("{", "{{").replace("}", "}}")
 
 
 def test_hostile_lines_on_the_result_pipe_are_a_verdict_not_a_crash(
