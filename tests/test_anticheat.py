@@ -107,7 +107,7 @@ def test_reaching_into_the_harness_is_caught_while_running(name, check, monkeypa
     monkeypatch.setattr("kernelwright.evaluate.check_candidate", lambda *args, **kw: [])
     result = evaluate(PROBLEM, CHEATS / name, EvaluateOptions(target="cpu", trials=2))
     assert result.status is Status.REJECTED, (result.status, result.reason, result.log[-2000:])
-    assert result.reason.startswith(tuple(f"rejected by {c}:" for c in check)), result.reason
+    assert result.reason.startswith(f"rejected by {check}:"), result.reason
     assert result.speedup is None
 
 
