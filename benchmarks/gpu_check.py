@@ -17,7 +17,8 @@ and the figures that matter. The table and each part's log are written under `$O
 
 Parts, in order (time limits in seconds, together under 8 minutes):
 
-- `environment` (30): GPU, driver, torch, nvcc, ncu, and which worker isolation the probe picks.
+- `environment` (30): GPU, driver, torch, nvcc, ncu, and which worker isolation the probe picks
+  (bubblewrap is unpacked from the carried .deb where the image lacks it).
 - `gpu_tests` (200): `pytest -m gpu`, on two processes where pytest-xdist is installed. These
   include the CUDA side of the trust checks (the reference timed in its own worker, the outside
   clock against device events, spot checks of timed outputs).
@@ -88,6 +89,10 @@ def prepare() -> int:
     for name in MISSING_ON_DEVICE:
         if subprocess.run([*base, name], capture_output=True, text=True).returncode != 0:
             failed.append(name)
+    # bubblewrap, which the device image lacks and cannot fetch: unpacked there by `install`
+    deb = subprocess.run(["apt-get", "download", "bubblewrap"], cwd=WHEELS, capture_output=True)
+    if deb.returncode != 0:
+        failed.append("bubblewrap (apt-get download)")
     size = sum(p.stat().st_size for p in WHEELS.glob("*.whl")) / 2**20
     print(f"{len(list(WHEELS.glob('*.whl')))} wheels in {WHEELS} ({size:.1f} MiB)")
     if failed:
@@ -98,6 +103,9 @@ def prepare() -> int:
 
 def install() -> str:
     """Make `import kernelwright` work on the device machine; '' or what went wrong."""
+    if shutil.which("bwrap") is None:  # the workers' sandbox (else they fall back, and say so)
+        for deb in sorted(WHEELS.glob("bubblewrap_*.deb")):
+            subprocess.run(["dpkg", "-x", str(deb), "/"], capture_output=True)
     probe = [sys.executable, "-c", "import kernelwright.cli, sqlalchemy, openai, anthropic"]
     if subprocess.run(probe, capture_output=True).returncode == 0:
         return ""
