@@ -141,7 +141,7 @@ def test_bench_bad_input_found_with_the_problems_loaded_leaves_no_run(cli, tmp_p
         problem = ROOT / "tests" / "fixtures" / "problems" / "scale_add.py"
         (tmp_path / "kb" / name / "1_sa.py").write_text(problem.read_text())
     replay = tmp_path / "r.jsonl"
-    replay.write_text("")
+    replay.write_text('{"role": "coder", "text": "unused"}\n')  # not empty: that is its own error
     for args, needle in [
         ([str(tmp_path / "kb"), "--model", f"replay:{replay}"], "both named '1_sa'"),
         (
