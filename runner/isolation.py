@@ -398,6 +398,8 @@ class Worker:
         line = self.recv_line()
         if line is None:
             return None
+        if len(line) > self.MAX_MESSAGE:  # cut by recv_line: candidate code flooding the pipe
+            return {"kind": "garbled", "text": f"a message of over {self.MAX_MESSAGE} bytes"}
         try:
             message = json.loads(line)
         except (ValueError, RecursionError):
