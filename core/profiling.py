@@ -175,6 +175,7 @@ def _run(
         launcher=launcher,
         isolation=isolation,
         writable=[paths.shelf(candidate)],
+        readable=[Path(exe).resolve().parent],  # ncu's own folder, wherever it is installed
     )
     with worker:
         try:

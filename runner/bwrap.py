@@ -176,23 +176,32 @@ def bwrap_command(
         args += ["--dev-bind", node, node]
     args += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     args += ["--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]
+    base_covers = ["/tmp"]
     for folder in ("/run", "/var/run"):
         if os.path.isdir(folder) and not os.path.islink(folder):
             args += ["--tmpfs", folder]
+            base_covers.append(folder)
+
+    def under(path: Path, covers: Sequence[str | Path]) -> bool:
+        text = str(path)
+        return any(text == str(c) or text.startswith(str(c).rstrip("/") + "/") for c in covers)
+
+    # Order matters: what the tmpfs mounts hid is bound back before the state folder is covered
+    # (a folder bound back may hold it: the state folder stays covered), and what lies inside
+    # the state folder after it is.
+    for folder in readonly:
+        if folder.exists() and under(folder, base_covers) and not under(folder, hidden):
+            args += ["--ro-bind", str(folder), str(folder)]
     for folder in hidden:
         args += ["--tmpfs", str(folder)]
-    covered = ["/tmp", "/run", "/var/run", *map(str, hidden)]
-
-    def under_cover(path: Path) -> bool:
-        text = str(path)
-        return any(text == c or text.startswith(c.rstrip("/") + "/") for c in covered)
-
     for folder in readonly:
-        if folder.exists() and under_cover(folder):
+        if folder.exists() and under(folder, hidden):
             args += ["--ro-bind", str(folder), str(folder)]
     for folder in [*writable, scratch]:
         if folder.exists():
             args += ["--bind", str(folder), str(folder)]
+    for folder in hidden:  # the empty cover itself read-only; what is bound into it stays as bound
+        args += ["--remount-ro", str(folder)]
     args += ["--chdir", str(scratch)]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +78,14 @@ class Sandbox:
         hide: Path | None,
         writable: list[Path] | None = None,
         seccomp_fd: int | None = None,
+        readable: Sequence[Path] = (),
     ) -> tuple[str, ...]:
         """The command prefix for a worker in `scratch`. `seccomp_fd` (bwrap): a descriptor the
         filter can be read from, inherited by the child."""
         if self.level == "bwrap":
-            return tuple(bwrap_prefix(self.prefix[0], scratch, writable or [], seccomp_fd))
+            return tuple(
+                bwrap_prefix(self.prefix[0], scratch, writable or [], seccomp_fd, readable)
+            )
         if self.level != "namespaces":
             return self.prefix
         args: list[str] = []
@@ -158,14 +162,19 @@ def _probe_namespaces(prefix: tuple[str, ...]) -> str:
 
 
 def bwrap_prefix(
-    bwrap: str, scratch: Path, writable: list[Path], seccomp_fd: int | None
+    bwrap: str,
+    scratch: Path,
+    writable: list[Path],
+    seccomp_fd: int | None,
+    readable: Sequence[Path] = (),
 ) -> list[str]:
     """A worker's bwrap command: the state folder covered, but what a worker may read of it (the
     precompiled headers, the seals, the snapshots it runs) and may write (its scratch, its
-    candidate's shelf, a TMPDIR) bound back."""
+    candidate's shelf, a TMPDIR) bound back; `readable`: folders its caller needs it to read
+    where a cover would hide them (the folder of the profiler it runs under)."""
     home = paths.home()
     readonly = [p for p in _protected_folders() if p != home]
-    readonly += [home / "seals", paths.snapshots_dir()]
+    readonly += [home / "seals", paths.snapshots_dir(), *readable]
     return bw.bwrap_command(bwrap, scratch, writable, readonly, [home], seccomp_fd)
 
 

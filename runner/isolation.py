@@ -314,10 +314,12 @@ class Worker:
         launcher: tuple[str, ...] = (),
         isolation: str = "",
         writable: Sequence[Path] = (),
+        readable: Sequence[Path] = (),
     ) -> None:
         """`launcher`: a command the interpreter runs under (a profiler), inside the isolation.
         `isolation`: "network" for a private network namespace only (see `sandbox()`).
-        `writable`: folders it may write to besides its scratch (see `_writable`)."""
+        `writable`: folders it may write to besides its scratch (see `_writable`).
+        `readable`: folders it must read where the sandbox would hide them (the launcher's)."""
         scratch.mkdir(parents=True, exist_ok=True)
         self.scratch = scratch
         self.deadline = time.monotonic() + deadline_s
@@ -329,7 +331,7 @@ class Worker:
         read_fd, write_fd = os.pipe()
         _spawning(+1)
         try:
-            self._start(box, module, launcher, write_fd, env_extra, writable)
+            self._start(box, module, launcher, write_fd, env_extra, writable, readable)
         finally:
             _spawning(-1, self if hasattr(self, "proc") else None)
         os.close(write_fd)
@@ -346,6 +348,7 @@ class Worker:
         write_fd: int,
         env_extra: dict[str, str] | None,
         writable: Sequence[Path],
+        readable: Sequence[Path] = (),
     ) -> None:
         scratch = self.scratch
         seccomp_fd = _seccomp_fd() if box.level == "bwrap" else None
@@ -358,6 +361,7 @@ class Worker:
                         _hidden_root(scratch),
                         _writable(env_extra, writable),
                         seccomp_fd,
+                        readable,
                     ),
                     *launcher,
                     sys.executable,

@@ -375,7 +375,15 @@ def fake_ncu(tmp_path, monkeypatch):
     """Install a fake ncu in MODE; returns a reader of the argument lists it was called with."""
     monkeypatch.setenv("KERNELWRIGHT_HOME", str(tmp_path / "home"))
     prof.reset_unavailable()
-    arglog = tmp_path / "ncu-calls.jsonl"
+    (tmp_path / "log").mkdir()
+    arglog = tmp_path / "log" / "ncu-calls.jsonl"
+    # The fake ncu runs inside the worker's sandbox: only its log's folder is opened to it.
+    real_worker = prof.Worker
+
+    def worker_that_may_log(*args, writable=(), **kwargs):
+        return real_worker(*args, writable=[*writable, arglog.parent], **kwargs)
+
+    monkeypatch.setattr(prof, "Worker", worker_that_may_log)
 
     def install(mode: str) -> callable:
         wrapper = tmp_path / f"ncu-{mode}"
@@ -456,7 +464,7 @@ def test_counters_not_permitted_is_unavailable_with_the_driver_fix_and_not_retri
 
 
 def _root_in_full_sandbox() -> bool:
-    return os.geteuid() == 0 and sandbox().level == "namespaces"
+    return os.geteuid() == 0 and sandbox().level in ("bwrap", "namespaces")
 
 
 def test_root_profiles_again_with_its_capabilities_when_counters_need_them(fake_ncu, tmp_path):
