@@ -161,6 +161,16 @@ def _probe_namespaces(prefix: tuple[str, ...]) -> str:
         return lines[-1] if lines else f"the probe exited with code {probe.returncode}"
 
 
+# Folders of the user's own code that a generated problem imports from (`module.py:Class`, with
+# its sibling modules and a `--get-inputs` file): every worker of this process may read them.
+_USER_CODE: set[Path] = set()
+
+
+def allow_reading(folder: Path) -> None:
+    """Let workers read `folder` (read-only) where the sandbox would hide it (under /tmp)."""
+    _USER_CODE.add(Path(folder).resolve())
+
+
 def bwrap_prefix(
     bwrap: str,
     scratch: Path,
@@ -174,7 +184,7 @@ def bwrap_prefix(
     where a cover would hide them (the folder of the profiler it runs under)."""
     home = paths.home()
     readonly = [p for p in _protected_folders() if p != home]
-    readonly += [home / "seals", paths.snapshots_dir(), *readable]
+    readonly += [home / "seals", paths.snapshots_dir(), *readable, *sorted(_USER_CODE)]
     return bw.bwrap_command(bwrap, scratch, writable, readonly, [home], seccomp_fd)
 
 
