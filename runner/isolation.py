@@ -328,6 +328,7 @@ class Worker:
         self._stdout_path = scratch / "worker.stdout.log"
         self._stderr_path = scratch / "worker.stderr.log"
         box = sandbox() if isolation != "network" else Sandbox("network", network_isolation())
+        self._bwrap = box.level == "bwrap"
         read_fd, write_fd = os.pipe()
         _spawning(+1)
         try:
@@ -496,8 +497,11 @@ class Worker:
         self.kill()  # stray grandchildren left in the group
         self._forget()
         self._reader.close()
+        code = self.proc.returncode
+        if self._bwrap and code is not None and 128 < code < 128 + 65:
+            code = -(code - 128)  # bwrap exits 128+N when the worker was killed by signal N
         return Exit(
-            returncode=self.proc.returncode,
+            returncode=code,
             timed_out=self._timed_out,
             stdout=_tail(self._stdout_path, self.LOG_LIMIT),
             stderr=_tail(self._stderr_path, self.LOG_LIMIT),

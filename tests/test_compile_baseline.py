@@ -225,7 +225,7 @@ def test_bench_resume_keeps_the_flag(tmp_path):
     source = (ROOT / "tests" / "fixtures" / "problems" / "scale_add.py").read_text()
     (tmp_path / "suite" / "1_scale_add.py").write_text(source)
     replay = tmp_path / "r.jsonl"
-    replay.write_text("")
+    replay.write_text('{"role": "coder", "text": "unused"}\n')  # an empty one is bad input
     args = {k: p.default for k, p in inspect.signature(bench).parameters.items()}
     args |= {"suite": str(tmp_path / "suite"), "model": f"replay:{replay}", "target": "cpu"}
     args |= {"db": f"sqlite:///{tmp_path / 'h.db'}", "compile_baseline": True}
