@@ -120,6 +120,7 @@ def _run(tmp_path: Path, lines: list[bytes]):
     candidate = tmp_path / "candidate.py"
     if not candidate.exists():
         candidate.write_text("x = 1\n")
+        (tmp_path / "problem.py").write_text("y = 1\n")
     worker = FakeWorker(lines)
     verdict = candidate_run.run_candidate(
         tmp_path / "problem.py",
