@@ -183,8 +183,10 @@ def bwrap_prefix(
     candidate's shelf, a TMPDIR) bound back; `readable`: folders its caller needs it to read
     where a cover would hide them (the folder of the profiler it runs under)."""
     home = paths.home()
+    seals = home / "seals"
+    seals.mkdir(exist_ok=True)  # bound now, so a seal made later (by the parent) is seen inside
     readonly = [p for p in _protected_folders() if p != home]
-    readonly += [home / "seals", paths.snapshots_dir(), *readable, *sorted(_USER_CODE)]
+    readonly += [seals, paths.snapshots_dir(), *readable, *sorted(_USER_CODE)]
     return bw.bwrap_command(bwrap, scratch, writable, readonly, [home], seccomp_fd)
 
 
