@@ -27,7 +27,7 @@ from kernelwright import paths
 from kernelwright.profiler.timing import TimingSettings
 from kernelwright.records import CaseResult, Status, TimingReport
 from kernelwright.runner import observe
-from kernelwright.runner.isolation import PRELOAD, Worker, WorkerOverLimit, WorkerTimeout
+from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.runner.snapshot import snapshot
 from kernelwright.verifier import protocol, timing_driver
 from kernelwright.verifier.compare import compare
@@ -38,6 +38,7 @@ from kernelwright.verifier.session import (
     _check_case,
     _log,
     _read_output,
+    prestart,
 )
 from kernelwright.verifier.static_checks import candidate_kernels
 from kernelwright.verifier.tolerances import Tolerance
@@ -57,13 +58,7 @@ class _Verdict(Exception):
 
 def prestart_timer(scratch: Path, env_extra: dict[str, str] | None = None) -> Worker:
     """The reference's timing worker started ahead of its job (it imports torch meanwhile)."""
-    idle_s = 24 * 3600.0  # no deadline while it waits: run_candidate restarts the clock
-    return Worker(
-        WORKER,
-        scratch / "reference_timer",
-        deadline_s=idle_s,
-        env_extra={**(env_extra or {}), PRELOAD: "torch"},
-    )
+    return prestart(scratch / "reference_timer", env_extra)
 
 
 @dataclass

@@ -189,13 +189,20 @@ def prestart_candidate(
     """A candidate worker started ahead of its job: it imports torch while the build and the
     reference run, then waits. It serves one candidate only, like every worker; pass it to
     `run_candidate`, and close it (`__exit__`) when the evaluation ends without using it."""
+    return prestart(scratch / "candidate", env_extra, [paths.shelf(candidate)])
+
+
+def prestart(
+    folder: Path, env_extra: dict[str, str] | None, writable: list[Path] | None = None
+) -> Worker:
+    """An evaluation worker in `folder` that imports torch now and then waits for its job."""
     idle_s = 24 * 3600.0  # no deadline while it waits: run_candidate restarts the clock
     return Worker(
         WORKER,
-        scratch / "candidate",
+        folder,
         deadline_s=idle_s,
         env_extra={**(env_extra or {}), PRELOAD: "torch"},
-        writable=[paths.shelf(candidate)],
+        writable=writable or [],
     )
 
 
