@@ -152,16 +152,21 @@ def _warmup(clock: Clock, fn: Callable[[], Any], settings: TimingSettings) -> No
 Prepare = Callable[[], None] | None
 
 
+def block_full(count: int, elapsed_s: float, settings: TimingSettings) -> bool:
+    """Whether a block of `count` samples taken in `elapsed_s` is done: `min_samples` and
+    `min_block_s` reached, or `max_samples` or `max_block_s` (never fewer than 3 samples)."""
+    if count >= settings.max_samples:
+        return True
+    enough = count >= settings.min_samples and elapsed_s >= settings.min_block_s
+    return count >= 3 and (enough or elapsed_s >= settings.max_block_s)
+
+
 def _block(
     clock: Clock, fn: Callable[[], Any], settings: TimingSettings, prepare: Prepare
 ) -> list[float]:
     samples: list[float] = []
     start = time.perf_counter()
-    while len(samples) < settings.max_samples:
-        elapsed = time.perf_counter() - start
-        enough = len(samples) >= settings.min_samples and elapsed >= settings.min_block_s
-        if len(samples) >= 3 and (enough or elapsed >= settings.max_block_s):
-            break
+    while not block_full(len(samples), time.perf_counter() - start, settings):
         if prepare is not None:
             prepare()
         samples.append(clock.sample(fn))

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kernelwright.profiler.stats import median, quantile, summarize
-from kernelwright.profiler.timing import TimingSettings
+from kernelwright.profiler.timing import TimingSettings, block_full
 from kernelwright.records import TimingReport
 from kernelwright.runner import observe
 from kernelwright.runner.isolation import Worker
@@ -248,11 +248,7 @@ def _block(side: TimedSide, settings: TimingSettings, picker: _SpotPicker | None
     fewer than 3), counted by this process's clock."""
     samples: list[Sample] = []
     start = time.perf_counter()
-    while len(samples) < settings.max_samples:
-        elapsed = time.perf_counter() - start
-        enough = len(samples) >= settings.min_samples and elapsed >= settings.min_block_s
-        if len(samples) >= 3 and (enough or elapsed >= settings.max_block_s):
-            break
+    while not block_full(len(samples), time.perf_counter() - start, settings):
         sample = side.sample(secrets.randbelow(1 << 62))
         samples.append(sample)
         if picker is not None and picker.wants():
