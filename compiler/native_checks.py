@@ -95,12 +95,14 @@ NATIVE_RULES = [
         REJECT,
         # `kw::thread` for any namespace alias, type aliases of it, torch's and OpenMP's own
         # pools sized by the candidate (torch runs one thread per side; a plain `#pragma omp`
-        # follows it)
+        # follows it); `clone(` is the system call only where it is no method or ATen function
+        # (`x.clone()`, `p->clone()`, `at::clone(x)` copy a tensor)
         r"::\s*j?thread\b(?!::hardware_concurrency)|\bj?thread\s+\w+\s*[({]|pthread_create"
         r"|\b(?:using\s+\w+\s*=|typedef)\s*[\w:]*\bj?thread\b"
         r"|\basync\s*\(\s*(?:std::)?launch|std::async\b|\bpackaged_task\b"
         r"|\b(?:omp_)?set_num_threads\s*\(|\bnum_threads\s*\(|\bat::(?:intraop_)?launch\s*\("
-        r"|\bThreadPool\b|\bthrd_create\b|\bclone3?\s*\(|#\s*include\s*<threads\.h>|\btbb::"
+        r"|\bThreadPool\b|\bthrd_create\b|(?:\A|(?<=[^\w.>:\s]))\s*(?:::\s*)?clone3?\s*\("
+        r"|#\s*include\s*<threads\.h>|\btbb::"
         r"|\bv?fork\s*\(|\bsystem\s*\(|\bexec[lv]p?e?\s*\(|\bposix_spawnp?\b",
         "starts threads, processes or shell commands from native code",
     ),
