@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from kernelwright import spread
 from kernelwright.agents.llm import ChatModel
 from kernelwright.agents.pricing import Budget
 from kernelwright.errors import BadInput
@@ -209,6 +210,10 @@ class Bench:
                 "solved": sum(p.best_speedup is not None for p in latest),
                 "cost_usd": max((p.cost_usd for p in latest), default=0.0),
                 "message": f"{progress.problem}: {progress.message}" if progress else "",
+                # a candidate's end, with its problem (one line that stays on the display)
+                "finished": {**progress.finished, "problem": progress.problem}
+                if progress is not None and progress.finished is not None
+                else None,
             }
         )
 
@@ -300,6 +305,12 @@ def bench_summary(engine: Engine, run_id: str) -> dict[str, Any]:
                 "candidates": len(mine),
                 "correct": len(correct),
                 "best_speedup": best.speedup if best else None,
+                **{
+                    f"best_{k}": v
+                    for k, v in spread.fields(
+                        best.speedup_p20 if best else None, best.speedup_p80 if best else None
+                    ).items()
+                },
                 "best_candidate_id": best.id if best else None,
                 **totals.get(
                     name, {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "seconds": None}

@@ -155,6 +155,14 @@ def _fmt(value: Any, unit: str = "", digits: int = 4) -> str:
     return f"{value}{unit}"
 
 
+def _speedup_text(r: dict[str, Any]) -> str:
+    """The speedup with its spread (kernelwright.spread), and how many rounds it is over."""
+    from kernelwright import spread
+
+    rounds = len((r["timing"] or {}).get("round_ratios") or [])
+    return spread.text(r["speedup"], r.get("speedup_p20"), r.get("speedup_p80"), rounds)
+
+
 def _render_evaluation(r: dict[str, Any]) -> None:
     color = "green" if r["status"] == "correct" else "red"
     # Candidate text (reasons, warnings, logs) may contain [brackets]: never read it as markup.
@@ -168,7 +176,7 @@ def _render_evaluation(r: dict[str, Any]) -> None:
     if r["reason"]:
         table.add_row("reason", r["reason"])
     table.add_row("target", r["target"])
-    table.add_row("speedup", _fmt(r["speedup"], "x", 3))
+    table.add_row("speedup", _speedup_text(r))
     table.add_row("candidate", _fmt(r["candidate_ms"], " ms"))
     table.add_row("reference", _fmt(r["reference_ms"], " ms"))
     if (r["timing"] or {}).get("compiled_reference"):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from kernelwright.cli_history import rounds_table
 from kernelwright.cli_optimize import (
     BaseUrlOption,
     CompileBaselineOption,
@@ -22,10 +23,13 @@ from kernelwright.cli_optimize import (
     ProfileOption,
     TargetOption,
     TrialsOption,
+    _per_round,
+    finished_line,
     resumed_settings,
 )
 from kernelwright.errors import BadInput, KernelwrightError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -77,14 +81,17 @@ def bench(
     live = err.status("starting") if err.is_terminal else None
 
     def show(p: dict[str, Any]) -> None:
+        finished = p.get("finished")
+        if finished is not None:  # one line that stays, above the live line
+            err.print(finished_line(finished, finished["problem"]), markup=False, highlight=False)
         line = (
             f"problems {p['done']}/{p['problems']} done · {p['solved']} with a correct kernel · "
             f"${p['cost_usd']:.4f} · {p['message']}"
         )
         if live is not None:
-            live.update(line)
-        else:
-            err.print(line, highlight=False, soft_wrap=True)
+            live.update(escape(line))
+        elif finished is None:
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
 
     runner.on_progress = show
     try:
@@ -100,10 +107,13 @@ def bench(
     finally:
         if live is not None:
             live.stop()
+    summary["per_round"] = _per_round(runner.engine, summary["run_id"])
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
-        render_summary(Console(), summary)
+        console = Console()
+        console.print(rounds_table(summary["per_round"]))
+        render_summary(console, summary)
     if summary["status"] == "interrupted":
         err.print(f"resume with: kernelwright bench --resume {summary['run_id']}", highlight=False)
         raise typer.Exit(130)
@@ -180,6 +190,8 @@ def _build(a: dict[str, Any]) -> Any:
 def render_summary(console: Console, s: dict[str, Any]) -> None:
     """Per problem best speedup, tokens and cost; fast_p and the geometric mean; the same
     against torch.compile when the run measured that baseline."""
+    from kernelwright import spread
+
     compiled = s.get("vs_torch_compile")
     columns = ["problem", "level", "best", "candidates", "correct", "tokens", "cost", "wall"]
     if compiled:
@@ -189,7 +201,7 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         row = [
             p["name"],
             str(p["level"] or "-"),
-            _x(p["best_speedup"]),
+            spread.cell(p["best_speedup"], p.get("best_speedup_p20"), p.get("best_speedup_p80")),
             str(p["candidates"]),
             str(p["correct"]),
             str(p["tokens_in"] + p["tokens_out"]),
@@ -201,6 +213,8 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             row[3:3] = [f"{ms:.4g}" if ms is not None else "-", _x(p["best_speedup_vs_compile"])]
         table.add_row(*row)
     console.print(table)
+    if any(p.get("best_within_noise") for p in s["problems"]):
+        console.print(f"{spread.NOISE_MARK}: {spread.NOISE_NOTE}", highlight=False)
     console.print(_fast_line(s["fast_p"], s["geomean_speedup"], "geomean speedup over solved"))
     if compiled:
         console.print(

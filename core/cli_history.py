@@ -105,42 +105,62 @@ def _f(value: float | None, unit: str = "x") -> str:
 
 @runs_app.command("list")
 def runs_list(
-    db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    wide: Annotated[
+        bool,
+        typer.Option("--wide", help="Every column in full (target, start time, cost, problems)."),
+    ] = False,
 ) -> None:
-    """All runs, newest first."""
+    """All runs, newest first. Fits 80 columns; --wide for every column in full."""
+    from kernelwright import spread
     from kernelwright.store import repo
 
     rows = _guard(lambda: repo.list_runs(_engine(db)))
     if as_json:
         _dump(rows)
         return
-    # The id is what every other command takes: in a narrow or piped terminal the other
-    # columns give way (the problem list folds), the id is never cut.
-    id_width = max((len(r["id"]) for r in rows), default=3)
-    table = Table(
-        Column("run", no_wrap=True, min_width=id_width),
-        "kind",
-        "status",
-        "target",
-        "started",
-        "candidates",
-        "correct",
-        "best",
-        Column("problems", overflow="fold"),
-    )
+    # The id is what every other command takes: it is never cut. The problems column gives
+    # way (cut to what is left of the terminal's width; --wide folds it instead).
+    headers = ["run", "kind", "status", *(["target"] if wide else []), "started"]
+    headers += ["cand.", "ok", "best", *(["p20-p80", "cost"] if wide else [])]
+    right = {"cand.", "ok"}
+    lines = []
+    noisy = False
     for r in rows:
-        table.add_row(
-            r["id"],
-            r["kind"],
-            r["status"],
-            r["target"],
-            r["started_at"],
-            str(r["candidates"]),
-            str(r["correct"]),
-            _f(r["best_speedup"]),
-            escape(", ".join(r["problems"])),
-        )
-    _out().print(table)
+        low, high = r.get("speedup_p20"), r.get("speedup_p80")
+        noisy = noisy or bool(r.get("within_noise"))
+        started = r["started_at"].replace("T", " ")
+        cells = [r["id"], r["kind"], r["status"]]
+        cells += [r["target"], started] if wide else [started[5:16]]
+        cells += [str(r["candidates"]), str(r["correct"])]
+        cells.append(spread.cell(r["best_speedup"], low, high))
+        if wide:
+            cells += [spread.range_cell(low, high), f"${r['cost_usd']:.4f}"]
+        lines.append((cells, ", ".join(r["problems"])))
+    widths = [max([len(h), *(len(c[i]) for c, _ in lines)]) for i, h in enumerate(headers)]
+    room = max(12, _out().width - sum(widths) - 2 * len(widths))
+    table = Table(
+        *[Column(h, no_wrap=True, justify="right" if h in right else "left") for h in headers],
+        Column("problems", overflow="fold", no_wrap=False)
+        if wide
+        else Column("problems", no_wrap=True, max_width=room),
+        box=None,
+        pad_edge=False,
+    )
+    for cells, problems in lines:
+        if not wide and len(problems) > room:
+            problems = problems[: room - 1] + "…"
+        table.add_row(*cells, escape(problems))
+    out = _out()
+    if wide:  # as wide as it needs: a narrower terminal wraps its lines
+        from rich.console import Console
+
+        longest = max((len(p) for _, p in lines), default=0)
+        out = Console(width=max(out.width, sum(widths) + 2 * len(widths) + longest))
+    out.print(table)
+    if noisy:
+        out.print(f"{spread.NOISE_MARK}: {spread.NOISE_NOTE}")
 
 
 @runs_app.command("show")
@@ -155,6 +175,8 @@ def runs_show(
     if as_json:
         _dump(data)
         return
+    from kernelwright import spread
+
     best = data["best"]
     out = _out()
     out.print(
@@ -166,19 +188,17 @@ def runs_show(
     if data["status"] in ("interrupted", "running") and data["kind"] in ("optimize", "bench"):
         out.print(f"resume: kernelwright {data['kind']} --resume {data['id']}")
     out.print(
-        f"best: {_f(best['speedup'])} by candidate {best['candidate']}"
+        f"best: {spread.text(best['speedup'], best['speedup_p20'], best['speedup_p80'])} "
+        f"by candidate {best['candidate']}"
         if best
         else "best: none correct"
     )
     out.print(
         f"tokens in/out: {data['tokens_in']}/{data['tokens_out']}, cost ${data['cost_usd']:.4f}"
     )
-    table = Table("round", "candidates", "correct", "best speedup")
-    for r in data["rounds"]:
-        table.add_row(
-            str(r["round"]), str(r["candidates"]), str(r["correct"]), _f(r["best_speedup"])
-        )
-    out.print(table)
+    out.print(rounds_table(data["rounds"]))
+    if any(r["within_noise"] for r in data["rounds"]):
+        out.print(f"{spread.NOISE_MARK}: {spread.NOISE_NOTE}")
     if data["kind"] == "bench":
         from kernelwright.bench import bench_summary
         from kernelwright.cli_bench import render_summary
@@ -186,9 +206,37 @@ def runs_show(
         render_summary(out, bench_summary(engine, run))
 
 
+def rounds_table(rounds: list[dict[str, Any]]) -> Table:
+    """Per round: candidates, how they ended, and the best correct speedup with its p20-p80
+    (`runs show`, and the end of `optimize` and `bench`)."""
+    from kernelwright import spread
+
+    table = Table(
+        Column("round", justify="right"),
+        Column("cand.", justify="right"),
+        Column("ok", justify="right"),
+        "best",
+        "p20-p80",
+        Column("how they ended", overflow="fold"),
+    )
+    for r in rounds:
+        low, high = r.get("speedup_p20"), r.get("speedup_p80")
+        statuses = r.get("statuses") or {}
+        table.add_row(
+            str(r["round"]),
+            str(r["candidates"]),
+            str(r["correct"]),
+            spread.cell(r["best_speedup"], low, high),
+            spread.range_cell(low, high),
+            escape(", ".join(f"{n} {status}" for status, n in statuses.items())),
+        )
+    return table
+
+
 @runs_app.command("tree")
 def runs_tree(run: RunArg, db: DbOption = None) -> None:
     """The run's lineage: each candidate under its parent, with status and speedup."""
+    from kernelwright import spread
     from kernelwright.store import repo
 
     engine, (run,) = _runs(db, run)
@@ -198,7 +246,8 @@ def runs_tree(run: RunArg, db: DbOption = None) -> None:
     nodes: dict[str | None, Any] = {}
     for row in rows:  # ordered by round, so parents come first
         parent = nodes.get(row.parent_id) if row.parent_id in ids else root
-        label = f"{row.id} r{row.round} {row.status} {_f(row.speedup)} {escape(row.problem)}"
+        shown = spread.text(row.speedup, row.speedup_p20, row.speedup_p80)
+        label = f"{row.id} r{row.round} {row.status} {shown} {escape(row.problem)}"
         nodes[row.id] = (parent or root).add(label)
     _out().print(root)
 
@@ -211,6 +260,7 @@ def runs_compare(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Two runs side by side: per problem, the best correct speedup of each."""
+    from kernelwright import spread
     from kernelwright.cli import fail
     from kernelwright.store import repo
 
@@ -221,24 +271,49 @@ def runs_compare(
         lambda: (repo.candidate_rows(engine, run_a), repo.candidate_rows(engine, run_b))
     )
 
-    def best(rows: list[Any]) -> dict[str, float | None]:
-        found: dict[str, float | None] = {}
+    def best(rows: list[Any]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
         for r in rows:
             found.setdefault(r.problem, None)
             if r.status == "correct" and r.speedup is not None:
-                found[r.problem] = max(found[r.problem] or 0.0, r.speedup)
+                if found[r.problem] is None or found[r.problem].speedup < r.speedup:
+                    found[r.problem] = r
         return found
+
+    def figures(row: Any) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        return {"speedup": row.speedup, **spread.fields(row.speedup_p20, row.speedup_p80)}
 
     best_a, best_b = best(rows_a), best(rows_b)
     problems = sorted(set(best_a) | set(best_b))
-    data = [{"problem": p, run_a: best_a.get(p), run_b: best_b.get(p)} for p in problems]
-    if as_json:
-        _dump(data)
+    if as_json:  # per run: the best speedup, and its spread beside it
+        _dump(
+            [
+                {
+                    "problem": p,
+                    run_a: getattr(best_a.get(p), "speedup", None),
+                    run_b: getattr(best_b.get(p), "speedup", None),
+                    "spread": {run_a: figures(best_a.get(p)), run_b: figures(best_b.get(p))},
+                }
+                for p in problems
+            ]
+        )
         return
+
+    def shown(row: Any) -> str:
+        if row is None:
+            return "-"
+        low, high = row.speedup_p20, row.speedup_p80
+        ranged = spread.range_cell(low, high)
+        return spread.cell(row.speedup, low, high) + (f" ({ranged})" if low is not None else "")
+
     table = Table("problem", run_a, run_b)
     for p in problems:
-        table.add_row(escape(p), _f(best_a.get(p)), _f(best_b.get(p)))
-    _out().print(table)
+        table.add_row(escape(p), shown(best_a.get(p)), shown(best_b.get(p)))
+    out = _out()
+    out.print(table)
+    out.print(f"best speedup (p20-p80 of its per-round ratios); {spread.NOISE_MARK}: within noise")
 
 
 @runs_app.command("delete")
@@ -324,7 +399,7 @@ def candidates_show(
 ) -> None:
     """One candidate: status, speedup, the coder's summary, the judge's verdict; or its code,
     log or metrics."""
-    from kernelwright import review_words
+    from kernelwright import review_words, spread
     from kernelwright.store import repo, review
 
     engine, (candidate,) = _candidates(db, candidate)
@@ -358,7 +433,15 @@ def candidates_show(
         f"parent {data['parent_id'] or '-'}), problem {escape(data['problem']['name'])}"
     )
     out.print(f"status: {data['status']} {escape(data['reason'])}")
-    out.print(f"speedup: {_f(evaluation.get('speedup'))}")
+    out.print(
+        "speedup: "
+        + spread.text(
+            evaluation.get("speedup"),
+            evaluation.get("speedup_p20"),
+            evaluation.get("speedup_p80"),
+            len((evaluation.get("timing") or {}).get("round_ratios") or []),
+        )
+    )
     for kernel in data["profiles"]:
         judge = kernel.get("judge", {})
         out.print(f"kernel {escape(str(kernel.get('kernel')))}: {escape(judge.get('bound', '-'))}")

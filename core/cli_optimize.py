@@ -184,6 +184,7 @@ def optimize(
         fail(str(exc), code=1)
         return
     data = outcome.to_json()
+    data["per_round"] = _per_round(optimizer.engine, outcome.run_id)
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
@@ -300,7 +301,8 @@ def make_models(config: Any) -> tuple[Any, Any]:
 
 
 class _Display:
-    """One live status line on a terminal; plain lines elsewhere (logs, CI)."""
+    """On a terminal: one line that stays per finished candidate, above one live status line.
+    Elsewhere (logs, CI): the same lines, and each status change as a plain line."""
 
     def __init__(self, console: Console, enabled: bool) -> None:
         self.console = console
@@ -318,29 +320,66 @@ class _Display:
             self._status.__exit__(*exc)
 
     def update(self, p: Any) -> None:
-        best = f"{p.best_speedup:.2f}x ({p.best_id})" if p.best_speedup is not None else "-"
+        if not self.enabled:
+            return
+        from kernelwright import spread
+
+        if p.finished is not None:
+            # model and candidate text: printed as text, never read as markup
+            self.console.print(finished_line(p.finished), markup=False, highlight=False)
+        best = f"{spread.cell(p.best_speedup)} ({p.best_id})" if p.best_speedup is not None else "-"
         line = (
             f"round {p.round}/{p.rounds} · {p.candidates} candidates, {p.correct} correct · "
             f"best {best} · ${p.cost_usd:.4f} · {p.message}"
         )
-        # the message may quote a candidate, a path or a log: text, never markup
         if self._status is not None:
             self._status.update(escape(line))
-        elif self.enabled:
+        elif p.finished is None:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+REASON_CHARS = 90
+
+
+def finished_line(f: dict[str, Any], problem: str | None = None) -> str:
+    """One finished candidate: `round 2 · 3aeb039655bc · correct · 0.0412x (p20-p80 ...)`; a
+    failed one with the start of its reason."""
+    from kernelwright import spread
+
+    head = f"round {f['round']} · {f['id']}" + (f" · {problem}" if problem else "")
+    if f["status"] == "correct":
+        shown = spread.text(f["speedup"], f.get("speedup_p20"), f.get("speedup_p80"))
+        return f"{head} · correct · {shown}"
+    reason = " ".join(str(f.get("reason") or "").split())
+    if len(reason) > REASON_CHARS:
+        reason = reason[: REASON_CHARS - 1] + "…"
+    return f"{head} · {f['status']}" + (f": {reason}" if reason else "")
+
+
+def _per_round(engine: Any, run_id: str) -> list[dict[str, Any]]:
+    """Per round: candidates, how they ended, the best speedup and its spread (as `runs show`)."""
+    from kernelwright.store import repo
+
+    return list(repo.show_run(engine, run_id)["rounds"])
+
+
 def _summary(console: Console, data: dict[str, Any]) -> None:
+    from kernelwright import spread
+    from kernelwright.cli_history import rounds_table
+
+    if data.get("per_round"):
+        console.print(rounds_table(data["per_round"]))
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
     best = data["best_speedup"]
+    shown = spread.text(best, data.get("best_speedup_p20"), data.get("best_speedup_p80"))
     rows = [
         ("run", data["run_id"]),
         ("status", f"{data['status']}: {escape(data['stop_reason'])}"),
         ("rounds", str(data["rounds"])),
         ("candidates", f"{data['candidates']} ({data['correct']} correct)"),
-        ("best", f"{best:.2f}x, candidate {data['best_candidate_id']}" if best else "none correct"),
+        ("best", f"{shown}, candidate {data['best_candidate_id']}" if best else "none correct"),
         ("tokens", f"{data['tokens']['input']} in, {data['tokens']['output']} out"),
         ("cost", f"${data['cost_usd']:.4f}"),
     ]

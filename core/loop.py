@@ -16,6 +16,7 @@ a replay file runs out, or on Ctrl-C (workers killed, run marked `interrupted`, 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -145,6 +146,9 @@ class Optimizer:
         self.budget = budget or Budget(config.budget_usd, spent)
         self.files = paths.run_dir(self.run_id)
         self._profile_notice_shown = False
+        # the round count and replay replies left when the current round started (planned_rounds)
+        self._round_base = self.round
+        self._round_started_with: int | None = None
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -171,6 +175,7 @@ class Optimizer:
                 self._check_limits()
                 if self.round >= self.config.rounds:
                     raise _Stop(f"all {self.config.rounds} rounds done")
+                self._check_script()
                 self.round += 1
                 parents = choose_parents(self.entries, self.config.width)
                 self._round([(p, None) for p in parents])
@@ -185,6 +190,30 @@ class Optimizer:
                 repo.finish_run(self.engine, self.run_id, "failed", stop_reason=f"error: {exc}")
             raise
         return status
+
+    def _scripted_left(self) -> int | None:
+        """Coder replies a replay file still holds for this problem (None: not a replay)."""
+        remaining = getattr(self.coder_model, "remaining", None)
+        return remaining("coder", self.problem.name) if remaining is not None else None
+
+    @property
+    def planned_rounds(self) -> int:
+        """The rounds this run will reach at most: `rounds`, or fewer where a replay file
+        holds fewer coder replies (one per slot of a round)."""
+        left = self._scripted_left()
+        if left is None:
+            return self.config.rounds
+        started = self._round_started_with if self._round_started_with is not None else left
+        return min(self.config.rounds, self._round_base + math.ceil(started / self.config.width))
+
+    def _check_script(self) -> None:
+        """A replay file whose coder replies are all used ends the run here, as planned, rather
+        than with a judge call that finds no reply."""
+        left = self._scripted_left()
+        if left == 0:
+            name = Path(getattr(self.coder_model, "path", "replay")).name
+            raise _Stop(f"the scripted replies of {name} are all used ({self.round} rounds)")
+        self._round_base, self._round_started_with = self.round, left
 
     def interrupt(self) -> None:
         """Stop now (Ctrl-C): kill the workers and record nothing more. Safe from any thread."""
@@ -399,17 +428,23 @@ class Optimizer:
         self.tokens += call.tokens_in + call.tokens_out
         self.entries.append(entry)
         what = "building and checking" if entry.status == "pending" else entry.status
-        self._progress(f"candidate {entry.id}: {what}")
+        self._progress(
+            f"candidate {entry.id}: {what}",
+            finished=None if entry.status == "pending" else self._finished(entry),
+        )
 
     def _record_result(self, entry: Entry, result: EvaluationResult) -> None:
         repo.record_result(self.engine, entry.id, result)
         entry.status, entry.reason, entry.log = result.status.value, result.reason, result.log
         entry.speedup, entry.candidate_ms = result.speedup, result.candidate_ms
         entry.reference_ms = result.reference_ms
+        entry.speedup_p20, entry.speedup_p80 = result.speedup_p20, result.speedup_p80
         entry.metrics = judge_metrics(result.profile)
         self._profile_notice(result.profile)
-        shown = f" {result.speedup:.2f}x" if result.speedup is not None else ""
-        self._progress(f"candidate {entry.id}: {entry.status}{shown}")
+        shown = f" {result.speedup:.3g}x" if result.speedup is not None else ""
+        self._progress(
+            f"candidate {entry.id}: {entry.status}{shown}", finished=self._finished(entry)
+        )
         target = self.config.target_speedup
         if target is not None and entry.correct and (entry.speedup or 0.0) >= target:
             self.stopping.set()  # the other slots start nothing new
@@ -421,14 +456,25 @@ class Optimizer:
             message = profile.get("message")
             self._progress(f"no Nsight Compute profile ({message}); going on with timings only")
 
-    def _progress(self, message: str) -> None:
+    def _finished(self, entry: Entry) -> dict[str, Any]:
+        return {
+            "id": entry.id,
+            "round": entry.round,
+            "status": entry.status,
+            "reason": entry.reason,
+            "speedup": entry.speedup,
+            "speedup_p20": entry.speedup_p20,
+            "speedup_p80": entry.speedup_p80,
+        }
+
+    def _progress(self, message: str, finished: dict[str, Any] | None = None) -> None:
         top = best(self.entries)
         self.on_progress(
             Progress(
                 run_id=self.run_id,
                 problem=self.problem.name,
                 round=self.round,
-                rounds=self.config.rounds,
+                rounds=self.planned_rounds,
                 candidates=len(self.entries),
                 correct=sum(e.correct for e in self.entries),
                 pending=sum(e.status == "pending" for e in self.entries),
@@ -437,6 +483,7 @@ class Optimizer:
                 cost_usd=self.budget.spent_usd,
                 tokens=self.tokens,
                 message=message,
+                finished=finished,
             )
         )
 
@@ -468,6 +515,8 @@ class Optimizer:
                 reason=data["reason"],
                 summary=coder.summarize(state["coder_replies"].get(data["id"], "")),
                 speedup=evaluation.get("speedup"),
+                speedup_p20=evaluation.get("speedup_p20"),
+                speedup_p80=evaluation.get("speedup_p80"),
                 candidate_ms=evaluation.get("candidate_ms"),
                 reference_ms=evaluation.get("reference_ms"),
                 log=evaluation.get("log", ""),
@@ -499,6 +548,8 @@ class Optimizer:
             correct=sum(e.correct for e in self.entries),
             best_candidate_id=top.id if top else None,
             best_speedup=top.speedup if top else None,
+            best_speedup_p20=top.speedup_p20 if top else None,
+            best_speedup_p80=top.speedup_p80 if top else None,
             tokens_in=totals["tokens_in"],
             tokens_out=totals["tokens_out"],
             cost_usd=totals["cost_usd"],

@@ -7,6 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from kernelwright.spread import within_noise
+
 
 @dataclass(frozen=True)
 class OptimizeConfig:
@@ -57,6 +59,9 @@ class Progress:
     cost_usd: float
     tokens: int
     message: str
+    # set when this event is a candidate's end: id, round, status, reason, speedup, speedup_p20,
+    # speedup_p80 (the display prints one line that stays for each)
+    finished: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,13 @@ class Outcome:
     tokens_in: int
     tokens_out: int
     cost_usd: float
+    # the best speedup's spread: p20 and p80 of its per-round ratios (kernelwright.spread)
+    best_speedup_p20: float | None = None
+    best_speedup_p80: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["best_within_noise"] = within_noise(self.best_speedup_p20, self.best_speedup_p80)
         data["tokens"] = {"input": self.tokens_in, "output": self.tokens_out}
         data["export_command"] = (
             f"kernelwright runs export {self.run_id}" if self.best_candidate_id else None

@@ -190,6 +190,26 @@ class EvaluationResult:
     # Seconds per step: reference_s, build_wait_s (the build's time beyond the reference's),
     # candidate_s (verify and time), compiled_reference_s, profile_s; steps that ran only.
     phases_s: dict[str, float] = field(default_factory=dict)
+    # The speedup's spread: p20 and p80 of the timing's per-round ratios, and whether that range
+    # holds 1.0 (kernelwright.spread). Filled from `timing` when not given; None without one.
+    speedup_p20: float | None = None
+    speedup_p80: float | None = None
+    within_noise: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.timing is not None and self.speedup_p20 is None:
+            from kernelwright import spread  # profiler.stats imports this module
+
+            found = spread.interval(self.timing.round_ratios)
+            if found is not None:
+                object.__setattr__(self, "speedup_p20", found[0])
+                object.__setattr__(self, "speedup_p80", found[1])
+        if self.within_noise is None and self.speedup_p20 is not None:
+            from kernelwright import spread
+
+            object.__setattr__(
+                self, "within_noise", spread.within_noise(self.speedup_p20, self.speedup_p80)
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(self)

@@ -41,6 +41,8 @@ class Entry:
     candidate_ms: float | None = None
     reference_ms: float | None = None
     log: str = ""
+    speedup_p20: float | None = None  # the speedup's spread (kernelwright.spread)
+    speedup_p80: float | None = None
     metrics: dict[str, Any] | None = None
     verdict: Verdict | None = None
     reviewed: bool = False

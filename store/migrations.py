@@ -179,10 +179,44 @@ def m0003_loop_columns(conn: Connection) -> None:
     )
 
 
+def m0004_speedup_spread(conn: Connection) -> None:
+    """Each evaluation's speedup spread: p20 and p80 of its timing's per-round ratios (linear
+    interpolation), filled in for the evaluations already stored from their `timing` JSON."""
+    conn.execute(sa.text("ALTER TABLE evaluations ADD COLUMN speedup_p20 FLOAT"))
+    conn.execute(sa.text("ALTER TABLE evaluations ADD COLUMN speedup_p80 FLOAT"))
+    table = sa.table(
+        "evaluations",
+        sa.column("id", sa.Integer),
+        sa.column("timing", sa.JSON),
+        sa.column("speedup_p20", sa.Float),
+        sa.column("speedup_p80", sa.Float),
+    )
+
+    def quantile(ordered: list[float], q: float) -> float:
+        pos = q * (len(ordered) - 1)
+        low = int(pos)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+    rows = conn.execute(
+        sa.select(table.c.id, table.c.timing).where(table.c.speedup_p20.is_(None))
+    ).all()
+    for row_id, timing in rows:
+        ratios = (timing or {}).get("round_ratios") if isinstance(timing, dict) else None
+        values = sorted(float(r) for r in ratios or [] if isinstance(r, int | float))
+        if values:
+            conn.execute(
+                table.update()
+                .where(table.c.id == row_id)
+                .values(speedup_p20=quantile(values, 0.2), speedup_p80=quantile(values, 0.8))
+            )
+
+
 STEPS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", m0001_initial),
     ("0002_lookup_indexes", m0002_lookup_indexes),
     ("0003_loop_columns", m0003_loop_columns),
+    ("0004_speedup_spread", m0004_speedup_spread),
 ]
 
 _LEDGER = sa.Table(

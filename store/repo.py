@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from kernelwright import __version__
+from kernelwright import __version__, spread
 from kernelwright.errors import BadInput
 from kernelwright.records import EvaluationResult, to_jsonable
 from kernelwright.store import profiles
@@ -210,6 +210,8 @@ def _attach_result(s: Session, candidate_id: str, result: EvaluationResult) -> N
             status=data["status"],
             reason=data["reason"],
             speedup=data["speedup"],
+            speedup_p20=data.get("speedup_p20"),
+            speedup_p80=data.get("speedup_p80"),
             candidate_ms=data["candidate_ms"],
             reference_ms=data["reference_ms"],
             max_abs_error=data["max_abs_error"],
@@ -268,20 +270,35 @@ class CandidateRow:
     speedup: float | None
     candidate_ms: float | None
     problem: str
+    # the speedup's spread: p20 and p80 of the per-round ratios (kernelwright.spread)
+    speedup_p20: float | None = None
+    speedup_p80: float | None = None
 
 
 def _rows(s: Session, run_id: str) -> list[CandidateRow]:
     query = (
-        sa.select(Candidate, Evaluation.speedup, Evaluation.candidate_ms, Problem.name)
+        sa.select(
+            Candidate,
+            Evaluation.speedup,
+            Evaluation.candidate_ms,
+            Problem.name,
+            Evaluation.speedup_p20,
+            Evaluation.speedup_p80,
+        )
         .join(Evaluation, Evaluation.candidate_id == Candidate.id, isouter=True)
         .join(Problem, Problem.id == Candidate.problem_id)
         .where(Candidate.run_id == run_id)
         .order_by(Candidate.round, Candidate.created_at)
     )
     return [
-        CandidateRow(c.id, c.parent_id, c.round, c.status, c.reason, speedup, ms, name)
-        for c, speedup, ms, name in s.execute(query)
+        CandidateRow(c.id, c.parent_id, c.round, c.status, c.reason, speedup, ms, name, p20, p80)
+        for c, speedup, ms, name, p20, p80 in s.execute(query)
     ]
+
+
+def _spread(row: Any) -> dict[str, Any]:
+    """`speedup_p20`, `speedup_p80` and `within_noise` of a row or evaluation (Nones for None)."""
+    return spread.fields(getattr(row, "speedup_p20", None), getattr(row, "speedup_p80", None))
 
 
 def list_runs(engine: Engine) -> list[dict[str, Any]]:
@@ -291,7 +308,9 @@ def list_runs(engine: Engine) -> list[dict[str, Any]]:
         for run in runs:
             rows = _rows(s, run.id)
             best = max(
-                (r.speedup for r in rows if r.status == "correct" and r.speedup), default=None
+                (r for r in rows if r.status == "correct" and r.speedup),
+                key=lambda r: r.speedup or 0.0,
+                default=None,
             )
             out.append(
                 {
@@ -302,7 +321,8 @@ def list_runs(engine: Engine) -> list[dict[str, Any]]:
                     "started_at": run.started_at.isoformat(timespec="seconds"),
                     "candidates": len(rows),
                     "correct": sum(r.status == "correct" for r in rows),
-                    "best_speedup": best,
+                    "best_speedup": best.speedup if best else None,
+                    **_spread(best),
                     "problems": sorted({r.problem for r in rows}),
                     "cost_usd": run.cost_usd,
                 }
@@ -317,13 +337,22 @@ def show_run(engine: Engine, run_id: str) -> dict[str, Any]:
         rounds: dict[int, dict[str, Any]] = {}
         for row in rows:
             entry = rounds.setdefault(
-                row.round, {"round": row.round, "candidates": 0, "correct": 0, "best_speedup": None}
+                row.round,
+                {
+                    "round": row.round,
+                    "candidates": 0,
+                    "correct": 0,
+                    "best_speedup": None,
+                    **_spread(None),
+                    "statuses": {},
+                },
             )
             entry["candidates"] += 1
+            entry["statuses"][row.status] = entry["statuses"].get(row.status, 0) + 1
             if row.status == "correct":
                 entry["correct"] += 1
                 if row.speedup and (entry["best_speedup"] or 0) < row.speedup:
-                    entry["best_speedup"] = row.speedup
+                    entry.update(best_speedup=row.speedup, **_spread(row))
         correct = [r for r in rows if r.status == "correct" and r.speedup is not None]
         best = max(correct, key=lambda r: r.speedup or 0.0, default=None)
         return {
@@ -342,7 +371,12 @@ def show_run(engine: Engine, run_id: str) -> dict[str, Any]:
             "tokens_in": run.tokens_in,
             "tokens_out": run.tokens_out,
             "cost_usd": run.cost_usd,
-            "best": {"candidate": best.id, "speedup": best.speedup, "problem": best.problem}
+            "best": {
+                "candidate": best.id,
+                "speedup": best.speedup,
+                **_spread(best),
+                "problem": best.problem,
+            }
             if best
             else None,
             "rounds": [rounds[k] for k in sorted(rounds)],
@@ -396,6 +430,7 @@ def _evaluation_view(evaluation: Evaluation | None) -> dict[str, Any] | None:
         return None
     return {
         "speedup": evaluation.speedup,
+        **_spread(evaluation),
         "candidate_ms": evaluation.candidate_ms,
         "reference_ms": evaluation.reference_ms,
         "max_abs_error": evaluation.max_abs_error,

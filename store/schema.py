@@ -86,6 +86,9 @@ class Evaluation(Base):
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
     speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # p20 and p80 of the timing's per-round ratios (kernelwright.spread), added by 0004
+    speedup_p20: Mapped[float | None] = mapped_column(Float, nullable=True)
+    speedup_p80: Mapped[float | None] = mapped_column(Float, nullable=True)
     candidate_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     reference_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_abs_error: Mapped[float | None] = mapped_column(Float, nullable=True)

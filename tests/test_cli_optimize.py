@@ -38,7 +38,7 @@ def test_the_shipped_demo_runs_the_whole_loop_without_a_key(cli, tmp_path):
     data = json.loads(result.stdout)
     for key in ("run_id", "best_candidate_id", "best_speedup", "status", "rounds", "tokens"):
         assert key in data
-    assert data["status"] == "finished" and "no more" in data["stop_reason"]
+    assert data["status"] == "finished" and "are all used (3 rounds)" in data["stop_reason"]
     assert data["cost_usd"] == 0.0 and data["tokens"]["input"] > 0
     engine = open_engine(url)
     rows = repo.candidate_rows(engine, data["run_id"])

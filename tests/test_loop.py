@@ -78,7 +78,10 @@ def test_compile_error_then_correct_then_faster_is_stored_with_round_three_best(
     ]
     assert [r.parent_id for r in rows] == [None, rows[0].id, rows[1].id]
     assert outcome.best_candidate_id == rows[2].id and outcome.best_speedup == 1.7
-    assert outcome.status == "finished" and "no more judge replies" in outcome.stop_reason
+    assert (
+        outcome.status == "finished"
+        and "scripted replies of r.jsonl are all used" in outcome.stop_reason
+    )
     assert outcome.rounds == 3 and outcome.candidates == 3 and outcome.correct == 2
     run = repo.show_run(engine, outcome.run_id)
     assert run["status"] == "finished" and run["best"]["candidate"] == rows[2].id

@@ -51,8 +51,13 @@ class ReplayModel:
 
     def has_reply(self, role: str, problem: str | None) -> bool:
         """Whether a request for role and problem would get a reply now."""
+        return self.remaining(role, problem) > 0
+
+    def remaining(self, role: str, problem: str | None) -> int:
+        """How many requests for role and problem would still get a reply (a problem's run
+        shows how many rounds its script holds from this)."""
         with self._lock:
-            return any(
+            return sum(
                 not r.used and r.role == role and r.problem in (None, problem)
                 for r in self._replies
             )
