@@ -13,6 +13,11 @@ source text itself (comments and layout kept), into `_kw_lazy(lambda: <call>)`:
   builds everything deferred, so no op is ever missing.
 Where the namespaces cannot be read for sure from the file's strings (a name made at run time,
 `TORCH_LIBRARY_IMPL`) nothing is deferred: such a file builds at import, as the candidate did.
+
+The file's docstring says where it came from and what was measured: the speedup over PyTorch
+eager (the median of the timing rounds' ratios of the reference's time to the candidate's), the
+spread of those ratios as p20-p80 (kernelwright.spread), and, where that range holds 1.0, that
+the figure is within noise. The device and torch version it was measured on follow.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import ast
 import re
 from typing import Any
 
-from kernelwright import pyast
+from kernelwright import pyast, spread
 
 PRELUDE = '''
 _kw_deferred = []  # every deferred build, in source order
@@ -167,15 +172,32 @@ def render(candidate: dict[str, Any]) -> str:
     evaluation = candidate.get("evaluation") or {}
     env = evaluation.get("environment") or {}
     speedup = evaluation.get("speedup")
+    low, high = evaluation.get("speedup_p20"), evaluation.get("speedup_p80")
+    rounds = len((evaluation.get("timing") or {}).get("round_ratios") or [])
+    if speedup:
+        measured = f"Measured: {speedup:.3f}x over PyTorch eager"
+        if rounds:
+            measured += f" (the median of {rounds} timing rounds' ratios"
+            measured += f"; p20-p80 {low:.3f}-{high:.3f}" if low is not None else ""
+            measured += ")"
+    else:
+        measured = "Measured: correct"
+    noise = ""
+    if spread.within_noise(low, high):
+        noise = (
+            "\nWithin noise: some timing rounds found it no faster than PyTorch (its p20-p80\n"
+            "holds 1.0), so this figure alone does not show that it is faster."
+        )
     about = (
         f"Exported by kernelwright: candidate {candidate['id']} of run {candidate['run_id']}.\n\n"
         f"Drop-in replacement for `Model` of {candidate['problem']['name']} "
         f"(problem hash {candidate['problem']['content_hash'][:12]}): `ModelNew` takes the same\n"
         "constructor arguments and forward inputs. Its extension builds on first use; a failed\n"
         "build raises RuntimeError with the compiler log.\n\n"
-        + (f"Measured: {speedup:.3f}x over PyTorch eager" if speedup else "Measured: correct")
+        + measured
         + (f" on {env.get('gpu') or env.get('cpu')}, torch {env.get('torch')}" if env else "")
         + "."
+        + noise
     )
     body, namespaces = make_lazy(candidate["source"])
     first, rest = _split_future_imports(body)

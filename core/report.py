@@ -8,6 +8,8 @@ Guarantees:
   `report_svg` escape their text.
 - Per candidate: the coder's summary of what it tried, the judge's verdict on it, and its diff
   from its parent (collapsed: a `<details>` element, closed).
+- Every speedup is shown with its spread, p20-p80 of its per-round ratios (kernelwright.spread),
+  as error bars on the per-round chart and as text; one whose range holds 1.0 is "within noise".
 - Works for optimize runs (one problem), bench runs (many problems) and runs with no correct
   candidate or no candidate at all. fast_p and the geometric mean are `kernelwright.metrics`'s,
   over the problems that have candidates in the run, and for a bench run over every problem it
@@ -33,7 +35,7 @@ from typing import Any
 
 import jinja2
 import sqlalchemy as sa
-from kernelwright import report_svg, review_words
+from kernelwright import report_svg, review_words, spread
 from kernelwright.errors import BadInput
 from kernelwright.metrics import FAST_P_THRESHOLDS, fast_p, geomean
 from kernelwright.records import compiled_figures
@@ -77,6 +79,13 @@ class CandidateView:
     verdict_text: str = ""
     diff: str = ""
     diff_lines: int = 0
+    # the speedup's spread: p20 and p80 of its per-round ratios (kernelwright.spread)
+    speedup_p20: float | None = None
+    speedup_p80: float | None = None
+
+    @property
+    def within_noise(self) -> bool:
+        return bool(spread.within_noise(self.speedup_p20, self.speedup_p80))
 
 
 @dataclass
@@ -145,6 +154,8 @@ def _candidate_view(
         status=row.status,
         reason=row.reason,
         speedup=_finite(row.speedup),
+        speedup_p20=_finite(row.speedup_p20),
+        speedup_p80=_finite(row.speedup_p80),
         candidate_ms=_finite(evaluation.get("candidate_ms")),
         reference_ms=_finite(evaluation.get("reference_ms")),
         compile_s=_finite(build.get("compile_s")),
@@ -207,16 +218,20 @@ def _lineage(candidates: list[CandidateView]) -> list[CandidateView]:
 def _problem_view(index: int, name: str, candidates: list[CandidateView]) -> ProblemView:
     correct = [c for c in candidates if c.status == "correct" and c.speedup is not None]
     best = max(correct, key=lambda c: c.speedup or 0.0, default=None)
-    dots = [
-        report_svg.Dot(
-            float(c.round),
-            c.speedup if c.speedup is not None and c.status == "correct" else 0.0,
-            c.status,
-            f"{c.id} round {c.round} {c.status} {_x(c.speedup)}",
-            c.anchor,
+    dots = []
+    for c in candidates:
+        timed = c.speedup is not None and c.status == "correct"
+        dots.append(
+            report_svg.Dot(
+                float(c.round),
+                c.speedup if timed and c.speedup is not None else 0.0,
+                c.status,
+                f"{c.id} round {c.round} {c.status} {_xs(c)}",
+                c.anchor,
+                low=c.speedup_p20 if timed else None,
+                high=c.speedup_p80 if timed else None,
+            )
         )
-        for c in candidates
-    ]
     return ProblemView(
         name=name,
         anchor=f"p-{index}",
@@ -312,6 +327,19 @@ def _x(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}x"
 
 
+def _xs(view: CandidateView | None) -> str:
+    """A candidate's speedup with its spread: `1.09x (p20-p80 0.99-1.4, within noise)`."""
+    if view is None:
+        return "-"
+    return spread.text(view.speedup, view.speedup_p20, view.speedup_p80)
+
+
+def _range(view: CandidateView | None) -> str:
+    if view is None:
+        return "-"
+    return spread.range_cell(view.speedup_p20, view.speedup_p80)
+
+
 def _num(value: float | None, unit: str = "", digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}g}{unit}"
 
@@ -325,7 +353,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(x=_x, num=_num)
+    env.filters.update(x=_x, xs=_xs, range=_range, num=_num)
     return env
 
 

@@ -37,6 +37,7 @@ _STYLE = {
     "dot": 'class="dot" stroke="#ffffff" stroke-width="1"',
     "curve": 'class="curve" fill="none" stroke="#1565c0" stroke-width="2"',
     "ref": 'class="ref" fill="none" stroke="#9e9e9e" stroke-dasharray="4 3"',
+    "bar": 'class="bar" stroke="#424242" stroke-width="1.2"',
 }
 WIDTH, HEIGHT = 560, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 30, 44
@@ -51,6 +52,9 @@ class Dot:
     key: str
     label: str
     anchor: str = ""
+    # an error bar from `low` to `high` (the speedup's p20-p80), where known
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,23 @@ def _dots(frame: Frame, dots: Sequence[Dot], colors: dict[str, str]) -> list[str
     return parts
 
 
+def _bars(frame: Frame, dots: Sequence[Dot]) -> list[str]:
+    """A vertical error bar with caps per dot that has a range (drawn under the dots)."""
+    parts = []
+    for d in dots:
+        if d.low is None or d.high is None:
+            continue
+        if not (math.isfinite(d.low) and math.isfinite(d.high)):
+            continue
+        x, y0, y1 = _n(frame.px(d.x)), _n(frame.py(d.low)), _n(frame.py(d.high))
+        left, right = _n(frame.px(d.x) - 4), _n(frame.px(d.x) + 4)
+        parts.append(
+            f'<path {_STYLE["bar"]} d="M{x},{y0}V{y1}M{left},{y0}H{right}M{left},{y1}H{right}">'
+            f"<title>{escape(d.label)}</title></path>"
+        )
+    return parts
+
+
 def _legend(keys: Sequence[str], colors: dict[str, str]) -> list[str]:
     """One colored marker per key along the top margin, wrapping onto a second row."""
     parts = []
@@ -254,15 +275,17 @@ def best_so_far(points: Sequence[tuple[int, float | None]]) -> list[tuple[float,
 
 def rounds_chart(dots: Sequence[Dot]) -> str:
     """Speedup per round: every candidate as a dot colored by status (those without a speedup
-    sit on 0), and the best-so-far correct speedup as a line."""
-    title = "speedup per round (line: best correct so far)"
+    sit on 0), with an error bar over its p20-p80 where it has one, and the best-so-far correct
+    speedup as a line. The dashed line is 1x: a bar across it is within noise."""
+    title = "speedup per round (bars: p20-p80 of the per-round ratios; line: best correct so far)"
     if not dots:
         return _empty(title, "no candidates")
     dots = [d for d in dots if math.isfinite(d.x) and math.isfinite(d.y)]
     if not dots:
         return _empty(title, "no candidates")
     rounds = [int(d.x) for d in dots]
-    y_top = max([1.0, *(d.y for d in dots)]) * 1.1
+    highs = [d.high for d in dots if d.high is not None and math.isfinite(d.high)]
+    y_top = max([1.0, *(d.y for d in dots), *highs]) * 1.1
     frame = Frame(*span(min(rounds) - 0.5, max(rounds) + 0.5), 0.0, y_top)
     x_ticks = [float(r) for r in range(min(rounds), max(rounds) + 1)]
     if len(x_ticks) > 12:
@@ -273,6 +296,7 @@ def rounds_chart(dots: Sequence[Dot]) -> str:
     line = best_so_far(correct)
     if line:
         parts.append(_polyline(frame, line, "curve"))
+    parts += _bars(frame, dots)
     parts += _dots(frame, dots, STATUS_COLORS)
     parts += _legend(sorted({d.key for d in dots}), STATUS_COLORS)
     parts.append("</svg>")

@@ -215,3 +215,26 @@ def test_migration_0004_fills_the_spread_of_stored_evaluations(tmp_path):
     assert (evaluation["speedup_p20"], evaluation["speedup_p80"]) == pytest.approx((0.994, 1.362))
     assert evaluation["within_noise"] is True
     assert repo.get_candidate(engine, "c2")["evaluation"]["speedup_p20"] is None
+
+
+def test_the_report_draws_error_bars_and_says_within_noise(history):
+    from kernelwright.report import render_report
+
+    page = render_report(open_engine(history["db"]), history["noisy_run"])
+    assert 'class="bar"' in page  # the p20-p80 bar on the per-round chart
+    assert "bars: p20-p80 of the per-round ratios" in page
+    assert "1.09x (p20-p80 0.994-1.36, within noise)" in page
+    assert '<span class="noise">within noise</span></td>' in page  # in the tables
+    clear = render_report(open_engine(history["db"]), history["clear_run"])
+    assert "24.8-25.6" in clear and '<span class="noise">within noise</span></td>' not in clear
+
+
+def test_the_export_docstring_states_the_spread(history):
+    from kernelwright.export import render
+
+    engine = open_engine(history["db"])
+    noisy = render({**repo.get_candidate(engine, history["noisy"]), "source": "x = 1\n"})
+    assert "Measured: 1.090x over PyTorch eager (the median of 5 timing rounds' ratios" in noisy
+    assert "p20-p80 0.994-1.362" in noisy and "Within noise" in noisy
+    clear = render({**repo.get_candidate(engine, history["clear"]), "source": "x = 1\n"})
+    assert "p20-p80 24.820-25.600" in clear and "Within noise" not in clear
