@@ -1,0 +1,28 @@
+"""The embedded C++/CUDA text's rules (compiler/native_checks.py, a table of patterns) and
+whether a `cuda` candidate defines a kernel at all."""
+
+from __future__ import annotations
+
+from kernelwright.compiler.native_checks import NATIVE_RULES, kernel_names, native_findings
+from kernelwright.verifier.check_names import Check
+from kernelwright.verifier.static.index import ModuleIndex
+from kernelwright.verifier.static.registry import NATIVE, Report, rule
+
+_NO_KERNEL = "defines no __global__ kernel: the work is done by PyTorch or a library"
+
+
+@rule(
+    tuple(Check(name) for name, *_ in NATIVE_RULES),
+    "reject",
+    "patterns over the native text: files, threads, hooks, caches, Python (warnings: "
+    "streams, library calls, precision)",
+    NATIVE,
+)
+def native_text(index: ModuleIndex, report: Report) -> None:
+    report.extend(native_findings(index.native_text))
+
+
+@rule(Check.NO_CUSTOM_KERNEL, "reject", _NO_KERNEL, NATIVE)
+def no_custom_kernel(index: ModuleIndex, report: Report) -> None:
+    if index.target == "cuda" and not kernel_names(index.native_text):
+        report.add(Check.NO_CUSTOM_KERNEL, _NO_KERNEL, None)
