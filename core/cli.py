@@ -102,7 +102,10 @@ def evaluate(
             build_timeout_s=build_timeout,
             compile_baseline=compile_baseline,
         )
-        result = run_evaluation(problem_path, candidate, options)
+        from kernelwright.cli_phases import Phases
+
+        with Phases(err) as phases:  # on a terminal: each phase with its seconds
+            result = run_evaluation(problem_path, candidate, options, on_phase=phases.step)
         data = result.to_dict()
         if engine is not None:
             data.update(_record(engine, problem_path, candidate, options, result))
@@ -244,16 +247,49 @@ def suite(
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table("problem", "level", "hash", "candidates", "path")
+    _render_suite(folder or builtin_dir(), rows)
+
+
+def _render_suite(root: Path, rows: list[dict[str, Any]]) -> None:
+    """Paths are never cut: the folder on a line of its own, each file relative to it (folded,
+    not cut, in a narrow terminal), and where the candidates are."""
+    from rich.table import Column
+
+    plain = {"markup": False, "highlight": False, "soft_wrap": True}
+    out.print(f"problems in {root.resolve()}:", **plain)
+    levels = any(row["level"] is not None for row in rows)
+
+    def relative(row: dict[str, Any]) -> str:
+        path = Path(row["path"])
+        inside = path.is_relative_to(root.resolve())
+        return str(path.relative_to(root.resolve())) if inside else str(path)
+
+    # a file named PROBLEM.py right in the folder needs no column of its own
+    files = any(relative(row) != f"{row['name']}.py" for row in rows)
+    table = Table(
+        Column("problem", overflow="fold"),
+        *([Column("level")] if levels else []),
+        Column("hash", no_wrap=True),
+        Column("candidates", no_wrap=True),
+        *([Column("file", overflow="fold")] if files else []),
+    )
     for row in rows:
-        table.add_row(
-            row["name"],
-            _fmt(row["level"]),
-            row["hash"],
-            ", ".join(row["candidates"]) or "-",
-            row["path"],
-        )
+        cells = [escape(row["name"]), *([_fmt(row["level"])] if levels else []), row["hash"]]
+        cells.append(", ".join(row["candidates"]) or "-")
+        table.add_row(*cells, *([escape(relative(row))] if files else []))
     out.print(table)
+    found = [Path(p) for row in rows for p in row["candidates"].values()]
+    if found:
+        folders = sorted({str(p.parent) for p in found})
+        out.print(
+            f"handwritten candidates: {', '.join(f + '/' for f in folders)} (PROBLEM.py)", **plain
+        )
+        example = next((p for p in found if p.parent.name == "cpu"), found[0])
+        out.print(
+            f"e.g. kernelwright evaluate {example.stem} {example}"
+            + (" --target cpu" if example.parent.name == "cpu" else ""),
+            **plain,
+        )
 
 
 def _register_commands() -> None:

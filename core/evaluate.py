@@ -1,5 +1,8 @@
 """Evaluate one candidate against one problem: build, verify, time. The orchestrator's view.
 
+The log of a candidate that built holds the build's full output (torch's builds run verbose in
+the build worker, so every compiler command line and warning is there), then the run's.
+
 Order and gates: both files are checked statically; the build worker starts and, while it
 compiles, the reference worker computes the expected outputs (once per problem and settings in
 this process: reference_cache.py) and the candidate's worker starts and imports torch; a candidate
@@ -24,7 +27,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,9 +73,12 @@ def evaluate(
     candidate_path: Path | str,
     options: EvaluateOptions,
     device_lock: AbstractContextManager[Any] | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """`device_lock`: held while problem or candidate code runs (verify and time), so that
-    evaluations running side by side build concurrently but never share the device."""
+    evaluations running side by side build concurrently but never share the device.
+    `on_phase`: told, in words, each phase as it starts (the CLI's progress lines)."""
+    phase = on_phase or (lambda _what: None)
     device = device_lock if device_lock is not None else nullcontext()
     device_env = {"CUDA_VISIBLE_DEVICES": options.device} if options.device is not None else None
     started = time.perf_counter()
@@ -125,6 +131,7 @@ def evaluate(
     holding_reference = False
     prestarted: list[Worker] = []
     try:
+        phase("building the candidate; computing the reference's outputs meanwhile")
         job = start_build(candidate_run, options.target, options.build_timeout_s)
         # The candidate's worker and the reference's timing worker import torch meanwhile, off
         # the critical path.
@@ -140,6 +147,7 @@ def evaluate(
             job.worker.kill()
             job.result()
             raise
+        phase("building the candidate (the reference's outputs are ready)")
         with _timed(phases, "build_wait_s"):  # the build's time beyond the reference's
             build = job.result()
         if not build.ok:
@@ -157,11 +165,13 @@ def evaluate(
                 phases_s=phases,
                 **common,
             )
+        phase(f"verifying on {options.trials} seeded cases, then timing against the reference")
         with device, _timed(phases, "candidate_s"):
             verdict = _judge_candidate(
                 problem_run, candidate_run, options, reference, tolerance, scratch, prestarted
             )
         if options.compile_baseline and verdict.timing is not None:
+            phase("timing the reference under torch.compile")
             with _timed(phases, "compiled_reference_s"):
                 compiled = _compiled_reference(
                     problem_run, problem.content_hash, options, device, device_env
@@ -173,6 +183,7 @@ def evaluate(
         if options.profile and options.target == "cuda" and verdict.status is Status.CORRECT:
             from kernelwright.profiling import profile_candidate
 
+            phase("profiling the candidate with Nsight Compute")
             with device, _timed(phases, "profile_s"):
                 profile = profile_candidate(
                     problem_run, candidate_run, seed=options.seed, device=options.device
@@ -207,7 +218,7 @@ def evaluate(
         precheck_s=build.precheck_s,
         profile=profile,
         phases_s=phases,
-        log=verdict.log,
+        log=with_build_log(build, verdict.log),
         environment={**verdict.environment, **_isolation()},
         warnings=warnings + verdict.warnings,
         duration_s=time.perf_counter() - started,
@@ -216,6 +227,20 @@ def evaluate(
 
 
 _references = ReferenceCache()
+
+BUILD_HEADING = "--- build"
+RUN_HEADING = "--- verify and time ---"
+
+
+def with_build_log(build: Any, run_log: str) -> str:
+    """A built candidate's log: the build's whole output (the compiler's command lines, warnings
+    and notes, or the cache hit), then what running it said, which stays last (where a reader
+    and the judge look first). A failed build's log is the build's alone."""
+    heading = f"{BUILD_HEADING} ({'cached' if build.cached else f'{build.compile_s:.1f} s'}) ---"
+    parts = [heading, build.log.rstrip() or "(no output)"]
+    if run_log.strip():
+        parts += [RUN_HEADING, run_log.rstrip()]
+    return "\n".join(parts) + "\n"
 
 
 def _judge_candidate(
