@@ -4,6 +4,10 @@
   content-addressed, so tests share the build cache safely and each extension builds once.
 - No test reaches the network: inet sockets refuse to connect in the test process.
 - `gpu` tests skip where no CUDA GPU is visible.
+- `cli` runs `python -m kernelwright.cli` in a fresh process, as a user would: for true end-to-end
+  tests. `cli_in_process` runs the same command in this process (typer's CliRunner), with the same
+  result shape: for bad input and reviewing the history, where a fresh process would only add
+  an `import torch`.
 """
 
 from __future__ import annotations
@@ -79,6 +83,57 @@ def run_cli(
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def run_cli_in_process(
+    *args: str, env_extra: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `kernelwright ARGS` in this process (typer's CliRunner; `env_extra` set for the call
+    only); a traceback is an exception here. Returns what `run_cli` does."""
+    from kernelwright.cli import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, list(args), input=input, env=env_extra, catch_exceptions=False)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def cli_in_process():
+    return run_cli_in_process
+
+
+@pytest.fixture
+def saved_run(tmp_path: Path) -> dict[str, str]:
+    """A history (`db`, an SQLite URL) with one finished evaluate `run` of one correct candidate
+    (fixtures' scale_add_ok.py on scale_add.py). The database is in a folder of its own: an
+    in-process command leaves its connection (and SQLite's -wal and -shm files) open."""
+    from kernelwright.problem import load_problem
+    from kernelwright.records import EvaluationResult, Status
+    from kernelwright.store import repo
+    from kernelwright.store.db import open_engine
+
+    problem_path = FIXTURES / "problems" / "scale_add.py"
+    candidate = FIXTURES / "candidates" / "scale_add_ok.py"
+    (tmp_path / "history").mkdir()
+    db = f"sqlite:///{tmp_path / 'history' / 'h.db'}"
+    engine = open_engine(db)
+    p = load_problem(problem_path)
+    problem = {"content_hash": p.content_hash, "name": p.name, "path": str(p.path), "source": ""}
+    result = EvaluationResult(
+        status=Status.CORRECT,
+        reason="",
+        target="cpu",
+        problem=str(problem_path),
+        problem_hash="x",
+        candidate="c",
+        trials=3,
+        speedup=1.5,
+    )
+    run = repo.start_run(engine, "evaluate", "cpu", {})
+    repo.add_candidate(engine, run, problem, candidate.read_text(), "c", result)
+    repo.finish_run(engine, run)
+    engine.dispose()
+    return {"db": db, "run": run}
 
 
 @pytest.fixture(scope="session")

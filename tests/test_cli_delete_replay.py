@@ -1,5 +1,6 @@
 """`runs delete` asks first (unless --yes); an empty or unusable replay file is bad input, one
-line and exit 2, with no run started. In-process."""
+line and exit 2, with no run started. In-process; `saved_run` is conftest's history of one
+finished run."""
 
 from __future__ import annotations
 
@@ -8,9 +9,6 @@ from pathlib import Path
 
 import pytest
 from kernelwright.cli import app
-from kernelwright.records import EvaluationResult, Status
-from kernelwright.store import repo
-from kernelwright.store.db import open_engine
 from typer.testing import CliRunner
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -34,52 +32,30 @@ def _one_line(proc, code: int = 2) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def one_run(tmp_path) -> dict[str, str]:
-    db = f"sqlite:///{tmp_path / 'h.db'}"
-    engine = open_engine(db)
-    run = repo.start_run(engine, "evaluate", "cpu", {})
-    result = EvaluationResult(
-        status=Status.CORRECT,
-        reason="",
-        target="cpu",
-        problem=str(PROBLEM),
-        problem_hash="x",
-        candidate="c",
-        trials=1,
-        speedup=1.0,
-    )
-    problem = {"content_hash": "x" * 64, "name": "scale_add", "path": str(PROBLEM), "source": ""}
-    repo.add_candidate(engine, run, problem, "class ModelNew: pass\n", "s", result)
-    repo.finish_run(engine, run)
-    engine.dispose()
-    return {"db": db, "run": run}
-
-
 def _runs(kw, db: str) -> list[str]:
     return [r["id"] for r in json.loads(kw("runs", "list", "--db", db, "--json").stdout)]
 
 
 @pytest.mark.parametrize("answer", ["n\n", "\n", ""])  # no, the default, and no stdin at all
-def test_runs_delete_keeps_the_run_unless_confirmed(kw, one_run, answer):
-    proc = kw("runs", "delete", one_run["run"], "--db", one_run["db"], input=answer)
+def test_runs_delete_keeps_the_run_unless_confirmed(kw, saved_run, answer):
+    proc = kw("runs", "delete", saved_run["run"], "--db", saved_run["db"], input=answer)
     assert proc.exit_code == 1, proc.output
-    assert f"delete run {one_run['run']} (evaluate, 1 candidate" in proc.stderr  # the question
+    assert f"delete run {saved_run['run']} (evaluate, 1 candidate" in proc.stderr  # the question
     assert "? [y/N]" in proc.stderr
     # on a line of its own, even when no answer came
-    assert f"\nrun {one_run['run']} kept; add --yes to delete without asking\n" in proc.stderr
+    assert f"\nrun {saved_run['run']} kept; add --yes to delete without asking\n" in proc.stderr
     assert "deleted" not in proc.stdout
-    assert _runs(kw, one_run["db"]) == [one_run["run"]]
+    assert _runs(kw, saved_run["db"]) == [saved_run["run"]]
 
 
 @pytest.mark.parametrize(("args", "answer"), [((), "y\n"), (("--yes",), None), (("-y",), None)])
-def test_runs_delete_deletes_when_confirmed(kw, one_run, args, answer):
-    proc = kw("runs", "delete", one_run["run"], "--db", one_run["db"], *args, input=answer)
+def test_runs_delete_deletes_when_confirmed(kw, saved_run, args, answer):
+    proc = kw("runs", "delete", saved_run["run"], "--db", saved_run["db"], *args, input=answer)
     assert proc.exit_code == 0, proc.output
-    assert f"deleted run {one_run['run']} (1 candidate" in proc.stdout
+    assert f"deleted run {saved_run['run']} (1 candidate" in proc.stdout
     if answer is None:
         assert "delete run" not in proc.stderr  # --yes asks nothing
-    assert _runs(kw, one_run["db"]) == []
+    assert _runs(kw, saved_run["db"]) == []
 
 
 @pytest.mark.parametrize(

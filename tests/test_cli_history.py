@@ -1,4 +1,6 @@
-"""`kernelwright runs ...` / `candidates ...` on recorded data, and the exported drop-in file."""
+"""`kernelwright runs ...` / `candidates ...` on recorded data, and the exported drop-in file.
+The commands run in-process (`cli` is conftest's `cli_in_process` here); the exported file is
+checked in a fresh process."""
 
 from __future__ import annotations
 
@@ -35,6 +37,11 @@ def _result(status: Status, speedup: float | None) -> EvaluationResult:
         log="the log\n",
         environment={"cpu": "test cpu"},
     )
+
+
+@pytest.fixture
+def cli(cli_in_process):
+    return cli_in_process
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Bad input around the history and its outputs: one line on stderr, exit code 2, no traceback,
-and nothing lost or half-written (the user's files byte for byte as they were, no temp files)."""
+and nothing lost or half-written (the user's files byte for byte as they were, no temp files).
+In-process (`cli_in_process`); `saved_run` is conftest's history of one finished run."""
 
 from __future__ import annotations
 
@@ -7,10 +8,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from kernelwright.problem import load_problem
-from kernelwright.records import EvaluationResult, Status
-from kernelwright.store import repo
-from kernelwright.store.db import open_engine
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PROBLEM = FIXTURES / "problems" / "scale_add.py"
@@ -25,38 +22,16 @@ def _one_line_exit_2(proc, *phrases: str) -> None:
         assert phrase in proc.stderr, proc.stderr
 
 
-@pytest.fixture
-def saved_run(tmp_path):
-    """A history with one finished run whose candidate is correct."""
-    db = f"sqlite:///{tmp_path / 'h.db'}"
-    engine = open_engine(db)
-    p = load_problem(PROBLEM)
-    problem = {"content_hash": p.content_hash, "name": p.name, "path": str(p.path), "source": ""}
-    result = EvaluationResult(
-        status=Status.CORRECT,
-        reason="",
-        target="cpu",
-        problem=str(PROBLEM),
-        problem_hash="x",
-        candidate="c",
-        trials=3,
-        speedup=1.5,
-    )
-    run = repo.start_run(engine, "evaluate", "cpu", {})
-    repo.add_candidate(engine, run, problem, CANDIDATE.read_text(), "c", result)
-    repo.finish_run(engine, run)
-    engine.dispose()
-    return {"db": db, "run": run}
-
-
-def test_a_file_that_is_not_sqlite_is_refused_untouched(cli, tmp_path):
+def test_a_file_that_is_not_sqlite_is_refused_untouched(cli_in_process, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     db = home / "history.db"
     db.write_bytes(b"this is not sqlite garbage\n")
     env = {"KERNELWRIGHT_HOME": str(home)}
-    _one_line_exit_2(cli("runs", "list", env_extra=env), str(db), "not an SQLite database")
-    saved = cli(
+    _one_line_exit_2(
+        cli_in_process("runs", "list", env_extra=env), str(db), "not an SQLite database"
+    )
+    saved = cli_in_process(
         "evaluate", str(PROBLEM), str(CANDIDATE), "--target", "cpu", "--save", env_extra=env
     )
     _one_line_exit_2(saved, "not an SQLite database", "KERNELWRIGHT_HOME")
@@ -64,7 +39,7 @@ def test_a_file_that_is_not_sqlite_is_refused_untouched(cli, tmp_path):
     assert sorted(p.name for p in home.iterdir()) == ["history.db"]
 
 
-def test_someone_elses_sqlite_file_is_refused_byte_for_byte_unchanged(cli, tmp_path):
+def test_someone_elses_sqlite_file_is_refused_byte_for_byte_unchanged(cli_in_process, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     db = home / "history.db"
@@ -73,23 +48,25 @@ def test_someone_elses_sqlite_file_is_refused_byte_for_byte_unchanged(cli, tmp_p
     conn.commit()
     conn.close()
     before = db.read_bytes()
-    proc = cli("runs", "list", env_extra={"KERNELWRIGHT_HOME": str(home)})
+    proc = cli_in_process("runs", "list", env_extra={"KERNELWRIGHT_HOME": str(home)})
     _one_line_exit_2(proc, str(db), "not a kernelwright history")
     assert db.read_bytes() == before  # no tables or columns added, journal mode not switched
     assert sorted(p.name for p in home.iterdir()) == ["history.db"]
 
 
-def test_kernelwright_home_that_is_a_file(cli, tmp_path):
+def test_kernelwright_home_that_is_a_file(cli_in_process, tmp_path):
     home = tmp_path / "home"
     home.write_text("a file\n")
     for args in (("runs", "list"), ("evaluate", str(PROBLEM), str(CANDIDATE), "--target", "cpu")):
-        proc = cli(*args, env_extra={"KERNELWRIGHT_HOME": str(home)})
+        proc = cli_in_process(*args, env_extra={"KERNELWRIGHT_HOME": str(home)})
         _one_line_exit_2(proc, str(home), "it is a file", "KERNELWRIGHT_HOME")
     assert home.read_text() == "a file\n"
 
 
 @pytest.mark.parametrize("where", ["missing_folder", "a_folder", "proc"])
-def test_export_and_report_to_a_path_that_cannot_be_written(cli, saved_run, tmp_path, where):
+def test_export_and_report_to_a_path_that_cannot_be_written(
+    cli_in_process, saved_run, tmp_path, where
+):
     out = {
         "missing_folder": tmp_path / "no" / "such" / "x.py",
         "a_folder": tmp_path,
@@ -98,23 +75,28 @@ def test_export_and_report_to_a_path_that_cannot_be_written(cli, saved_run, tmp_
     env = {"KERNELWRIGHT_DB": saved_run["db"]}
     before = sorted(p.name for p in tmp_path.iterdir())
     _one_line_exit_2(
-        cli("runs", "export", saved_run["run"], "--out", str(out), env_extra=env), str(out)
+        cli_in_process("runs", "export", saved_run["run"], "--out", str(out), env_extra=env),
+        str(out),
     )
-    _one_line_exit_2(cli("report", saved_run["run"], "--out", str(out), env_extra=env), str(out))
+    _one_line_exit_2(
+        cli_in_process("report", saved_run["run"], "--out", str(out), env_extra=env), str(out)
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no <dir>.tmp, no temp file
     assert not Path(f"{tmp_path}.tmp").exists() and not out.is_file()
 
 
-def test_a_replay_file_that_is_not_utf8(cli, tmp_path):
+def test_a_replay_file_that_is_not_utf8(cli_in_process, tmp_path):
     replies = tmp_path / "bad.jsonl"
     replies.write_bytes(b"\xff\xfe{}\n")
-    proc = cli("optimize", str(PROBLEM), "--model", f"replay:{replies}", "--target", "cpu")
+    proc = cli_in_process(
+        "optimize", str(PROBLEM), "--model", f"replay:{replies}", "--target", "cpu"
+    )
     _one_line_exit_2(proc, str(replies), "not UTF-8")
 
 
-def test_comparing_a_run_with_itself_is_refused(cli, saved_run):
+def test_comparing_a_run_with_itself_is_refused(cli_in_process, saved_run):
     run = saved_run["run"]
-    proc = cli(
+    proc = cli_in_process(
         "runs", "compare", run, run, "--json", env_extra={"KERNELWRIGHT_DB": saved_run["db"]}
     )
     _one_line_exit_2(proc, "two different runs", run)
