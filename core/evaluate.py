@@ -220,7 +220,7 @@ def evaluate(
         phases_s=phases,
         log=with_build_log(build, verdict.log),
         environment={**verdict.environment, **_isolation()},
-        warnings=warnings + verdict.warnings,
+        warnings=_merged(warnings, verdict.warnings),
         duration_s=time.perf_counter() - started,
         **common,
     )
@@ -351,3 +351,10 @@ def _compiled_reference(
             if _compiled[key].note:
                 log.info("%s: no torch.compile baseline: %s", problem.name, _compiled[key].note)
         return _compiled[key]
+
+
+def _merged(static: list[dict[str, Any]], seen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The static warnings and those of the run; where both name one check (PyTorch beside the
+    kernel, say), what was seen to run replaces what the text suggested."""
+    observed = {w["check"] for w in seen}
+    return [w for w in static if w["check"] not in observed] + seen

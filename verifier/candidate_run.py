@@ -29,7 +29,7 @@ from kernelwright.records import CaseResult, Status, TimingReport
 from kernelwright.runner import observe
 from kernelwright.runner.isolation import Worker, WorkerOverLimit, WorkerTimeout
 from kernelwright.runner.snapshot import snapshot
-from kernelwright.verifier import protocol, timing_driver
+from kernelwright.verifier import op_record, protocol, timing_driver
 from kernelwright.verifier.compare import compare
 from kernelwright.verifier.session import (
     WORKER,
@@ -219,7 +219,21 @@ class _Run:
         state = self.state
         self._expect_next(state.pending, record.index, record.path, "case")
         state.progress = f"after {self.labels.get(record.index, record.index)}"
+        self._judge_ops(record)
         state.results.append(self._check(record.index))
+
+    def _judge_ops(self, record: protocol.CaseOutput) -> None:
+        """What ran during the case's call: PyTorch doing the main work is `rejected`; some
+        PyTorch beside the kernel is one warning (the first case that shows it)."""
+        ops = [op_record.OpCount(op.name, op.calls, op.work) for op in record.ops]
+        judgement = op_record.judge(ops, self.job.reference.work.get(record.index, 0.0))
+        if judgement is None:
+            return
+        if judgement.severity == "reject":
+            raise _Verdict(Status.REJECTED, f"rejected by {judgement.check}: {judgement.message}")
+        if not any(w["check"] == judgement.check for w in self.state.warnings):
+            warning = {"check": judgement.check, "severity": "warn", "message": judgement.message}
+            self.state.warnings.append(warning)
 
     def on_outputs_done(self, record: protocol.OutputsDone) -> None:
         state = self.state

@@ -49,7 +49,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     from kernelwright.profiler import environment, timing
     from kernelwright.profiler.ncu import kernel_regex
     from kernelwright.verifier import cases as cases_module
-    from kernelwright.verifier import guards, sampler
+    from kernelwright.verifier import guards, op_record, sampler
     from kernelwright.verifier.cases import Case, build, overridden, refill
 
     device = device_for(request["target"])
@@ -58,7 +58,8 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     # import dynamo, which rebinds torch.manual_seed: import it before the snapshot.
     guards.settle_torch()
     problem = loader.import_problem(Path(request["problem"]))
-    harness = [timing, cases_module, sampler, guards, loader, isolation, protocol]
+    op_record.make_recorder()  # made before the guard's snapshot, which then holds it still
+    harness = [timing, cases_module, sampler, guards, loader, isolation, protocol, op_record]
     guard = guards.HarnessGuard([*harness, sys.modules[__name__]], frozen=[problem])
     # compiled before the candidate runs: a Pattern's methods cannot be rebound from Python
     kernels = [re.compile(kernel_regex(name)) for name in request.get("kernels", [])]
@@ -71,26 +72,31 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     # Where the reference itself writes into its inputs, the candidate may too.
     mutating = set(request.get("mutating_cases", []))
 
-    def checked_call(model: Any, inputs: list[Any], case: Case) -> Any:
+    def checked_call(model: Any, inputs: list[Any], case: Case) -> tuple[Any, list[Any]]:
+        """The output, and the ops the call dispatched (`op_record`)."""
         pristine = guards.snapshot_inputs(inputs) if case.index not in mutating else None
         guards.poison(device, sizes.get(case.index, []))
         with torch.no_grad(), overridden([problem, candidate], case.overrides):
-            output = model(*inputs)
+            try:
+                output, ops = op_record.record_call(lambda: model(*inputs))
+            except op_record.Tampered as exc:
+                raise guards.Rejected("op_record_tampered", str(exc)) from None
         sync(device)
         guards.check_outputs(output, device)
         if pristine is not None:
             guards.check_inputs_unchanged(pristine, inputs)
         guard.check()
-        return output
+        return output, ops
 
     for case in (c for c in all_cases if not c.after_timing):
         with stage(f"running ModelNew on {case.label}"):
             model, inputs = build(problem, model_new, case, device, also_override=[candidate])
-            output = checked_call(model, inputs, case)
+            output, ops = checked_call(model, inputs, case)
             path = out_dir / f"cand_{case.index}.pt"
             save(output, path)
             del model, inputs, output
-        channel.send_line(protocol.dumps(protocol.CaseOutput(index=case.index, path=str(path))))
+        record = protocol.CaseOutput(index=case.index, path=str(path), ops=_seen(ops))
+        channel.send_line(protocol.dumps(record))
     channel.send_line(protocol.dumps(protocol.OutputsDone()))
 
     line = channel.recv_line()
@@ -119,7 +125,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
             _, fresh = build(problem, problem.Model, case, device)
             refill(cand_inputs, fresh, device)  # same addresses as timed, new values
             sync(device)
-            output = checked_call(cand_model, cand_inputs, case)
+            output, _ = checked_call(cand_model, cand_inputs, case)
             path = out_dir / f"cand_{case.index}.pt"
             save(output, path)
         record = protocol.RecheckOutput(index=case.index, path=str(path))
@@ -132,6 +138,19 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
     plain = {k: v for k, v in env.items() if v is None or isinstance(v, str | int | float | bool)}
     end = protocol.TimingEnd(environment=plain, warnings=tuple(notes))
     channel.send_line(protocol.dumps(end))
+
+
+def _seen(ops: list[Any]) -> tuple[protocol.OpSeen, ...]:
+    """The record as the protocol carries it: the heaviest ops first, at most MAX_OPS."""
+    from kernelwright.verifier.op_record import WORK_CAP
+
+    heaviest = sorted(ops, key=lambda op: -op.work)[:MAX_OPS]
+    return tuple(
+        protocol.OpSeen(op.name[:200], op.calls, min(op.work, WORK_CAP)) for op in heaviest
+    )
+
+
+MAX_OPS = 512
 
 
 def _check_own_kernels(call: Any, kernels: list[re.Pattern[str]]) -> list[protocol.Note]:

@@ -43,12 +43,24 @@ class Record:
 
 
 @dataclass(frozen=True)
+class OpSeen(Record):
+    """One ATen (or own) op dispatched during a recorded call (`verifier.op_record`)."""
+
+    kind: ClassVar[str] = "op"
+    name: str
+    calls: int
+    work: float
+
+
+@dataclass(frozen=True)
 class CaseOutput(Record):
-    """The candidate's output of one checked case, written to `path` (the parent names it)."""
+    """The candidate's output of one checked case, written to `path` (the parent names it),
+    and the ops its call dispatched."""
 
     kind: ClassVar[str] = "case"
     index: int
     path: str
+    ops: tuple[OpSeen, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +174,7 @@ class ReferenceCase(Record):
     nbytes: tuple[int, ...]
     mutates_inputs: bool
     wide_path: str | None = None
+    work: float = 0.0  # the compute its call dispatched (`verifier.op_record`)
 
 
 @dataclass(frozen=True)
@@ -253,6 +266,7 @@ class SpotSeeds(Record):
 RECORDS: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
+        OpSeen,
         CaseOutput,
         OutputsDone,
         RecheckOutput,

@@ -50,6 +50,8 @@ class ReferenceOutputs:
     mutating: list[int]  # cases where the reference itself writes into its inputs
     # case index -> (path, sha256) of the float64 run's outputs (low-precision outputs only)
     wide: dict[int, tuple[Path, str]] = field(default_factory=dict)
+    # case index -> the compute the reference's call dispatched (verifier/op_record.py)
+    work: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,6 +83,7 @@ def run_reference(
     nbytes: dict[int, list[int]] = {}
     mutating: list[int] = []
     wide: dict[int, tuple[Path, str]] = {}
+    work: dict[int, float] = {}
     record: protocol.Record | protocol.Fault | None = None
     with Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra) as worker:
         worker.send(
@@ -102,6 +105,7 @@ def run_reference(
                     cases.append(case)
                     files[case.index] = (path, sha256_file(path))
                     nbytes[case.index] = list(record.nbytes)
+                    work[case.index] = record.work
                     if record.mutates_inputs:
                         mutating.append(case.index)
                     if record.wide_path:
@@ -122,7 +126,7 @@ def run_reference(
     if not isinstance(record, protocol.Finished):
         detail = _last_line(end.stderr) or end.describe()
         raise BadInput(f"problem {problem.name}: the reference worker {end.describe()}: {detail}")
-    return ReferenceOutputs(cases, files, nbytes, mutating, wide)
+    return ReferenceOutputs(cases, files, nbytes, mutating, wide, work)
 
 
 COMPILE_MODE = "default"

@@ -37,6 +37,7 @@ from kernelwright.verifier.worker_common import device_for, save, short, stage, 
 def run_reference(channel: Channel, request: dict[str, Any]) -> None:
     import torch
     from kernelwright.compiler.loader import import_problem
+    from kernelwright.verifier import op_record
     from kernelwright.verifier.cases import (
         ProblemError,
         build,
@@ -66,8 +67,10 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
             pristine = snapshot_inputs(inputs)
             # a forward that reads a size global sees the case's value too
             with torch.no_grad(), overridden([problem], case.overrides):
-                output = model(*inputs)
+                # what the reference dispatches is the measure of the candidate's (op_record)
+                output, ops = op_record.record_call(lambda m=model, i=inputs: m(*i))
             sync(device)
+            work = op_record.torch_work(ops)
             try:
                 check_inputs_unchanged(pristine, inputs)
                 mutates = False
@@ -93,6 +96,7 @@ def run_reference(channel: Channel, request: dict[str, Any]) -> None:
             nbytes=tuple(sizes),
             mutates_inputs=mutates,
             wide_path=wide_path,
+            work=min(work, op_record.WORK_CAP),
         )
         _send(channel, record)
     _send(channel, protocol.Finished())
