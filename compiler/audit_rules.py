@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from kernelwright.check_names import Check
 from kernelwright.runner.isolation import kill_tree
 
-SYMBOLS = "native_symbols"
-PREPROCESSED = "native_preprocessed"
+SYMBOLS = Check.NATIVE_SYMBOLS
+PREPROCESSED = Check.NATIVE_PREPROCESSED
 AUDIT_VERSION = "1"  # a passing record of another version is not trusted: the rules changed
 PREPROCESS_TIMEOUT_S = 120.0
 
@@ -88,7 +89,7 @@ LINKABLE = re.compile(
 
 # Rules that may also read what system headers' macros put on the candidate's lines: all but
 # these (pybind's PYBIND11_MODULE expands to Python API calls by design).
-_MACRO_NOISY = {"python_from_native"}
+_MACRO_NOISY = {Check.PYTHON_FROM_NATIVE}
 
 
 @dataclass(frozen=True)

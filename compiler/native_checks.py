@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from kernelwright.check_names import Check
 from kernelwright.compiler.findings import REJECT, WARN, Finding
 
 # ATen/torch functions that allocate, describe, guard or launch rather than compute.
@@ -48,13 +49,13 @@ _ATEN_NOT_COMPUTE = "|".join(
 # Patterns over the embedded C++/CUDA text: (name, severity, regex, reason)
 NATIVE_RULES = [
     (
-        "persisting_l2",
+        Check.PERSISTING_L2,
         REJECT,
         r"accessPolicyWindow|cudaLimitPersistingL2CacheSize|hitProp|cudaAccessPropertyPersisting",
         "marks data persisting in L2, which survives the cache flush between timed calls",
     ),
     (
-        "result_cache",
+        Check.RESULT_CACHE,
         REJECT,
         # static *variables* only: `static at::Tensor fn(...)` is a function with internal linkage
         r"\bstatic\s+(?:std::)?(?:unordered_map|map|vector)\s*<[^;(]*(?:Tensor|void\s*\*)[^;(]*>"
@@ -64,7 +65,7 @@ NATIVE_RULES = [
         "keeps tensors or pointers across calls, a cache that can replay earlier results",
     ),
     (
-        "file_replay",
+        Check.FILE_REPLAY,
         REJECT,
         # stdio and iostreams, POSIX calls (`open`, `mmap`, raw `syscall`), std::filesystem, and
         # `dlopen`/`dlsym`, which could fetch any of these by name. The expected outputs sit in
@@ -76,14 +77,14 @@ NATIVE_RULES = [
         "reads or writes files from native code",
     ),
     (
-        "network",
+        Check.NETWORK,
         REJECT,
         # `connect(` alone is any function of that name (a union-find's); sockets need these
         r"\bsocket\b|#\s*include\s*<(?:sys/socket|netinet|arpa/|netdb)",
         "opens network connections from native code",
     ),
     (
-        "env_access",
+        Check.ENV_ACCESS,
         REJECT,
         # a name built from anything but one plain literal (`"OPENAI" SUFFIX`) counts as unknown
         r"getenv\s*\(\s*(?:[^\"\s)]|\"[^\"]*(?:KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)"
@@ -91,7 +92,7 @@ NATIVE_RULES = [
         "reads secrets or the whole environment from native code",
     ),
     (
-        "threads",
+        Check.THREADS,
         REJECT,
         # `kw::thread` for any namespace alias, type aliases of it, torch's and OpenMP's own
         # pools sized by the candidate (torch runs one thread per side; a plain `#pragma omp`
@@ -107,7 +108,7 @@ NATIVE_RULES = [
         "starts threads, processes or shell commands from native code",
     ),
     (
-        "process_hooks",
+        Check.PROCESS_HOOKS,
         REJECT,
         # each runs the candidate's code at moments the harness chooses, not in its own call:
         # an allocator of its own (work deferred to the harness's next allocation, after the
@@ -124,7 +125,7 @@ NATIVE_RULES = [
         "outside its own calls, where the harness times the reference or reads the outputs",
     ),
     (
-        "python_from_native",
+        Check.PYTHON_FROM_NATIVE,
         REJECT,
         # Python run or reached from C++ sees the whole worker, the harness's timer included,
         # and the Python checks never see it; pybind's own binding (m.def, py::arg) is fine
@@ -137,7 +138,7 @@ NATIVE_RULES = [
         "runs Python or reaches Python objects from native code, out of the Python checks' sight",
     ),
     (
-        "patching",
+        Check.PATCHING,
         REJECT,
         # kernels registered for PyTorch's own operators run in the reference too (slowed down,
         # say); a candidate registers its own namespace (TORCH_LIBRARY) only
@@ -146,14 +147,14 @@ NATIVE_RULES = [
         "registers kernels for PyTorch's own operators, which the reference calls as well",
     ),
     (
-        "phase_probe",
+        Check.PHASE_PROBE,
         REJECT,
         # the seed the inputs were drawn with differs between checked and timed calls
         r"\b(?:current_seed|initial_seed)\s*\(|\b_version\s*\(\s*\)|version_counter",
         "can tell checked calls from timed ones",
     ),
     (
-        "streams",
+        Check.STREAMS,
         WARN,
         # cublasSetStream is checked by `_cublas_off_current_stream`: most put cuBLAS on the
         # timed stream
@@ -162,7 +163,7 @@ NATIVE_RULES = [
         "(the timer synchronises the whole device, and host time is cross-checked)",
     ),
     (
-        "library_compute",
+        Check.LIBRARY_COMPUTE,
         WARN,
         # any ATen/torch op but those that allocate, describe or launch; tensor methods that
         # compute; cuBLAS and cuDNN
@@ -173,7 +174,7 @@ NATIVE_RULES = [
         "calls a library (ATen/cuBLAS/cuDNN) for part of the work",
     ),
     (
-        "precision",
+        Check.PRECISION,
         WARN,
         r"__float2half|__float2bfloat16|--use_fast_math|-use_fast_math|__fdividef|__expf\b|"
         r"\bwmma::precision::tf32|\btf32\b",
@@ -277,14 +278,14 @@ def _cublas_off_current_stream(code: str) -> str | None:
 
 
 _CODE_ONLY = {
-    "file_replay",  # `TORCH_CHECK(ok, "failed to open (...)")` opens nothing
-    "network",
-    "threads",
-    "phase_probe",
-    "result_cache",
-    "library_compute",
-    "process_hooks",
-    "python_from_native",
+    Check.FILE_REPLAY,  # `TORCH_CHECK(ok, "failed to open (...)")` opens nothing
+    Check.NETWORK,
+    Check.THREADS,
+    Check.PHASE_PROBE,
+    Check.RESULT_CACHE,
+    Check.LIBRARY_COMPUTE,
+    Check.PROCESS_HOOKS,
+    Check.PYTHON_FROM_NATIVE,
 }
 
 
@@ -311,11 +312,11 @@ def native_findings(code: str) -> list[Finding]:
         if match:
             findings.append(Finding(name, severity, f"{reason} (`{match.group(0).strip()}`)"))
     registered = _registration_off_own_namespace(prose_free)
-    if registered and not any(f.check == "patching" for f in findings):
-        reason = next(r for n, _, _, r in NATIVE_RULES if n == "patching")
-        findings.append(Finding("patching", REJECT, f"{reason} (`{registered}`)"))
+    if registered and not any(f.check == Check.PATCHING for f in findings):
+        reason = next(r for n, _, _, r in NATIVE_RULES if n == Check.PATCHING)
+        findings.append(Finding(Check.PATCHING, REJECT, f"{reason} (`{registered}`)"))
     foreign = _cublas_off_current_stream(code)
-    if foreign and not any(f.check == "streams" for f in findings):
-        reason = next(r for n, _, _, r in NATIVE_RULES if n == "streams")
-        findings.append(Finding("streams", WARN, f"{reason} (`{foreign}`)"))
+    if foreign and not any(f.check == Check.STREAMS for f in findings):
+        reason = next(r for n, _, _, r in NATIVE_RULES if n == Check.STREAMS)
+        findings.append(Finding(Check.STREAMS, WARN, f"{reason} (`{foreign}`)"))
     return findings

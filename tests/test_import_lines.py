@@ -15,6 +15,7 @@ SHARED = {
     "kernelwright.errors",
     "kernelwright.paths",
     "kernelwright.pyast",
+    "kernelwright.check_names",  # the enum of check names, static and run-time
 }
 STAGE_PACKAGES = {
     "agents": "kernelwright.agents",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from kernelwright.verifier.check_names import Check
 
 
 class Rejected(Exception):
@@ -169,28 +170,28 @@ class HarnessGuard:
         for owner, name, value in self._saved:
             if getattr(owner, name, None) is not value:
                 where = getattr(owner, "__name__", type(owner).__name__)
-                raise Rejected("patched_harness", f"replaced `{where}.{name}`")
+                raise Rejected(Check.PATCHED_HARNESS, f"replaced `{where}.{name}`")
         for value, insides in self._insides:
             if not _still(value, insides):
                 where = getattr(value, "__qualname__", type(value).__name__)
-                raise Rejected("patched_harness", f"changed what `{where}` holds")
+                raise Rejected(Check.PATCHED_HARNESS, f"changed what `{where}` holds")
         for owner, entries in self._entries:
             now_entries = vars(owner)
             for name, value in entries.items():
                 if now_entries.get(name, _GONE) is not value:
-                    raise Rejected("patched_harness", f"replaced `{owner.__name__}.{name}`")
+                    raise Rejected(Check.PATCHED_HARNESS, f"replaced `{owner.__name__}.{name}`")
         # A new entry of Tensor's that shadows TensorBase's own (`__mul__`); new names of its
         # own (copyreg's `__slotnames__`) or torch's (lazy submodules) shadow nothing.
         shadowing = (set(vars(torch.Tensor)) - self._tensor_entries) & self._tensor_names
         if shadowing:
-            raise Rejected("patched_harness", f"replaced `Tensor.{min(shadowing)}`")
+            raise Rejected(Check.PATCHED_HARNESS, f"replaced `Tensor.{min(shadowing)}`")
         now = _interposers()
         for what, count in now.items():
             if count != self._interposers.get(what):
-                raise Rejected("patched_harness", f"installed {what} around every torch call")
+                raise Rejected(Check.PATCHED_HARNESS, f"installed {what} around every torch call")
         extra = [t for t in threading.enumerate() if t.ident not in self._threads and t.is_alive()]
         if extra:
-            raise Rejected("threads", f"left {len(extra)} thread(s) running: {extra[0].name}")
+            raise Rejected(Check.THREADS, f"left {len(extra)} thread(s) running: {extra[0].name}")
 
     def allow_threads_of(self, reference: Any) -> None:
         """Run the reference once and accept the threads it leaves (a `torch.compile`d reference
@@ -220,7 +221,7 @@ def check_inputs_unchanged(before: list[Any], after: list[Any]) -> None:
                 and _nan_equal(new, old)
             )
             if not same:
-                raise Rejected("inputs_modified", f"input {i} was changed by the candidate")
+                raise Rejected(Check.INPUTS_MODIFIED, f"input {i} was changed by the candidate")
 
 
 # Bound when the harness is imported, before any candidate code: rebinding `torch.isnan` later
@@ -243,14 +244,16 @@ def check_outputs(value: Any, device: torch.device, where: str = "output") -> No
             # Parameter the reference also returns is the plain tensor to hand back
             hint = " (return `.detach()` of it)" if isinstance(value, torch.nn.Parameter) else ""
             raise Rejected(
-                "output_type", f"{where} is a {type(value).__name__}, not a plain tensor{hint}"
+                Check.OUTPUT_TYPE, f"{where} is a {type(value).__name__}, not a plain tensor{hint}"
             )
         if value.device.type != device.type:
-            raise Rejected("output_type", f"{where} is on {value.device}, not on {device.type}")
+            raise Rejected(Check.OUTPUT_TYPE, f"{where} is on {value.device}, not on {device.type}")
         if value.is_meta:
-            raise Rejected("output_type", f"{where} has no real storage behind it")
+            raise Rejected(Check.OUTPUT_TYPE, f"{where} has no real storage behind it")
         if value.layout != torch.strided or value.is_nested:
-            raise Rejected("output_type", f"{where} is a {value.layout} tensor, not a dense one")
+            raise Rejected(
+                Check.OUTPUT_TYPE, f"{where} is a {value.layout} tensor, not a dense one"
+            )
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             check_outputs(item, device, f"{where}[{i}]")

@@ -47,6 +47,7 @@ from kernelwright.records import TimingReport
 from kernelwright.runner import observe
 from kernelwright.runner.isolation import Worker
 from kernelwright.verifier import protocol
+from kernelwright.verifier.check_names import Check
 
 MAX_SPOT_READS = 16
 
@@ -280,7 +281,7 @@ class _SpotPicker:
             return
         spot = read_output(side.pid, sample.seed, sample.done)
         if spot.problem:  # at once: what the worker does next cannot make it readable after all
-            raise Refused("spot_check", f"timed call {self.calls}: {spot.problem}")
+            raise Refused(Check.SPOT_CHECK, f"timed call {self.calls}: {spot.problem}")
         self.reads.append(spot)
 
 
@@ -370,13 +371,13 @@ def _outside_checks(seen: dict[str, Any], target: str) -> None:
     if target == "cuda":
         if seen["candidate_inner_ms"] > seen["candidate_outside_ms"] + 0.05:
             raise Refused(
-                "clock_mismatch",
+                Check.CLOCK_MISMATCH,
                 f"its device events report {seen['candidate_inner_ms']:.3f} ms for a call that "
                 f"took {seen['candidate_outside_ms']:.3f} ms from request to answer",
             )
         if extra > 2 * seen["candidate_inner_ms"] + noise:
             raise Refused(
-                "hidden_work",
+                Check.HIDDEN_WORK,
                 f"a call takes {seen['candidate_outside_ms']:.3f} ms from request to answer but "
                 f"only {seen['candidate_inner_ms']:.3f} ms between its stream's events "
                 f"({extra:.3f} ms more than the reference's overhead): work runs on another "
@@ -386,7 +387,7 @@ def _outside_checks(seen: dict[str, Any], target: str) -> None:
         timed = max(seen["candidate_outside_ms"] - seen["harness_overhead_ms"], 0.0)
         if extra > 0.5 * timed + noise:
             raise Refused(
-                "clock_mismatch",
+                Check.CLOCK_MISMATCH,
                 f"its own clock says {seen['candidate_inner_ms']:.3f} ms for a call that took "
                 f"{seen['candidate_outside_ms']:.3f} ms by the parent's clock (the reference's "
                 f"differ by {seen['reference_gap_ms']:.3f} ms): its clock does not tell the time",
@@ -394,7 +395,7 @@ def _outside_checks(seen: dict[str, Any], target: str) -> None:
     used = seen["candidate_cpu_s"]
     if used is not None and used > 1.25 * seen["candidate_active_s"] + 0.2:
         raise Refused(
-            "hidden_work",
+            Check.HIDDEN_WORK,
             f"its processes used {used:.2f} s of CPU while its calls and cache flushes took "
             f"{seen['candidate_active_s']:.2f} s: threads or processes work beside the timed "
             "calls",
