@@ -2,6 +2,11 @@
 
 - All state goes to one temporary KERNELWRIGHT_HOME per test session; builds are
   content-addressed, so tests share the build cache safely and each extension builds once.
+  Under pytest-xdist (`-n 2 --dist loadfile` in pyproject's addopts) each worker is a session
+  with a home of its own, and gets whole test files, so a file's tests still share their builds.
+  Not one home for all workers: a test that checks no worker process or scratch folder is left
+  in the home would see the other worker's, and two workers building one candidate at once both
+  build it (the second finds the first's folder not yet sealed: see compiler/seal.py).
 - No test reaches the network: inet sockets refuse to connect in the test process.
 - `gpu` tests skip where no CUDA GPU is visible.
 - `cli` runs `python -m kernelwright.cli` in a fresh process, as a user would: for true end-to-end
