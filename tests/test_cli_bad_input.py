@@ -1,4 +1,5 @@
-"""Bad input: one line on stderr naming the problem, exit code 2, no traceback, nothing written."""
+"""Bad input: one line on stderr naming the problem, exit code 2, no traceback, nothing written.
+In-process (`cli_in_process`), but for one case run in a fresh process as a user would."""
 
 from __future__ import annotations
 
@@ -55,14 +56,16 @@ def get_init_inputs():
         ),
     ],
 )
-def test_bad_problem_file(cli, fixtures_dir, tmp_path, problem_text, fragment):
+def test_bad_problem_file(cli_in_process, fixtures_dir, tmp_path, problem_text, fragment):
     problem = _write(tmp_path, "p.py", problem_text)
     _check(
-        cli("evaluate", problem, str(fixtures_dir / GOOD_CANDIDATE), "--target", "cpu"), fragment
+        cli_in_process("evaluate", problem, str(fixtures_dir / GOOD_CANDIDATE), "--target", "cpu"),
+        fragment,
     )
 
 
 def test_missing_files(cli, fixtures_dir, tmp_path):
+    # in a fresh process, as a user runs it: the error comes first (no warning of an import)
     _check(
         cli(
             "evaluate",
@@ -86,34 +89,37 @@ def test_missing_files(cli, fixtures_dir, tmp_path):
     )
 
 
-def test_evaluate_takes_a_shipped_problem_by_name(cli, tmp_path):
+def test_evaluate_takes_a_shipped_problem_by_name(cli_in_process, tmp_path):
     # the name resolves (the complaint is about the candidate); an unknown name says what to do
     missing = str(tmp_path / "nope.py")
-    _check(cli("evaluate", "01_gelu", missing, "--target", "cpu"), "candidate file not found")
     _check(
-        cli("evaluate", "no_such_problem", missing, "--target", "cpu"),
+        cli_in_process("evaluate", "01_gelu", missing, "--target", "cpu"),
+        "candidate file not found",
+    )
+    _check(
+        cli_in_process("evaluate", "no_such_problem", missing, "--target", "cpu"),
         "no problem file or shipped problem named no_such_problem",
         "kernelwright suite",
     )
 
 
-def test_candidate_without_model_new(cli, fixtures_dir, tmp_path):
+def test_candidate_without_model_new(cli_in_process, fixtures_dir, tmp_path):
     candidate = _write(tmp_path, "c.py", "import torch\nclass Model:\n    pass\n")
     _check(
-        cli("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"),
+        cli_in_process("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"),
         "defines no ModelNew",
     )
 
 
-def test_candidate_with_syntax_error(cli, fixtures_dir, tmp_path):
+def test_candidate_with_syntax_error(cli_in_process, fixtures_dir, tmp_path):
     candidate = _write(tmp_path, "c.py", "class ModelNew(:\n")
     _check(
-        cli("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"),
+        cli_in_process("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"),
         "syntax error",
     )
 
 
-def test_candidate_with_other_signature(cli, fixtures_dir, tmp_path):
+def test_candidate_with_other_signature(cli_in_process, fixtures_dir, tmp_path):
     text = (
         (fixtures_dir / GOOD_CANDIDATE)
         .read_text()
@@ -121,12 +127,12 @@ def test_candidate_with_other_signature(cli, fixtures_dir, tmp_path):
     )
     candidate = _write(tmp_path, "c.py", text)
     _check(
-        cli("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"),
+        cli_in_process("evaluate", str(fixtures_dir / GOOD_PROBLEM), candidate, "--target", "cpu"),
         "ModelNew.forward(x, y) does not match Model.forward(x)",
     )
 
 
-def test_get_inputs_raising(cli, fixtures_dir, tmp_path, kw_home):
+def test_get_inputs_raising(cli_in_process, fixtures_dir, tmp_path, kw_home):
     problem = _write(
         tmp_path,
         "p.py",
@@ -138,17 +144,17 @@ def test_get_inputs_raising(cli, fixtures_dir, tmp_path, kw_home):
     )
     candidate = _write(tmp_path, "c.py", candidate_text)
     _check(
-        cli("evaluate", problem, candidate, "--target", "cpu"),
+        cli_in_process("evaluate", problem, candidate, "--target", "cpu"),
         "get_inputs() raised RuntimeError: no data here",
     )
     # nothing half-written: no scratch folders are left behind
     assert not any((kw_home / "scratch").glob("eval-*"))
 
 
-def test_unknown_target_and_bad_trials(cli, fixtures_dir):
+def test_unknown_target_and_bad_trials(cli_in_process, fixtures_dir):
     args = ("evaluate", str(fixtures_dir / GOOD_PROBLEM), str(fixtures_dir / GOOD_CANDIDATE))
-    _check(cli(*args, "--target", "tpu"), "unknown target 'tpu'")
-    _check(cli(*args, "--target", "cpu", "--trials", "0"), "--trials must be at least 1")
+    _check(cli_in_process(*args, "--target", "tpu"), "unknown target 'tpu'")
+    _check(cli_in_process(*args, "--target", "cpu", "--trials", "0"), "--trials must be at least 1")
 
 
 @pytest.mark.parametrize(
@@ -165,27 +171,34 @@ def test_unknown_target_and_bad_trials(cli, fixtures_dir):
         ("--seed", str(10**23), "--seed must lie between"),
     ],
 )
-def test_numeric_options_that_cannot_work(cli, fixtures_dir, option, value, fragment):
+def test_numeric_options_that_cannot_work(cli_in_process, fixtures_dir, option, value, fragment):
     args = ("evaluate", str(fixtures_dir / GOOD_PROBLEM), str(fixtures_dir / GOOD_CANDIDATE))
-    _check(cli(*args, "--target", "cpu", option, value), fragment)
+    _check(cli_in_process(*args, "--target", "cpu", option, value), fragment)
 
 
-def test_cuda_target_without_cuda(cli, fixtures_dir):
+def test_cuda_target_without_cuda(cli_in_process, fixtures_dir):
     from kernelwright.targets import torch_has_cuda, visible_gpus
 
     if torch_has_cuda() and visible_gpus() > 0:
         pytest.skip("this machine can run the cuda target")
     args = ("evaluate", str(fixtures_dir / GOOD_PROBLEM), str(fixtures_dir / GOOD_CANDIDATE))
-    _check(cli(*args, "--target", "cuda"), "target cuda")
+    _check(cli_in_process(*args, "--target", "cuda"), "target cuda")
 
 
-def test_profile_bad_input(cli, fixtures_dir, tmp_path, kw_home):
+def test_profile_bad_input(cli_in_process, fixtures_dir, tmp_path, kw_home):
     problem = str(fixtures_dir / GOOD_PROBLEM)
-    _check(cli("profile", problem, str(tmp_path / "missing.py")), "candidate file not found")
+    _check(
+        cli_in_process("profile", problem, str(tmp_path / "missing.py")), "candidate file not found"
+    )
     db = f"sqlite:///{tmp_path / 'h.db'}"
-    _check(cli("profile", problem, "abc123", "--db", db), "no candidate 'abc123'")
-    _check(cli("profile", "no_such_problem", str(fixtures_dir / GOOD_CANDIDATE)), "no problem")
+    _check(cli_in_process("profile", problem, "abc123", "--db", db), "no candidate 'abc123'")
+    _check(
+        cli_in_process("profile", "no_such_problem", str(fixtures_dir / GOOD_CANDIDATE)),
+        "no problem",
+    )
     from kernelwright.targets import torch_has_cuda, visible_gpus
 
     if not (torch_has_cuda() and visible_gpus() > 0):
-        _check(cli("profile", problem, str(fixtures_dir / GOOD_CANDIDATE)), "target cuda")
+        _check(
+            cli_in_process("profile", problem, str(fixtures_dir / GOOD_CANDIDATE)), "target cuda"
+        )
