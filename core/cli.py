@@ -295,6 +295,7 @@ def _render_suite(root: Path, rows: list[dict[str, Any]]) -> None:
 def _register_commands() -> None:
     from kernelwright.cli_bench import bench
     from kernelwright.cli_calls import calls_app, runs_calls
+    from kernelwright.cli_check import check
     from kernelwright.cli_history import candidates_app, report, runs_app
     from kernelwright.cli_optimize import optimize
     from kernelwright.cli_profile import profile
@@ -303,6 +304,7 @@ def _register_commands() -> None:
     app.command()(profile)
     app.command()(bench)
     app.command()(report)
+    app.command()(check)
     runs_app.command("calls")(runs_calls)
     app.add_typer(runs_app, name="runs")
     app.add_typer(candidates_app, name="candidates")
