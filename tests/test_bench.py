@@ -1,5 +1,6 @@
 """`kernelwright bench` over shipped problems with a replay model (real C++ builds on the cpu
-target), locally and on a local Ray cluster; problem selection; the summary figures."""
+target), locally and on a local Ray cluster; problem selection; the summary figures. Bench runs
+in a fresh process; bad input and reviewing its run, in-process (`cli_in_process`)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def _check_summary(data: dict, url: str) -> None:
 
 
 @pytest.mark.slow
-def test_bench_over_three_shipped_problems_locally(cli, tmp_path):
+def test_bench_over_three_shipped_problems_locally(cli, cli_in_process, tmp_path):
     url = f"sqlite:///{tmp_path / 'h.db'}"
     replay = _replay(tmp_path)
     args = ["bench", "builtin", "--problems", "1-3", "--model", f"replay:{replay}"]
@@ -66,10 +67,10 @@ def test_bench_over_three_shipped_problems_locally(cli, tmp_path):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     _check_summary(data, url)
-    shown = cli("runs", "show", data["run_id"], "--db", url)
+    shown = cli_in_process("runs", "show", data["run_id"], "--db", url)
     assert shown.returncode == 0 and "fast_0=0.67" in shown.stdout, shown.stdout
     page = tmp_path / "report.html"
-    made = cli("report", data["run_id"], "--out", str(page), "--db", url)
+    made = cli_in_process("report", data["run_id"], "--out", str(page), "--db", url)
     assert made.returncode == 0, made.stderr
     assert "02_row_sum" in page.read_text() and "<svg" in page.read_text()
 
@@ -118,7 +119,7 @@ def test_fast_p_counts_unsolved_problems_against_the_share():
     assert geomean([2.0, 8.0]) == pytest.approx(4.0) and geomean([]) is None
 
 
-def test_bench_bad_input(cli, tmp_path):
+def test_bench_bad_input(cli_in_process, tmp_path):
     url = f"sqlite:///{tmp_path / 'h.db'}"
     for args, needle in [
         (["bench"], "name a SUITE"),
@@ -128,13 +129,13 @@ def test_bench_bad_input(cli, tmp_path):
         (["bench", "--resume", "nope"], "no run 'nope'"),
         (["bench", "builtin", "--model", "replay:x.jsonl", "--budget-usd", "-2"], "--budget-usd"),
     ]:
-        result = cli(*args, "--db", url)
+        result = cli_in_process(*args, "--db", url)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith("error:") and needle in result.stderr, result.stderr
     assert repo.list_runs(open_engine(url)) == []
 
 
-def test_bench_bad_input_found_with_the_problems_loaded_leaves_no_run(cli, tmp_path):
+def test_bench_bad_input_found_with_the_problems_loaded_leaves_no_run(cli_in_process, tmp_path):
     url = f"sqlite:///{tmp_path / 'h.db'}"
     for name in ("level1", "level2"):  # one file name in two levels
         (tmp_path / "kb" / name).mkdir(parents=True)
@@ -149,8 +150,8 @@ def test_bench_bad_input_found_with_the_problems_loaded_leaves_no_run(cli, tmp_p
             "no price for model 'my-local'",
         ),
     ]:
-        result = cli("bench", *args, "--target", "cpu", "--db", url,
-                     env_extra={"OPENAI_API_KEY": "sk-test"})  # fmt: skip
+        result = cli_in_process("bench", *args, "--target", "cpu", "--db", url,
+                                env_extra={"OPENAI_API_KEY": "sk-test"})  # fmt: skip
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith("error:") and needle in result.stderr, result.stderr
     assert repo.list_runs(open_engine(url)) == []

@@ -161,7 +161,9 @@ def test_inputs_drawn_with_numpy_are_the_same_for_both_sides(cli, fixtures_dir, 
     assert json.loads(proc.stdout)["status"] == "correct"
 
 
-def test_a_reference_with_randomness_no_seed_reaches_is_refused(cli, fixtures_dir, tmp_path):
+def test_a_reference_with_randomness_no_seed_reaches_is_refused(
+    cli_in_process, fixtures_dir, tmp_path
+):
     # (torch.randn in forward is repeatable: torch's generator is seeded before each case, and
     # a candidate may draw the same numbers)
     problem, candidate = _scale_add_variant(
@@ -171,7 +173,7 @@ def test_a_reference_with_randomness_no_seed_reaches_is_refused(cli, fixtures_di
         "return x * self.w + self.b",
         "return x * self.w + random.SystemRandom().random()",
     )
-    proc = cli("evaluate", str(problem), str(candidate), "--target", "cpu")
+    proc = cli_in_process("evaluate", str(problem), str(candidate), "--target", "cpu")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "the reference is not repeatable" in proc.stderr and "trial 0" in proc.stderr
 

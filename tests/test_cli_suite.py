@@ -24,8 +24,8 @@ def test_folder_in_kernelbench_layout(cli, fixtures_dir, tmp_path):
     assert (row["name"], row["level"]) == ("3_scale_add", 1)
 
 
-def test_missing_folder_is_bad_input(cli, tmp_path):
-    proc = cli("suite", str(tmp_path / "nope"))
+def test_missing_folder_is_bad_input(cli_in_process, tmp_path):
+    proc = cli_in_process("suite", str(tmp_path / "nope"))
     assert proc.returncode == 2
     assert (
         proc.stderr.startswith("error: problem folder not found") and "Traceback" not in proc.stderr
