@@ -293,10 +293,12 @@ def _render_suite(root: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _register_commands() -> None:
+    from kernelwright.cli_apply import apply
     from kernelwright.cli_bench import bench
     from kernelwright.cli_calls import calls_app, runs_calls
     from kernelwright.cli_check import check
     from kernelwright.cli_history import candidates_app, report, runs_app
+    from kernelwright.cli_hotspots import hotspots
     from kernelwright.cli_optimize import optimize
     from kernelwright.cli_profile import profile
 
@@ -304,6 +306,8 @@ def _register_commands() -> None:
     app.command()(profile)
     app.command()(bench)
     app.command()(report)
+    app.command()(hotspots)
+    app.command()(apply)
     app.command()(check)
     runs_app.command("calls")(runs_calls)
     app.add_typer(runs_app, name="runs")

@@ -35,7 +35,7 @@ from typing import Any
 
 import jinja2
 import sqlalchemy as sa
-from kernelwright import report_svg, review_words, spread
+from kernelwright import report_model, report_svg, review_words, spread
 from kernelwright.errors import BadInput
 from kernelwright.metrics import FAST_P_THRESHOLDS, fast_p, geomean
 from kernelwright.records import compiled_figures
@@ -320,6 +320,7 @@ def build_context(engine: Engine, run_id: str) -> dict[str, Any]:
         "fast_chart": report_svg.fast_p_chart(list(best.values())),
         "roofline": _roofline(problems),
         "status_colors": report_svg.STATUS_COLORS,
+        "model_section": report_model.section(engine, run_id),  # hotspots and apply (issue 24)
     }
 
 

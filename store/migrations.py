@@ -212,11 +212,51 @@ def m0004_speedup_spread(conn: Connection) -> None:
             )
 
 
+def m0005_model_runs(conn: Connection) -> None:
+    """`kernelwright hotspots` measurements and `kernelwright apply` results (issue 24)."""
+    metadata = sa.MetaData()
+    sa.Table("runs", metadata, sa.Column("id", sa.String(32), primary_key=True))
+    sa.Table(
+        "hotspots",
+        metadata,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("model", sa.Text, nullable=False),
+        sa.Column("target", sa.String(8), nullable=False),
+        sa.Column("forward_ms", sa.Float, nullable=True),
+        sa.Column("out_dir", sa.Text, nullable=False),
+        sa.Column("data", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
+        "applies",
+        metadata,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column(
+            "run_id",
+            sa.String(32),
+            sa.ForeignKey("runs.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column("model", sa.Text, nullable=False),
+        sa.Column("target", sa.String(8), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("speedup", sa.Float, nullable=True),
+        sa.Column("speedup_p20", sa.Float, nullable=True),
+        sa.Column("speedup_p80", sa.Float, nullable=True),
+        sa.Column("data", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+    metadata.tables["hotspots"].create(conn)
+    metadata.tables["applies"].create(conn)
+
+
 STEPS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", m0001_initial),
     ("0002_lookup_indexes", m0002_lookup_indexes),
     ("0003_loop_columns", m0003_loop_columns),
     ("0004_speedup_spread", m0004_speedup_spread),
+    ("0005_model_runs", m0005_model_runs),
 ]
 
 _LEDGER = sa.Table(
@@ -228,7 +268,10 @@ _LEDGER = sa.Table(
 
 
 # Every table kernelwright has ever created, ledger aside.
-OUR_TABLES = frozenset({"runs", "problems", "candidates", "evaluations", "profiles", "llm_calls"})
+OUR_TABLES = frozenset(
+    {"runs", "problems", "candidates", "evaluations", "profiles", "llm_calls"}
+    | {"hotspots", "applies"}
+)
 
 
 def where(engine: Engine) -> str:

@@ -139,3 +139,34 @@ class LlmCall(Base):
     latency_s: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class HotspotsRecord(Base):
+    """One `kernelwright hotspots` measurement of a model (added by 0005)."""
+
+    __tablename__ = "hotspots"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(String(8))
+    forward_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    out_dir: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the command's JSON
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
+
+
+class ApplyRecord(Base):
+    """One `kernelwright apply` of a run's best candidates to a model (added by 0005)."""
+
+    __tablename__ = "applies"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))  # applied | nothing_applied
+    speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
+    speedup_p20: Mapped[float | None] = mapped_column(Float, nullable=True)
+    speedup_p80: Mapped[float | None] = mapped_column(Float, nullable=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the command's JSON
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now)
