@@ -257,7 +257,7 @@ class ModuleIndex:
     def native_text(self) -> str:
         """The C++/CUDA text: the module's string constants, comments removed. Prose
         (docstrings and other bare string statements) is left out where no code can read it."""
-        prose = set() if self.docstrings_reachable else self._prose_strings()
+        prose = set() if self.docstrings_reachable else self.prose_strings()
         strings = [
             n.value
             for n in self.of(ast.Constant)
@@ -265,7 +265,7 @@ class ModuleIndex:
         ]
         return strip_comments("\n".join(strings))
 
-    def _prose_strings(self) -> set[int]:
+    def prose_strings(self) -> set[int]:
         """ids of the string constants that are whole statements: docstrings and bare strings."""
         return {id(n.value) for n in self.of(ast.Expr) if literal_str(n.value)}
 
