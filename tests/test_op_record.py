@@ -104,31 +104,30 @@ def test_a_call_that_takes_the_record_off_the_stack_is_refused():
             _pop_mode()
 
 
-# -- end to end on cpu, the static checks out of the way: run time alone ----------------------
+# -- end to end on cpu, with the static checks: what passed them before ------------------------
 
 
-def _evaluate(fixtures_dir, name, monkeypatch):
-    from kernelwright.compiler.audit import AuditReport
-
-    monkeypatch.setattr("kernelwright.evaluate.check_candidate", lambda *args, **kw: [])
-    monkeypatch.setattr("kernelwright.compiler.audit.audit_build", lambda *a, **kw: AuditReport())
+def _evaluate(fixtures_dir, name):
     problem = fixtures_dir / "problems" / "scale_add.py"
     candidate = fixtures_dir / "op_record" / name
     return evaluate(problem, candidate, EvaluateOptions(target="cpu", trials=1))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["aten_from_cpp.py", "size_gated.py"])
-def test_pytorch_doing_the_main_work_is_rejected_whatever_the_text(name, fixtures_dir, monkeypatch):
-    result = _evaluate(fixtures_dir, name, monkeypatch)
+@pytest.mark.parametrize("name", ["aten_from_cpp.py", "size_gated.py", "dunder.py"])
+def test_pytorch_doing_the_main_work_is_rejected_whatever_the_text(name, fixtures_dir):
+    # Each was `correct` before: ATen called from C++ was the `library_compute` warning, PyTorch
+    # behind a size gate beside a kernel call the `torch_compute_partial` warning, dunders
+    # called as functions nothing at all.
+    result = _evaluate(fixtures_dir, name)
     assert result.status is Status.REJECTED, (result.status, result.reason, result.log[-2000:])
     assert result.reason.startswith("rejected by torch_compute:"), result.reason
-    assert "aten." in result.reason and result.speedup is None
+    assert result.speedup is None
 
 
 @pytest.mark.slow
-def test_pytorch_beside_the_kernel_is_a_warning(fixtures_dir, monkeypatch):
-    result = _evaluate(fixtures_dir, "beside.py", monkeypatch)
+def test_pytorch_beside_the_kernel_is_a_warning_naming_what_ran(fixtures_dir):
+    result = _evaluate(fixtures_dir, "beside.py")
     assert result.status is Status.CORRECT, (result.status, result.reason, result.log[-2000:])
     partial = [w for w in result.warnings if w["check"] == "torch_compute_partial"]
     assert len(partial) == 1 and "aten.mul" in partial[0]["message"], result.warnings

@@ -116,7 +116,12 @@ def run_reference(
                 else:
                     break
         except WorkerOverLimit as exc:
-            raise BadInput(f"problem {problem.name}: the reference {exc}") from None
+            where = f"after {cases[-1].label}" if cases else "on its first case"
+            raise BadInput(
+                f"problem {problem.name}: the reference {exc} {where} (its model, inputs, outputs "
+                "and the repeat run that checks it is repeatable); a worker may hold half of "
+                "this machine's memory: use smaller sizes"
+            ) from None
         except WorkerTimeout:
             raise BadInput(
                 f"problem {problem.name}: the reference did not finish within {timeout_s:g} s; "
