@@ -37,7 +37,7 @@ from kernelwright import options as check_options
 from kernelwright import paths
 from kernelwright.compiler.build import DEFAULT_BUILD_TIMEOUT_S, start_build
 from kernelwright.problem import load_candidate, load_problem
-from kernelwright.records import CompiledReference, EvaluationResult, Status
+from kernelwright.records import CompiledReference, EvaluationResult, Status, TimingReport
 from kernelwright.reference_cache import ReferenceCache
 from kernelwright.runner.isolation import Worker, sandbox
 from kernelwright.runner.snapshot import snapshot
@@ -66,6 +66,8 @@ class EvaluateOptions:
     device: str | None = None  # a CUDA device index for the workers (CUDA_VISIBLE_DEVICES)
     compile_baseline: bool = False  # also time the reference under torch.compile
     profile: bool = False  # Nsight Compute metrics for a correct candidate (cuda target only)
+    # profile only a candidate faster than this (the loop's `best` policy); None: any
+    profile_below_ms: float | None = None
 
 
 def evaluate(
@@ -180,7 +182,12 @@ def evaluate(
                 verdict.timing,
                 compiled_reference=compiled.for_candidate(verdict.timing.candidate.median_ms),
             )
-        if options.profile and options.target == "cuda" and verdict.status is Status.CORRECT:
+        if (
+            options.profile
+            and options.target == "cuda"
+            and verdict.status is Status.CORRECT
+            and _beats(verdict.timing, options.profile_below_ms)
+        ):
             from kernelwright.profiling import profile_candidate
 
             phase("profiling the candidate with Nsight Compute")
@@ -358,3 +365,10 @@ def _merged(static: list[dict[str, Any]], seen: list[dict[str, Any]]) -> list[di
     kernel, say), what was seen to run replaces what the text suggested."""
     observed = {w["check"] for w in seen}
     return [w for w in static if w["check"] not in observed] + seen
+
+
+def _beats(timing: TimingReport | None, bar_ms: float | None) -> bool:
+    """Whether a correct candidate is worth profiling under the `best` policy's bar."""
+    if bar_ms is None:
+        return True
+    return timing is not None and timing.candidate.median_ms < bar_ms

@@ -15,6 +15,7 @@ a replay file runs out, or on Ctrl-C (workers killed, run marked `interrupted`, 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import queue
@@ -116,7 +117,7 @@ class Optimizer:
             timeout_s=config.timeout_s,
             build_timeout_s=config.build_timeout_s,
             compile_baseline=config.compile_baseline,
-            profile=config.profile,  # evaluate profiles only on the cuda target
+            profile=config.profile != "none",  # evaluate profiles only on the cuda target
         )
         self.owns_run = bench_run is None
         self.lock: RunLock | None = None  # held while this process works on its own run
@@ -382,7 +383,24 @@ class Optimizer:
                 trials=self.config.trials,
                 log=str(exc) + "\n",
             )
-        return self.executor.evaluate(self.problem.path, path, self.options)
+        options = self.options
+        if self.config.profile == "best":
+            options = dataclasses.replace(options, profile_below_ms=self._lineage_best_ms(entry))
+        return self.executor.evaluate(self.problem.path, path, options)
+
+    def _lineage_best_ms(self, entry: Entry) -> float | None:
+        """The fastest correct ancestor's time: under the `best` policy only a candidate faster
+        than that is profiled (the judge reads a profile where the line moved forward)."""
+        by_id = {e.id: e for e in list(self.entries)}
+        fastest: float | None = None
+        seen: set[str] = set()
+        current = by_id.get(entry.parent) if entry.parent else None
+        while current is not None and current.id not in seen:
+            seen.add(current.id)
+            if current.correct and current.candidate_ms is not None:
+                fastest = min(fastest or math.inf, current.candidate_ms)
+            current = by_id.get(current.parent) if current.parent else None
+        return fastest
 
     # -- recording (main thread only) -----------------------------------------------------------
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from kernelwright.spread import within_noise
+
+ProfilePolicy = Literal["all", "best", "none"]
+PROFILE_POLICIES: tuple[str, ...] = ("all", "best", "none")
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,16 @@ class OptimizeConfig:
     timeout_s: float = 180.0
     build_timeout_s: float = 300.0
     compile_baseline: bool = False  # also time the reference under torch.compile
-    profile: bool = True  # Nsight Compute metrics for correct candidates (cuda target)
+    # Which correct candidates get Nsight Compute metrics for the judge (cuda target): `all`,
+    # `best` (a new best of its lineage: faster than every correct ancestor) or `none`
+    profile: ProfilePolicy = "best"
+
+    def __post_init__(self) -> None:
+        # runs stored before the policy had a flag: on meant every correct candidate
+        if isinstance(self.profile, bool):
+            object.__setattr__(self, "profile", "all" if self.profile else "none")
+        if self.profile not in PROFILE_POLICIES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILE_POLICIES)}")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -372,3 +372,37 @@ def test_the_judge_reads_the_profile_of_the_candidate_it_reviews_also_after_resu
     resumed = Optimizer(engine, config, model, model, resume=outcome.run_id)
     first = next(e for e in resumed.entries if e.id == rows[0].id)
     assert first.metrics == {"reduce_rows": roofline.judge_block(kernels[1])}
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        # 1.5x (no correct ancestor), 1.2x (slower than its parent), 1.7x (a new best)
+        ("best", [(True, None), (True, 1 / 1.5), (True, 1 / 1.5)]),
+        ("all", [(True, None)] * 3),
+        ("none", [(False, None)] * 3),
+    ],
+)
+def test_the_profile_policy_asks_for_a_profile_where_the_judge_will_read_it(
+    policy, expected, engine, tmp_path, monkeypatch
+):
+    asked: list[tuple[bool, float | None]] = []
+
+    def recording(problem_path, candidate_path, options, device_lock=None):
+        asked.append((options.profile, options.profile_below_ms))
+        return fake_evaluate(problem_path, candidate_path, options, device_lock)
+
+    monkeypatch.setattr(executors_module, "evaluate", recording)
+    monkeypatch.setattr(executors_module, "check_reference", lambda *args, **kwargs: None)
+    lines = [coder("correct 1.5"), judge("optimize"), coder("correct 1.2")]
+    lines += [judge("optimize"), coder("correct 1.7")]
+    outcome = make(engine, replay(tmp_path, lines), rounds=3, profile=policy).run()
+    assert outcome.candidates == 3
+    assert [(p, None if b is None else pytest.approx(b)) for p, b in asked] == expected
+
+
+def test_runs_stored_with_the_profile_flag_resume_with_its_meaning():
+    base = {"problem": "p.py", "target": "cuda", "coder_model": "a", "judge_model": "b"}
+    assert OptimizeConfig.from_json({**base, "profile": True}).profile == "all"
+    assert OptimizeConfig.from_json({**base, "profile": False}).profile == "none"
+    assert OptimizeConfig(**base).profile == "best"
