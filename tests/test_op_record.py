@@ -131,3 +131,20 @@ def test_pytorch_beside_the_kernel_is_a_warning_naming_what_ran(fixtures_dir):
     assert result.status is Status.CORRECT, (result.status, result.reason, result.log[-2000:])
     partial = [w for w in result.warnings if w["check"] == "torch_compute_partial"]
     assert len(partial) == 1 and "aten.mul" in partial[0]["message"], result.warnings
+
+
+@pytest.mark.gpu
+def test_the_record_sees_cuda_ops_and_an_own_cuda_op_inside():
+    namespace = f"kw_test_rec_cuda_{uuid.uuid4().hex[:8]}"
+    library = torch.library.Library(namespace, "DEF")
+    library.define("fused(Tensor a, Tensor b) -> Tensor")
+    library.impl("fused", lambda a, b: torch.mm(a, b).relu(), "CUDA")
+    a, b = torch.randn(64, 64, device="cuda"), torch.randn(64, 64, device="cuda")
+    with torch.no_grad():
+        out, ops = record_call(lambda: getattr(torch.ops, namespace).fused(a, b) * 2)
+    torch.cuda.synchronize()
+    assert torch.allclose(out, (a @ b).relu() * 2, atol=1e-3)
+    names = _names(ops)
+    assert {f"{namespace}.fused.default", "aten.mm.default", "aten.mul.Tensor"} <= names
+    judged = judge(ops, reference_work=2 * 64**3)
+    assert judged is not None and judged.check == "torch_compute"
