@@ -80,6 +80,11 @@ def run_kernels(engine: Any, run_id: str) -> tuple[list[Kernel], list[dict[str, 
     by_problem: dict[str, list[Any]] = {}
     for row in rows:
         by_problem.setdefault(row.problem, []).append(row)
+    if repo.run_facts(engine, run_id)["kind"] == "bench":  # problems with no candidate too
+        from kernelwright.bench import bench_summary
+
+        for problem in bench_summary(engine, run_id)["problems"]:
+            by_problem.setdefault(problem["name"], [])
     kernels, skipped = [], []
     for name in sorted(by_problem):
         correct = [r for r in by_problem[name] if r.status == "correct"]

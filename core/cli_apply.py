@@ -111,16 +111,17 @@ def render(console: Console, r: dict[str, Any]) -> None:
             f"outputs match the original on {len(r.get('cases', []))} cases "
             f"(max abs error {worst:.3g})"
         )
-        table = Table("module", "count", "share", "own speedup", "problem", "candidate", "at")
+        table = Table("replaced", "instances", "share", "own speedup (p20-p80)", "candidate")
         for k in r["replaced"]:
+            spread = ""
+            if k.get("speedup_p20") is not None and k.get("speedup_p80") is not None:
+                spread = f" ({k['speedup_p20']:.3g}-{k['speedup_p80']:.3g})"
             table.add_row(
-                escape(k["type"]),
+                escape(f"{k['type']} ({k['problem']})"),
                 str(k["count"]),
                 f"{k['share']:.1%}",
-                speedup_text(k),
-                escape(k["problem"]),
+                _x(k["speedup"]) + spread,
                 k["candidate"],
-                escape(", ".join(k["paths"])),
             )
         console.print(table)
     else:

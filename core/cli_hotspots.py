@@ -79,7 +79,7 @@ def render(console: Console, r: dict[str, Any]) -> None:
             f"{m['self_share']:.1%}",
         )
     console.print(table)
-    problems = Table("problem", "type", "count", "share", "inputs", "constructor", "at")
+    problems = Table("problem", "module", "instances", "share", "inputs", "constructor")
     for p in r["problems"]:
         problems.add_row(
             p["name"],
@@ -88,7 +88,6 @@ def render(console: Console, r: dict[str, Any]) -> None:
             f"{p['share']:.1%}",
             escape(p["inputs"]),
             escape(f"{p['init']} ({p['init_from']})"),
-            escape(", ".join(p["paths"])),
         )
     console.print(problems)
     for s in r["skipped"]:

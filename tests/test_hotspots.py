@@ -209,9 +209,17 @@ def _fenced(code: str) -> str:
 @pytest.mark.slow
 def test_from_a_slow_model_to_a_faster_one(cli, tmp_path):
     """hotspots -> bench (replayed, honest C++ LayerNorm) -> apply -> patched.py elsewhere."""
+    import time
+
+    def timed(*args: str) -> subprocess.CompletedProcess[str]:
+        start = time.perf_counter()
+        proc = cli(*args)
+        print(f"[{args[0]}: {time.perf_counter() - start:.1f} s]")
+        return proc
+
     db = ["--db", f"sqlite:///{tmp_path / 'h.db'}"]
     out = tmp_path / "problems"
-    found = cli(
+    found = timed(
         "hotspots",
         MODEL_REF,
         "--inputs",
@@ -243,7 +251,7 @@ def test_from_a_slow_model_to_a_faster_one(cli, tmp_path):
     replay = tmp_path / "replay.jsonl"
     replies = [{"role": "coder", "problem": norm.stem, "text": _fenced(candidate)}]
     replay.write_text("".join(json.dumps(r) + "\n" for r in replies))
-    bench = cli(
+    bench = timed(
         "bench",
         str(out),
         "--target",
@@ -252,6 +260,8 @@ def test_from_a_slow_model_to_a_faster_one(cli, tmp_path):
         f"replay:{replay}",
         "--rounds",
         "1",
+        "--trials",
+        "2",
         "--json",
         *db,
     )
@@ -261,7 +271,7 @@ def test_from_a_slow_model_to_a_faster_one(cli, tmp_path):
     assert {p["name"]: p["correct"] for p in summary["problems"]} == correct
 
     patched = tmp_path / "patched.py"
-    applied = cli(
+    applied = timed(
         "apply",
         summary["run_id"],
         "--model",
@@ -270,6 +280,8 @@ def test_from_a_slow_model_to_a_faster_one(cli, tmp_path):
         INPUTS,
         "--out",
         str(patched),
+        "--trials",
+        "2",
         *db,
     )
     assert applied.returncode == 0, applied.stderr
@@ -311,3 +323,55 @@ def test_from_a_slow_model_to_a_faster_one(cli, tmp_path):
     assert ran.returncode == 0, ran.stderr[-3000:]
     swapped, error = ran.stdout.split()[-2:]
     assert swapped == "True" and float(error) < 1e-4
+
+
+def test_both_commands_render_their_results():
+    from kernelwright import cli_apply, cli_hotspots
+    from rich.console import Console
+
+    console = Console(width=80, record=True)
+    hot = {
+        "model": "m.py:Net",
+        "target": "cpu",
+        "forward_ms": 2.0,
+        "clock": "CPU time",
+        "modules": [
+            {
+                "path": "(whole model)",
+                "type": "Net",
+                "calls": 1,
+                "total_ms": 2.0,
+                "self_ms": 0.5,
+                "share": 1.0,
+                "self_share": 0.25,
+            }
+        ],
+        "problems": [
+            {
+                "name": "01_mlp",
+                "type": "MLP",
+                "count": 2,
+                "share": 0.75,
+                "inputs": "float32[2,8]",
+                "init": [8],
+                "init_from": "recorded call",
+            }
+        ],
+        "skipped": [{"type": "Odd", "paths": ["odd"], "why": "called with keyword arguments"}],
+        "out_dir": "/tmp/hot",
+        "hotspots_id": "abc",
+        "bench_command": "kernelwright bench /tmp/hot",
+    }
+    cli_hotspots.render(console, hot)
+    applied = {
+        "status": "nothing_applied",
+        "left_out": [
+            {"type": "MLP", "problem": "01_mlp", "candidate": "c1", "why": "incorrect: [wrong]"}
+        ],
+        "skipped": [],
+        "patched": None,
+    }
+    cli_apply.render(console, applied)
+    text = " ".join(console.export_text().split())
+    assert "01_mlp" in text and "skipped Odd (odd): called with keyword arguments" in text
+    assert "nothing applied" in text and "left out MLP (01_mlp, c1): incorrect: [wrong]" in text
