@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kernelwright.compiler.findings import WARN, Finding
+from kernelwright.compiler.findings import REJECT, WARN, Finding
 from kernelwright.verifier.check_names import Check
 from kernelwright.verifier.scalars import Reached
 from kernelwright.verifier.static import operands
@@ -48,7 +48,7 @@ def _reached(index: ModuleIndex) -> list[Reached]:
 
 @rule(
     (Check.TORCH_COMPUTE, Check.TORCH_COMPUTE_PARTIAL),
-    "reject",
+    REJECT,
     "PyTorch computes in the code ModelNew runs (a warning beside a call of its own kernel)",
     COMPUTE,
 )
@@ -135,7 +135,7 @@ def _torch_compute_findings(
             if found is None and isinstance(node, ast.Call):
                 found = _call(index, node, method, is_tensor, plain, facts.layers, names)
             if found is not None:
-                findings.append(Finding(Check.TORCH_COMPUTE, "reject", found, node.lineno))  # type: ignore[attr-defined]
+                findings.append(Finding(Check.TORCH_COMPUTE, REJECT, found, node.lineno))  # type: ignore[attr-defined]
     return findings
 
 
@@ -162,7 +162,7 @@ def _passed_functions(index: ModuleIndex) -> list[Finding]:
                 if computes or head in COMPUTE_NAMESPACES:
                     message = f"passes the PyTorch function `{passed}` to be called"
         if message:
-            findings.append(Finding(Check.TORCH_COMPUTE, "reject", message, node.lineno))
+            findings.append(Finding(Check.TORCH_COMPUTE, REJECT, message, node.lineno))
     return findings
 
 
@@ -231,7 +231,7 @@ def _call(
     return None
 
 
-@rule(Check.HOST_COMPUTE, "reject", "hands tensors to numpy in the code ModelNew runs", COMPUTE)
+@rule(Check.HOST_COMPUTE, REJECT, "hands tensors to numpy in the code ModelNew runs", COMPUTE)
 def host_compute(index: ModuleIndex, report: Report) -> None:
     """Tensors handed to numpy in the code ModelNew runs: the work is done on the host by
     numpy, not by the candidate's kernel (on a GPU the output-device and host-time checks

@@ -92,12 +92,8 @@ def _extensions(index: ModuleIndex) -> Extensions:
     builders |= {f"self.{m.name}" for m in _plain_methods(index) if returns_built(m)}
     names = _trusted(binds, builds, {dotted(t) for targets, value in binds if builds(value)
                                      for t in targets})  # fmt: skip
-    # A name bound any other way too (an import, `match`, `except ... as`, a def, a parameter,
-    # unpacking: `_EXT, y = torch, 1`) may hold anything; `global _EXT` binds nothing itself.
+    names = _bound_only_so(index, names)
     counts = index.module_names[0]
-    direct = Counter(t.id for targets, _ in binds for t in targets if isinstance(t, ast.Name))
-    globals_ = Counter(name for node in index.of(ast.Global, ast.Nonlocal) for name in node.names)
-    names = {n for n in names if "." in n or counts.get(n, 0) == direct[n] + globals_[n]}
     names |= _held_by_model_new(index, names, counts)
     # `_get_ext().fn(x)`: a call through the module's own getter of the extension
     getters = {
@@ -109,6 +105,16 @@ def _extensions(index: ModuleIndex) -> Extensions:
         and _plain_getter(index, node, names, builds)
     }
     return Extensions(builders, names | {f"{g}()" for g in getters})
+
+
+def _bound_only_so(index: ModuleIndex, names: set[str]) -> set[str]:
+    """Drop plain names also bound any other way (an import, `match`, `except ... as`, a def, a
+    parameter, unpacking: `_EXT, y = torch, 1`): they may hold anything. `global _EXT` binds
+    nothing itself; attribute names (`self._ops`) are judged by `_trusted`."""
+    counts = index.module_names[0]
+    direct = Counter(t.id for targets, _ in index.binds for t in targets if isinstance(t, ast.Name))
+    globals_ = Counter(name for node in index.of(ast.Global, ast.Nonlocal) for name in node.names)
+    return {n for n in names if "." in n or counts.get(n, 0) == direct[n] + globals_[n]}
 
 
 def _trusted(binds, builds: Callable[[ast.AST | None], bool], names: set[str]) -> set[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import re
 
-from kernelwright.compiler.findings import WARN
+from kernelwright.compiler.findings import REJECT, WARN
 from kernelwright.verifier.check_names import Check
 from kernelwright.verifier.static.index import ModuleIndex, dotted, literal_str
 from kernelwright.verifier.static.ops import own_op_namespace
@@ -31,14 +31,14 @@ _SUPPRESS = "contextlib.suppress can fall back when the kernel fails"
 _QUIET_PROBES = (Check.PHASE_PROBE, Check.PATCHING, Check.FRAME_SNOOPING)
 
 
-@rule(Check.TRY_FALLBACK, "reject", _SUPPRESS)
+@rule(Check.TRY_FALLBACK, REJECT, _SUPPRESS)
 def suppress_attribute(index: ModuleIndex, report: Report) -> None:
     for node in index.of(ast.Attribute):
         if node.attr == "suppress":
             report.add(Check.TRY_FALLBACK, _SUPPRESS, node)
 
 
-@rule(Check.ENV_ACCESS, "reject", "reads secrets or the whole environment")
+@rule(Check.ENV_ACCESS, REJECT, "reads secrets or the whole environment")
 def environment_reads(index: ModuleIndex, report: Report) -> None:
     for node in index.of(ast.Attribute):
         if node.attr in ("environ", "getenv"):
@@ -55,7 +55,7 @@ def stream_attributes(index: ModuleIndex, report: Report) -> None:
             report.add(Check.STREAMS, message + "caught by the host-time cross-check", node, WARN)
 
 
-@rule(Check.TORCH_COMPUTE, "reject", "compiles PyTorch code or looks PyTorch up dynamically")
+@rule(Check.TORCH_COMPUTE, REJECT, "compiles PyTorch code or looks PyTorch up dynamically")
 def compiled_or_looked_up_pytorch(index: ModuleIndex, report: Report) -> None:
     for node in index.of(ast.Call):
         name = dotted(node.func)
@@ -70,7 +70,7 @@ def compiled_or_looked_up_pytorch(index: ModuleIndex, report: Report) -> None:
                     report.add(Check.TORCH_COMPUTE, "looks up a PyTorch function dynamically", node)
 
 
-@rule(Check.FILE_REPLAY, "reject", "reads files (where the expected outputs are)")
+@rule(Check.FILE_REPLAY, REJECT, "reads files (where the expected outputs are)")
 def file_reads(index: ModuleIndex, report: Report) -> None:
     for node in index.of(ast.Call):
         name = dotted(node.func)
@@ -79,7 +79,7 @@ def file_reads(index: ModuleIndex, report: Report) -> None:
             report.add(Check.FILE_REPLAY, f"`{name}()` {file_use}", node)
 
 
-@rule(Check.PATCHING, "reject", "registers a kernel for PyTorch's own operators")
+@rule(Check.PATCHING, REJECT, "registers a kernel for PyTorch's own operators")
 def torch_op_registrations(index: ModuleIndex, report: Report) -> None:
     for node in index.of(ast.Call):
         name = dotted(node.func)
@@ -88,7 +88,7 @@ def torch_op_registrations(index: ModuleIndex, report: Report) -> None:
             report.add(Check.PATCHING, message, node)
 
 
-@rule(Check.FRAME_SNOOPING, "reject", "reads or sets attributes whose name is computed")
+@rule(Check.FRAME_SNOOPING, REJECT, "reads or sets attributes whose name is computed")
 def computed_attribute_names(index: ModuleIndex, report: Report) -> None:
     for node in index.of(ast.Call):
         computed = _computed_attribute(node, dotted(node.func))
@@ -96,7 +96,7 @@ def computed_attribute_names(index: ModuleIndex, report: Report) -> None:
             report.add(Check.FRAME_SNOOPING, computed, node)
 
 
-@rule(_QUIET_PROBES, "reject", "names a forbidden attribute through getattr/setattr/hasattr")
+@rule(_QUIET_PROBES, REJECT, "names a forbidden attribute through getattr/setattr/hasattr")
 def forbidden_attributes_by_name(index: ModuleIndex, report: Report) -> None:
     for node in index.of(ast.Call):
         name = dotted(node.func)
@@ -110,7 +110,7 @@ def forbidden_attributes_by_name(index: ModuleIndex, report: Report) -> None:
 
 @rule(
     (Check.PATCHING, Check.FRAME_SNOOPING, Check.PROCESS_EXIT),
-    "reject",
+    REJECT,
     "calls exec/eval/compile/setattr/globals/vars/exit",
 )
 def forbidden_calls(index: ModuleIndex, report: Report) -> None:
@@ -122,7 +122,7 @@ def forbidden_calls(index: ModuleIndex, report: Report) -> None:
             report.add(check, f"`{name}()` {why}", node)
 
 
-@rule(Check.HARNESS_ACCESS, "reject", "reaches `sys.modules` or `sys.argv` (the harness)")
+@rule(Check.HARNESS_ACCESS, REJECT, "reaches `sys.modules` or `sys.argv` (the harness)")
 def harness_reach(index: ModuleIndex, report: Report) -> None:
     # the reference's module and the worker's own functions; the result pipe's number
     for node in index.of(ast.Attribute):
@@ -133,7 +133,7 @@ def harness_reach(index: ModuleIndex, report: Report) -> None:
             report.add(Check.HARNESS_ACCESS, message, node)
 
 
-@rule(Check.FRAME_SNOOPING, "reject", "passes getattr-like functions around")
+@rule(Check.FRAME_SNOOPING, REJECT, "passes getattr-like functions around")
 def attribute_getters_passed(index: ModuleIndex, report: Report) -> None:
     # `reduce(getattr, names, obj)`, `g = getattr`: names nobody can read here
     for node in index.of(ast.Name):
@@ -144,7 +144,7 @@ def attribute_getters_passed(index: ModuleIndex, report: Report) -> None:
             report.add(Check.FRAME_SNOOPING, message, node)
 
 
-@rule(Check.FRAME_SNOOPING, "reject", "uses __getattribute__/__setattr__ and the like")
+@rule(Check.FRAME_SNOOPING, REJECT, "uses __getattribute__/__setattr__ and the like")
 def raw_attribute_access(index: ModuleIndex, report: Report) -> None:
     for node in index.of(ast.Attribute):
         if node.attr in RAW_ATTRIBUTE_ACCESS:
@@ -152,7 +152,7 @@ def raw_attribute_access(index: ModuleIndex, report: Report) -> None:
             report.add(Check.FRAME_SNOOPING, message, node)
 
 
-@rule(Check.PATCHING, "reject", "reaches builtins or a protected module's namespace")
+@rule(Check.PATCHING, REJECT, "reaches builtins or a protected module's namespace")
 def namespaces_by_name(index: ModuleIndex, report: Report) -> None:
     for node in index.of(ast.Name):
         if node.id == "__builtins__":
@@ -166,7 +166,7 @@ def namespaces_by_name(index: ModuleIndex, report: Report) -> None:
 
 @rule(
     tuple(dict.fromkeys(check for check, _ in FORBIDDEN_ATTRIBUTES.values())),
-    "reject",
+    REJECT,
     "uses frames, tracing, the seed, hooks on every torch call, exits or tensor files",
 )
 def forbidden_attributes(index: ModuleIndex, report: Report) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ast
 
-from kernelwright.compiler.findings import WARN
+from kernelwright.compiler.findings import REJECT, WARN
 from kernelwright.verifier.check_names import Check
 from kernelwright.verifier.static.extensions import extension_builders
 from kernelwright.verifier.static.index import ModuleIndex, dotted
@@ -18,7 +18,7 @@ _GUARDED_BUILD = (
 )
 
 
-@rule(Check.TRY_FALLBACK, "reject", _FALLBACK)
+@rule(Check.TRY_FALLBACK, REJECT, _FALLBACK)
 def try_fallback(index: ModuleIndex, report: Report) -> None:
     """A try whose handlers can run other code than the kernel (PyTorch) when it fails.
     One that only guards the extension's build is a warning: if the build fails, the handler
@@ -34,7 +34,7 @@ def try_fallback(index: ModuleIndex, report: Report) -> None:
             report.add(Check.TRY_FALLBACK, _FALLBACK, node)
 
 
-@rule(Check.PATCHING, "reject", "rebinds an attribute of torch, time, sys, os, numpy or math")
+@rule(Check.PATCHING, REJECT, "rebinds an attribute of torch, time, sys, os, numpy or math")
 def rebinds_protected(index: ModuleIndex, report: Report) -> None:
     kinds = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)
     for node in index.of(*kinds):
@@ -47,7 +47,7 @@ def rebinds_protected(index: ModuleIndex, report: Report) -> None:
 
 @rule(
     (Check.TENSOR_SUBCLASS, Check.INHERITS_REFERENCE),
-    "reject",
+    REJECT,
     "subclasses torch.Tensor, or ModelNew inherits the reference Model",
 )
 def class_bases(index: ModuleIndex, report: Report) -> None:

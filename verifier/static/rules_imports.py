@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from kernelwright.compiler.findings import REJECT
 from kernelwright.verifier.check_names import Check
 from kernelwright.verifier.static.index import ModuleIndex
 from kernelwright.verifier.static.registry import MODULE, Report, rule
@@ -22,7 +23,7 @@ def _forbidden(module: str, node: ast.AST, report: Report) -> None:
 @rule(
     (Check.FRAME_SNOOPING, Check.THREADS, Check.NETWORK, Check.FILE_REPLAY,
      Check.HARNESS_ACCESS, Check.PATCHING),
-    "reject",
+    REJECT,
     "imports a module that reaches frames, threads, files, the network or the harness",
 )  # fmt: skip
 def forbidden_imports(index: ModuleIndex, report: Report) -> None:
@@ -42,28 +43,28 @@ def _from_imports(index: ModuleIndex, module: tuple[str, ...]) -> list[tuple[ast
     ]
 
 
-@rule(Check.THREADS, "reject", "imports process-starting functions from os")
+@rule(Check.THREADS, REJECT, "imports process-starting functions from os")
 def os_process_imports(index: ModuleIndex, report: Report) -> None:
     for node, imported in _from_imports(index, ("os", "posix")):
         if any(n in OS_PROCESS_FUNCTIONS for n in imported):
             report.add(Check.THREADS, "imports process-starting functions from os", node)
 
 
-@rule(Check.TRY_FALLBACK, "reject", _SUPPRESS)
+@rule(Check.TRY_FALLBACK, REJECT, _SUPPRESS)
 def suppress_import(index: ModuleIndex, report: Report) -> None:
     for node, imported in _from_imports(index, ("contextlib",)):
         if "suppress" in imported:
             report.add(Check.TRY_FALLBACK, _SUPPRESS, node)
 
 
-@rule(Check.HARNESS_ACCESS, "reject", "imports `sys.modules`/`sys.argv` (the harness)")
+@rule(Check.HARNESS_ACCESS, REJECT, "imports `sys.modules`/`sys.argv` (the harness)")
 def sys_imports(index: ModuleIndex, report: Report) -> None:
     for node, imported in _from_imports(index, ("sys",)):
         if imported & {"modules", "argv"}:
             report.add(Check.HARNESS_ACCESS, "imports `sys.modules`/`sys.argv` (the harness)", node)
 
 
-@rule(Check.ENV_ACCESS, "reject", "imports the process environment from os")
+@rule(Check.ENV_ACCESS, REJECT, "imports the process environment from os")
 def environ_imports(index: ModuleIndex, report: Report) -> None:
     for node, imported in _from_imports(index, ("os",)):
         if imported & {"environ", "getenv", "environb"}:
@@ -72,7 +73,7 @@ def environ_imports(index: ModuleIndex, report: Report) -> None:
 
 @rule(
     Check.TORCH_COMPUTE,
-    "reject",
+    REJECT,
     "names torch's op namespaces by another name, which hides the ops it calls",
     MODULE,
 )

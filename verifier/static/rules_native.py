@@ -7,7 +7,7 @@ import ast
 import dataclasses
 import re
 
-from kernelwright.compiler.findings import Finding
+from kernelwright.compiler.findings import REJECT, Finding
 from kernelwright.compiler.native_checks import NATIVE_RULES, kernel_names, native_findings
 from kernelwright.verifier.check_names import Check
 from kernelwright.verifier.static.index import ModuleIndex
@@ -18,7 +18,7 @@ _NO_KERNEL = "defines no __global__ kernel: the work is done by PyTorch or a lib
 
 @rule(
     tuple(Check(name) for name, *_ in NATIVE_RULES),
-    "reject",
+    REJECT,
     "patterns over the native text: files, threads, hooks, caches, Python (warnings: "
     "streams, library calls, precision)",
     NATIVE,
@@ -42,7 +42,7 @@ def _located(index: ModuleIndex, finding: Finding) -> Finding:
     return finding
 
 
-@rule(Check.NO_CUSTOM_KERNEL, "reject", _NO_KERNEL, NATIVE)
+@rule(Check.NO_CUSTOM_KERNEL, REJECT, _NO_KERNEL, NATIVE)
 def no_custom_kernel(index: ModuleIndex, report: Report) -> None:
     if index.target == "cuda" and not kernel_names(index.native_text):
         report.add(Check.NO_CUSTOM_KERNEL, _NO_KERNEL, None)
