@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kernelwright.check_names import Check
 from kernelwright.runner import isolation
 from kernelwright.runner.isolation import Channel
 from kernelwright.verifier import protocol
@@ -80,7 +81,7 @@ def _run_candidate(channel: Channel, request: dict[str, Any]) -> None:
             try:
                 output, ops = op_record.record_call(lambda: model(*inputs))
             except op_record.Tampered as exc:
-                raise guards.Rejected("op_record_tampered", str(exc)) from None
+                raise guards.Rejected(Check.OP_RECORD_TAMPERED, str(exc)) from None
         sync(device)
         guards.check_outputs(output, device)
         if pristine is not None:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from kernelwright.check_names import Check
+
 # Namespaces of PyTorch's own ops; any other namespace is the candidate's (or a library's).
 TORCH_NAMESPACES = frozenset(
     {"aten", "prims", "prim", "quantized", "_quantized", "rngprims", "higher_order", "_c10d"}
@@ -133,9 +135,9 @@ def judge(ops: Iterable[OpCount], reference_work: float) -> Judgement | None:
             f"PyTorch did the main work: its ops ran {share:.0%} of the reference's work "
             f"({shown}{more}); the kernel must do it"
         )
-        return Judgement("torch_compute", "reject", message)
+        return Judgement(Check.TORCH_COMPUTE, "reject", message)
     message = f"PyTorch computes beside the kernel: {shown}{more}"
-    return Judgement("torch_compute_partial", "warn", message)
+    return Judgement(Check.TORCH_COMPUTE_PARTIAL, "warn", message)
 
 
 def _describe(op: OpCount, reference_work: float) -> str:
