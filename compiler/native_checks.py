@@ -49,6 +49,20 @@ _ATEN_NOT_COMPUTE = "|".join(
 # Patterns over the embedded C++/CUDA text: (name, severity, regex, reason)
 NATIVE_RULES = [
     (
+        Check.DISPATCH_BYPASS,
+        REJECT,
+        # ATen's kernels called directly (the per-backend and native namespaces and the headers
+        # that declare them), dispatch keys switched off, or a redispatch below the Python key
+        r"\b(?:at|c10)\s*::\s*(?:native|cpu|meta|compositeexplicitautograd\w*"
+        r"|compositeimplicitautograd\w*)\b|\b(?:Exclude|Include|Force)DispatchKeyGuard\b"
+        r"|\bDispatchKey\s*::\s*Python\w*|\btls_set_dispatch_key_\w+|\bredispatch\b"
+        r"|\bATen/(?:CPU|CUDA|Meta|CompositeExplicitAutograd\w*|CompositeImplicitAutograd\w*)"
+        r"Functions(?:_inl)?\.h|\bATen/NativeFunctions\.h|\bATen/ops/\w+_(?:native|\w+_dispatch)\.h"
+        r"|\bTorchDispatchModeTLS\b",
+        "calls ATen's kernels past its dispatcher or switches dispatch keys off, so the harness's "
+        "record of the ops that ran cannot see the work",
+    ),
+    (
         Check.PERSISTING_L2,
         REJECT,
         r"accessPolicyWindow|cudaLimitPersistingL2CacheSize|hitProp|cudaAccessPropertyPersisting",

@@ -40,6 +40,7 @@ class Check(StrEnum):
     PYTHON_FROM_NATIVE = "python_from_native"
     LIBRARY_COMPUTE = "library_compute"
     PRECISION = "precision"
+    DISPATCH_BYPASS = "dispatch_bypass"  # also Python: switching modes or dispatch keys off
     # -- the audit of what was built (compiler/audit.py) -------------------------------------
     NATIVE_SYMBOLS = "native_symbols"
     NATIVE_PREPROCESSED = "native_preprocessed"
@@ -85,5 +86,6 @@ STATIC_CHECKS = frozenset(
         Check.PYTHON_FROM_NATIVE,
         Check.LIBRARY_COMPUTE,
         Check.PRECISION,
+        Check.DISPATCH_BYPASS,
     }
 )

@@ -148,3 +148,51 @@ def test_the_record_sees_cuda_ops_and_an_own_cuda_op_inside():
     assert {f"{namespace}.fused.default", "aten.mm.default", "aten.mul.Tensor"} <= names
     judged = judge(ops, reference_work=2 * 64**3)
     assert judged is not None and judged.check == "torch_compute"
+
+
+PY_BYPASSES = {
+    "pop": "from torch.utils._python_dispatch import _pop_mode\nHIDE = _pop_mode\n",
+    "guard": "GUARD = torch._C._ExcludeDispatchKeyGuard\n",
+    "by_name": "GUARD = getattr(torch._C, '_DisableTorchDispatch')\n",
+}
+CPP_BYPASSES = {
+    "header": "#include <ATen/NativeFunctions.h>",
+    "native": "auto f(at::Tensor x) { return at::native::abs(x); }",
+    "cpu": "auto f(at::Tensor x) { return at::cpu::mm(x, x); }",
+    "alias": "namespace kernels = at :: native;",
+    "guard": "c10::impl::ExcludeDispatchKeyGuard g(c10::DispatchKey::Python);",
+    "redispatch": "auto f(at::Tensor x, c10::DispatchKeySet k) { return at::redispatch::abs(k); }",
+}
+CPP_TEMPLATE = '''
+import torch
+from torch.utils.cpp_extension import load_inline
+src = r"""
+#include <torch/extension.h>
+{code}
+"""
+ext = load_inline(name="e", cpp_sources=src, functions=["f"])
+class ModelNew(torch.nn.Module):
+    def forward(self, x):
+        return ext.f(x)
+'''
+
+
+@pytest.mark.parametrize(
+    "source",
+    [f"import torch\n{code}" for code in PY_BYPASSES.values()]
+    + [CPP_TEMPLATE.format(code=code) for code in CPP_BYPASSES.values()],
+    ids=[*PY_BYPASSES, *(f"cpp_{name}" for name in CPP_BYPASSES)],
+)
+def test_what_would_hide_work_from_the_record_is_refused_on_sight(source):
+    from kernelwright.verifier.static_checks import check_candidate
+
+    checks = {(f.check, f.severity) for f in check_candidate(source, "cpu")}
+    assert ("dispatch_bypass", "reject") in checks, checks
+
+
+def test_the_cuda_helpers_a_kernel_needs_are_not_a_bypass():
+    from kernelwright.verifier.static_checks import check_candidate
+
+    code = "auto s = at::cuda::getCurrentCUDAStream(); at::cuda::OptionalCUDAGuard g(x.device());"
+    findings = check_candidate(CPP_TEMPLATE.format(code=code), "cpu")
+    assert not [f for f in findings if f.check == "dispatch_bypass"], findings

@@ -28,7 +28,7 @@ from kernelwright.verifier.static.tables import (
 )
 
 _SUPPRESS = "contextlib.suppress can fall back when the kernel fails"
-_QUIET_PROBES = (Check.PHASE_PROBE, Check.PATCHING, Check.FRAME_SNOOPING)
+_QUIET_PROBES = (Check.PHASE_PROBE, Check.PATCHING, Check.FRAME_SNOOPING, Check.DISPATCH_BYPASS)
 
 
 @rule(Check.TRY_FALLBACK, REJECT, _SUPPRESS)

@@ -255,6 +255,19 @@ FORBIDDEN_ATTRIBUTES: dict[str, tuple[Check, str]] = {
         register_module_backward_hook set_num_threads set_num_interop_threads""".split(),
         (Check.PATCHING, _HOOKS),
     ),
+    # What switches PyTorch's dispatch modes or keys off: ops run unseen by the harness's record
+    # of what ran (verifier/op_record.py); no kernel needs them.
+    **dict.fromkeys(
+        """_pop_mode _push_mode _disable_current_modes _pop_mode_temporarily _python_dispatch
+        _pop_torch_dispatch_stack _push_on_torch_dispatch_stack _len_torch_dispatch_stack
+        _get_dispatch_stack_at _set_dispatch_mode _unset_dispatch_mode _DisableTorchDispatch
+        _ExcludeDispatchKeyGuard _IncludeDispatchKeyGuard _ForceDispatchKeyGuard
+        _PreserveDispatchKeyGuard _dispatch_tls_set_dispatch_key_excluded
+        _dispatch_tls_set_dispatch_key_included _RestorePythonTLSSnapshot
+        _DisablePythonDispatcher _EnablePythonDispatcher _get_current_dispatch_mode
+        _get_current_dispatch_mode_stack redispatch""".split(),
+        (Check.DISPATCH_BYPASS, "switches PyTorch's dispatch modes or keys off"),
+    ),
     "_make_subclass": (Check.TENSOR_SUBCLASS, "builds a tensor subclass"),
     "__torch_function__": (Check.TENSOR_SUBCLASS, "overrides tensor operations"),
     "__torch_dispatch__": (Check.TENSOR_SUBCLASS, "overrides tensor operations"),
