@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py [--target cuda|cpu] [--candidates N] [--json]
                                     [--passes cold,variant,warm] [--layout fast|shipped]
-                                    [--no-profile] [--keep-home DIR]
+                                    [--profile all|best|none] [--keep-home DIR]
 
 Drives the real loop (`kernelwright.bench.Bench`, as `kernelwright bench` builds it: one
 `loop.Optimizer` per problem, the local executor, the history) with a replay model (an instant
@@ -233,7 +233,7 @@ def render(figures: dict[str, Any]) -> str:
     lines = [
         f"throughput on {target}: {figures['candidates']} candidates per pass, "
         f"{figures['layout']} layout, problem sizes / {figures.get('scale', 1)}, "
-        f"profile {'on' if figures['profile'] else 'off'}, "
+        f"profile {figures['profile']}, "
         f"{figures['machine']}",
         f"process start (python -c 'import torch', {figures['process_start']['n']} times): "
         f"{_spread_text(figures['process_start'])} s",
@@ -562,7 +562,7 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, A
         "candidates": args.candidates,
         "layout": args.layout,
         "scale": args.scale,
-        "profile": args.profile and args.target == "cuda",
+        "profile": args.profile if args.target == "cuda" else "none (cpu)",
         "machine": _machine(args.target),
         "process_start": process_start(),
         "passes": {},
@@ -598,7 +598,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scale", type=int, default=None, help="divide problem sizes by this (cpu 4, cuda 1)"
     )
-    parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument(
+        "--profile", choices=("all", "best", "none"), default="best", help="as kernelwright's"
+    )
     parser.add_argument("--keep-home", type=Path, default=None, help="use and keep this home")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)

@@ -170,7 +170,7 @@ def _build(a: dict[str, Any]) -> Any:
             budget_usd=a["budget_usd"],
             trials=a["trials"],
             compile_baseline=a["compile_baseline"],
-            profile=a["profile"] is not False,
+            profile=str(a["profile"] or "best"),
         )
     executor = make_executor(a["executor"], settings.target, a["ray_address"])
     coder_model, judge = make_models(settings)

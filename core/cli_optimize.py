@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,28 +44,36 @@ BaseUrlOption = Annotated[
 TrialsOption = Annotated[int, typer.Option(help="Seeded correctness trials per candidate.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 DbOption = Annotated[str | None, typer.Option("--db", help="History database URL.")]
+class ProfileChoice(StrEnum):
+    ALL = "all"
+    BEST = "best"
+    NONE = "none"
+
+
 ProfileOption = Annotated[
-    bool | None,
+    ProfileChoice | None,
     typer.Option(
-        "--profile/--no-profile",
-        help="Profile correct CUDA candidates with Nsight Compute for the judge (where ncu "
-        "works). Default: on, or as the resumed run had it.",
+        "--profile",
+        case_sensitive=False,
+        help="Which correct CUDA candidates Nsight Compute profiles for the judge (where ncu "
+        "works): all, best (a new best of its lineage, faster than every correct ancestor) or "
+        "none. Default: best, or as the resumed run had it.",
         show_default=False,
     ),
 ]
 
 
 def resumed_settings(
-    stored: dict[str, Any], run_id: str, compile_baseline: bool, profile: bool | None
+    stored: dict[str, Any], run_id: str, compile_baseline: bool, profile: str | None
 ) -> dict[str, Any]:
-    """Overrides of a resumed run's stored settings. `--no-profile`/`--profile` apply to the rest
-    of the run; a baseline cannot be added halfway, since earlier results were summed without it."""
+    """Overrides of a resumed run's stored settings. `--profile` applies to the rest of the run;
+    a baseline cannot be added halfway, since earlier results were summed without it."""
     if compile_baseline and not stored.get("compile_baseline"):
         raise BadInput(
             f"run {run_id} was started without --compile-baseline and a resumed run keeps its "
             "settings; start a new run to measure the baseline"
         )
-    return {"profile": profile} if profile is not None else {}
+    return {"profile": str(profile)} if profile is not None else {}
 
 
 CompileBaselineOption = Annotated[
@@ -263,7 +272,7 @@ def _build(a: dict[str, Any], err: Console) -> Any:
             timeout_s=a["timeout"],
             build_timeout_s=a["build_timeout"],
             compile_baseline=a["compile_baseline"],
-            profile=a["profile"] is not False,
+            profile=str(a["profile"] or "best"),
             **{k: v for k, v in limits.items() if v is not None},
         )
     coder_model, judge = make_models(config)
