@@ -52,6 +52,7 @@ class Kernel:
     speedup: float | None
     speedup_p20: float | None = None
     speedup_p80: float | None = None
+    model: str = ""  # the model `hotspots` found it in (MODEL.py:Class)
 
 
 @dataclass
@@ -110,6 +111,7 @@ def run_kernels(engine: Any, run_id: str) -> tuple[list[Kernel], list[dict[str, 
                 speedup=best.speedup,
                 speedup_p20=p20,
                 speedup_p80=p80,
+                model=str(meta.get("model") or ""),
             )
         )
     return kernels, skipped
@@ -388,6 +390,12 @@ def apply_run(
         "speedup_p20": None,
         "speedup_p80": None,
         "patched": None,
+        # problems found in another model: applied by their paths, which the check must find
+        "notes": [
+            f"{k.problem} was found in {k.model}"
+            for k in kernels
+            if k.model and k.model != f"{model_file}:{model_cls}"
+        ],
     }
     if not kernels:
         return result

@@ -134,5 +134,7 @@ def render(console: Console, r: dict[str, Any]) -> None:
         )
     for s in r["skipped"]:
         console.print(escape(f"skipped problem {s['problem']}: {s['why']}"))
+    for note in r.get("notes", []):
+        console.print(escape(f"note: {note}"))
     if r.get("patched"):
         console.print(f"patched model written to {escape(r['patched'])} (apply {r['apply_id']})")
