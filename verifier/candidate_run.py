@@ -72,6 +72,7 @@ class _Job:
     timeout_s: float
     timing: TimingSettings
     env_extra: dict[str, str] | None
+    judge_ops: bool = True  # whether PyTorch doing the work is a verdict (`op_record`)
 
 
 @dataclass
@@ -103,9 +104,12 @@ def run_candidate(
     env_extra: dict[str, str] | None = None,
     worker: Worker | None = None,
     timer: Worker | None = None,
+    judge_ops: bool = True,
 ) -> CandidateVerdict:
     """`worker`, `timer`: from `session.prestart_candidate` and `prestart_timer` (same scratch
-    and env_extra), used when still alive, their deadlines counted from now."""
+    and env_extra), used when still alive, their deadlines counted from now. `judge_ops=False`
+    where PyTorch is meant to do most of the work (`apply`: the user's whole model with kernels
+    swapped in, each of which passed as a candidate of its own problem)."""
     job = _Job(
         snapshot(problem),  # what runs is a read-only copy of what was read
         snapshot(candidate),
@@ -116,6 +120,7 @@ def run_candidate(
         timeout_s,
         TimingSettings(**(timing_settings or {})),
         env_extra,
+        judge_ops,
     )
     return _Run(job, worker, timer).run()
 
@@ -225,6 +230,8 @@ class _Run:
     def _judge_ops(self, record: protocol.CaseOutput) -> None:
         """What ran during the case's call: PyTorch doing the main work is `rejected`; some
         PyTorch beside the kernel is one warning (the first case that shows it)."""
+        if not self.job.judge_ops:
+            return
         ops = [op_record.OpCount(op.name, op.calls, op.work) for op in record.ops]
         judgement = op_record.judge(ops, self.job.reference.work.get(record.index, 0.0))
         if judgement is None:
