@@ -202,13 +202,16 @@ def test_exported_file_matches_the_reference_in_a_fresh_process(cli, history, tm
         timeout=600,
     )
     assert "MATCH" in check.stdout, check.stdout + check.stderr
-    # a build that fails raises with the compiler's log, never falls back to PyTorch
+    # a build that fails raises with the compiler's log, never falls back to PyTorch (the
+    # compiler refuses an option at once: no second parse of torch's headers)
     broken = tmp_path / "broken.py"
+    failing = 'functions=["scale_add"], extra_cflags=["-kw-no-such-option"])'
     broken.write_text(
-        text.replace("return out;", "return out  // broken").replace(
+        text.replace('functions=["scale_add"])', failing).replace(
             "kw_test_scale_add_ok", "kw_test_scale_add_export_broken"
         )
     )
+    assert failing in broken.read_text()
     ext_dir2 = tmp_path / "ext2"
     ext_dir2.mkdir()
     env["TORCH_EXTENSIONS_DIR"] = str(ext_dir2)
