@@ -30,7 +30,7 @@ from kernelwright.cli_optimize import (
 from kernelwright.errors import BadInput, KernelwrightError
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 
 def bench(
@@ -193,24 +193,32 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
     from kernelwright import spread
 
     compiled = s.get("vs_torch_compile")
-    columns = ["problem", "level", "best", "candidates", "correct", "tokens", "cost", "wall"]
+    levels = any(p["level"] is not None for p in s["problems"])
+    # borderless and compact, to fit 80 columns; a problem's name is never cut (it folds)
+    columns = [Column("problem", overflow="fold")]
+    columns += [Column("lvl", justify="right")] if levels else []
+    columns += [Column("best", no_wrap=True)]
     if compiled:
-        columns[3:3] = ["torch.compile ms", "vs torch.compile"]
-    table = Table(*columns)
+        columns += [Column("compiled ms", no_wrap=True), Column("vs compiled", no_wrap=True)]
+    columns += [
+        Column(name, justify="right", no_wrap=True)
+        for name in ("cand.", "ok", "tokens", "cost", "wall")
+    ]
+    table = Table(*columns, box=None, pad_edge=False)
     for p in s["problems"]:
-        row = [
-            p["name"],
-            str(p["level"] or "-"),
-            spread.cell(p["best_speedup"], p.get("best_speedup_p20"), p.get("best_speedup_p80")),
-            str(p["candidates"]),
-            str(p["correct"]),
-            str(p["tokens_in"] + p["tokens_out"]),
-            f"${p['cost_usd']:.4f}",
-            f"{p['seconds']:.0f} s" if p.get("seconds") is not None else "-",
-        ]
+        low, high = p.get("best_speedup_p20"), p.get("best_speedup_p80")
+        row = [escape(p["name"])] + ([str(p["level"] or "-")] if levels else [])
+        row.append(spread.cell(p["best_speedup"], low, high))
         if compiled:
             ms = p["compiled_reference_ms"]
-            row[3:3] = [f"{ms:.4g}" if ms is not None else "-", _x(p["best_speedup_vs_compile"])]
+            row += [f"{ms:.4g}" if ms is not None else "-", _x(p["best_speedup_vs_compile"])]
+        row += [
+            str(p["candidates"]),
+            str(p["correct"]),
+            _tokens(p["tokens_in"] + p["tokens_out"]),
+            f"${p['cost_usd']:.2f}",
+            f"{p['seconds']:.0f} s" if p.get("seconds") is not None else "-",
+        ]
         table.add_row(*row)
     console.print(table)
     if any(p.get("best_within_noise") for p in s["problems"]):
@@ -230,9 +238,19 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
                     highlight=False,
                 )
     console.print(
-        f"run {s['run_id']}: {s['status']} ({s['stop_reason']}); cost ${s['cost_usd']:.4f}"
+        f"run {s['run_id']}: {s['status']} ({escape(s['stop_reason'])}); cost ${s['cost_usd']:.4f}"
     )
     console.print(f"review it: kernelwright runs show {s['run_id']}", highlight=False)
+
+
+def _tokens(count: int) -> str:
+    return (
+        f"{count / 1e6:.1f}M"
+        if count >= 1e6
+        else f"{count / 1e3:.0f}k"
+        if count >= 1e4
+        else str(count)
+    )
 
 
 def _x(speedup: float | None) -> str:
@@ -240,5 +258,5 @@ def _x(speedup: float | None) -> str:
 
 
 def _fast_line(fast_p: dict[str, float], geo: float | None, label: str) -> str:
-    fast = "  ".join(f"{k}={v:.2f}" for k, v in fast_p.items())
+    fast = " ".join(f"{k}={v:.2f}" for k, v in fast_p.items())
     return f"{fast}\n{label}: {_x(geo) if geo else '-'}"
