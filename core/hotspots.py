@@ -80,7 +80,7 @@ def measure(
                 answer = worker.recv()
             except WorkerTimeout:
                 raise BadInput(
-                    f"the model did not finish {repeats + 1} forward passes within "
+                    f"the model did not finish {2 * repeats + 1} forward passes within "
                     f"{timeout_s:g} s; use smaller --inputs"
                 ) from None
             except WorkerOverLimit as exc:
@@ -237,8 +237,7 @@ def find_hotspots(
         raise BadInput(f"--out {out} is a file; name a folder")
     answer = measure(wrapper, target, timeout_s)
     modules = answer["modules"]
-    root = next(m for m in modules if m["path"] == "")
-    forward_us = root["total_us"]
+    forward_us = answer["profiled_us"]
     groups = group(units(modules))
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("[0-9][0-9]_*.py"):  # an earlier run's problems: they would mix

@@ -8,10 +8,12 @@ KernelBench wrapper (`user_problem.resolve_problem`), and
   submodule's own constructor call is recorded (positional and keyword arguments);
 - runs forward once with forward pre-hooks on every submodule that record the inputs it is
   actually called with (dtypes, shapes, contiguity, keyword arguments);
-- profiles `repeats` forward passes with `torch.profiler`, each submodule's call inside a
-  `record_function` range opened and closed by its hooks: a range's total time is the module's
-  total time, less the ranges of the modules called inside it its self time (on `cuda` the device
-  time of the kernels launched inside the range; on `cpu` the CPU time);
+- profiles `repeats` forward passes with `torch.profiler`, one profile each, each submodule's
+  call inside a `record_function` range opened and closed by its hooks: a range's total time is
+  the module's total time, less the ranges of the modules called inside it its self time (on
+  `cuda` the device time of the kernels launched inside the range; on `cpu` the CPU time); self
+  times are medians over the passes, a module's total is its self time plus its submodules', and
+  `profiled_us` (what shares are of) is the sum of all self times, so they add up to 1;
 - answers one JSON message: the forward's wall time and one entry per submodule.
 
 Nothing here decides anything: the parent (`kernelwright.hotspots`) groups, ranks and writes the
@@ -228,18 +230,20 @@ def profile(request: dict[str, Any]) -> dict[str, Any]:
         for entry in seen.values():
             entry["calls"] = 0
         profiling["on"] = True
-        with torch.profiler.profile(activities=activities) as prof:
-            for _ in range(repeats):
+        passes = []
+        for _ in range(repeats):  # one profile per pass: medians over passes resist a hiccup
+            with torch.profiler.profile(activities=activities) as prof:
                 model(*inputs)
-            sync(device)
+                sync(device)
+            passes.append(prof.events())
         profiling["on"] = False
     for handle in handles:
         handle.remove()
     cuda = device.type == "cuda"
-    totals, selfs = _times(prof.events(), cuda)
-    if cuda and not any(totals.values()):  # no device time attributed to the ranges here
-        cuda = False
-        totals, selfs = _times(prof.events(), False)
+    if cuda and not any(_times(passes[0], True)[0].values()):
+        cuda = False  # the profiler attributed no device time to the ranges here
+    selfs = _medians([_times(events, cuda)[1] for events in passes])
+    totals = _totals(selfs)
     modules = []
     for path, module in model.named_modules():
         cls = type(module)
@@ -255,8 +259,8 @@ def profile(request: dict[str, Any]) -> dict[str, Any]:
                 "leaf": not own_children,
                 "calls": entry["calls"] // repeats,
                 "signatures": entry["signatures"],
-                "total_us": totals.get(path or ROOT, 0.0) / repeats,
-                "self_us": selfs.get(path or ROOT, 0.0) / repeats,
+                "total_us": totals.get(path or ROOT, 0.0),
+                "self_us": selfs.get(path or ROOT, 0.0),
                 "init": constructor(module, recorder.calls.get(id(module))) if path else None,
                 "parameters": sum(p.numel() for p in module.parameters()),
             }
@@ -264,10 +268,33 @@ def profile(request: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": "hotspots",
         "forward_ms": forward_ms,
+        # what shares are of: the modules' own times add up to it
+        "profiled_us": sum(selfs.values()),
         "repeats": repeats,
         "clock": "device time (CUDA kernels)" if cuda else "CPU time",
         "torch": torch.__version__,
         "modules": modules,
+    }
+
+
+def _medians(passes: list[dict[str, float]]) -> dict[str, float]:
+    """Per range label, the median over passes of its self time."""
+    from statistics import median
+
+    labels = {label for times in passes for label in times}
+    return {label: median(times.get(label, 0.0) for times in passes) for label in labels}
+
+
+def _totals(selfs: dict[str, float]) -> dict[str, float]:
+    """A module's total: its own time and its submodules'. Built from the medians of self times
+    rather than taken as the median of each range's length: on a busy machine a pass the
+    process was descheduled in lands in one range, and the model's range holds every range."""
+    everything = sum(selfs.values())
+    return {
+        label: everything
+        if label == ROOT
+        else sum(v for sub, v in selfs.items() if sub == label or sub.startswith(label + "."))
+        for label in selfs
     }
 
 
