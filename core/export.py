@@ -177,7 +177,7 @@ def render(candidate: dict[str, Any]) -> str:
     if speedup:
         measured = f"Measured: {speedup:.3f}x over PyTorch eager"
         if rounds:
-            measured += f" (the median of {rounds} timing rounds' ratios"
+            measured += f"\n(the median of {rounds} timing rounds' ratios"
             measured += f"; p20-p80 {low:.3f}-{high:.3f}" if low is not None else ""
             measured += ")"
     else:
@@ -195,7 +195,7 @@ def render(candidate: dict[str, Any]) -> str:
         "constructor arguments and forward inputs. Its extension builds on first use; a failed\n"
         "build raises RuntimeError with the compiler log.\n\n"
         + measured
-        + (f" on {env.get('gpu') or env.get('cpu')}, torch {env.get('torch')}" if env else "")
+        + (f"\non {env.get('gpu') or env.get('cpu')}, torch {env.get('torch')}" if env else "")
         + "."
         + noise
     )

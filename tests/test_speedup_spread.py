@@ -234,7 +234,7 @@ def test_the_export_docstring_states_the_spread(history):
 
     engine = open_engine(history["db"])
     noisy = render({**repo.get_candidate(engine, history["noisy"]), "source": "x = 1\n"})
-    assert "Measured: 1.090x over PyTorch eager (the median of 5 timing rounds' ratios" in noisy
+    assert "Measured: 1.090x over PyTorch eager\n(the median of 5 timing rounds' ratios" in noisy
     assert "p20-p80 0.994-1.362" in noisy and "Within noise" in noisy
     clear = render({**repo.get_candidate(engine, history["clear"]), "source": "x = 1\n"})
     assert "p20-p80 24.820-25.600" in clear and "Within noise" not in clear
