@@ -46,3 +46,19 @@ def test_every_command_it_shows_exists_with_the_options_it_uses():
             elif word.endswith((".py", ".jsonl")) and "/" in word and not word.startswith("/"):
                 path = word.split(":", 1)[-1] if word.startswith("replay:") else word
                 assert (ROOT / path).exists(), (words, path)
+
+
+def test_every_option_it_names_exists_somewhere():
+    def options(command) -> set[str]:
+        found = {
+            opt for p in getattr(command, "params", []) for opt in [*p.opts, *p.secondary_opts]
+        }
+        for sub in getattr(command, "commands", {}).values():
+            found |= options(sub)
+        return found
+
+    known = options(get_command(app)) | {"--index-url", "--prepare", "--out", "--target"}
+    named = {
+        flag for code in re.findall(r"`([^`]+)`", README) for flag in re.findall(r"--[a-z-]+", code)
+    }
+    assert named and named <= known, named - known
