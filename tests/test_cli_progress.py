@@ -16,7 +16,8 @@ from kernelwright.cli import app, out
 from kernelwright.records import SampleStats, TimingReport
 from typer.testing import CliRunner
 
-PROBLEM = Path(__file__).resolve().parent / "fixtures" / "problems" / "scale_add.py"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PROBLEM = FIXTURES / "problems" / "scale_add.py"
 RATIOS = {1.5: [1.5, 1.45, 1.6, 1.52, 1.4], 1.1: [1.1, 0.9, 1.3, 1.0, 1.2]}
 
 
@@ -105,3 +106,35 @@ def test_suite_never_cuts_a_path(monkeypatch):
     assert f"problems in {builtin_dir().resolve()}:" in text
     cpu = builtin_dir().resolve().parent / "cpu" / "01_gelu.py"
     assert f"kernelwright evaluate 01_gelu {cpu} --target cpu" in text
+
+
+def test_bench_prints_a_line_per_candidate_with_its_problem(tmp_path, fake_eval):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "scale_add.py").write_text(PROBLEM.read_text())
+    script = tmp_path / "script.jsonl"
+    script.write_text(json.dumps({**coder("correct 1.5"), "problem": "scale_add"}) + "\n")
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    args = ["bench", str(suite), "--model", f"replay:{script}", "--target", "cpu", "--rounds", "1"]
+    result = CliRunner().invoke(app, [*args, "--db", db], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert " · scale_add · correct · 1.5x (p20-p80 1.44-1.54)" in result.stderr
+    assert "how they ended" in result.stdout and "1.5x" in result.stdout
+
+
+def test_evaluate_prints_the_speedup_with_its_spread(tmp_path, monkeypatch):
+    import kernelwright.evaluate as evaluate_module
+
+    def fake(problem, candidate, options, device_lock=None, on_phase=None):
+        on_phase("building the candidate")
+        (tmp_path / "c.py").write_text("# RESULT: correct 1.1\n")  # what the fake scores
+        return timed_evaluate(problem, tmp_path / "c.py", options)
+
+    monkeypatch.setattr(evaluate_module, "evaluate", fake)
+    monkeypatch.setattr(out, "width", 80)
+    candidate = FIXTURES / "candidates" / "scale_add_ok.py"
+    args = ["evaluate", str(PROBLEM), str(candidate), "--target", "cpu"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "speedup 1.1x (median of 5 rounds, p20-p80 0.98-1.22, within noise)" in text
