@@ -44,6 +44,8 @@ BaseUrlOption = Annotated[
 TrialsOption = Annotated[int, typer.Option(help="Seeded correctness trials per candidate.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 DbOption = Annotated[str | None, typer.Option("--db", help="History database URL.")]
+
+
 class ProfileChoice(StrEnum):
     ALL = "all"
     BEST = "best"
@@ -336,7 +338,8 @@ class _Display:
         if p.finished is not None:
             # model and candidate text: printed as text, never read as markup
             self.console.print(finished_line(p.finished), markup=False, highlight=False)
-        best = f"{spread.cell(p.best_speedup)} ({p.best_id})" if p.best_speedup is not None else "-"
+        shown = spread.cell(p.best_speedup, p.best_speedup_p20, p.best_speedup_p80)
+        best = f"{shown} ({p.best_id})" if p.best_speedup is not None else "-"
         line = (
             f"round {p.round}/{p.rounds} · {p.candidates} candidates, {p.correct} correct · "
             f"best {best} · ${p.cost_usd:.4f} · {p.message}"

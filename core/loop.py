@@ -498,6 +498,8 @@ class Optimizer:
                 pending=sum(e.status == "pending" for e in self.entries),
                 best_speedup=top.speedup if top else None,
                 best_id=top.id if top else None,
+                best_speedup_p20=top.speedup_p20 if top else None,
+                best_speedup_p80=top.speedup_p80 if top else None,
                 cost_usd=self.budget.spent_usd,
                 tokens=self.tokens,
                 message=message,

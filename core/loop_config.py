@@ -71,6 +71,8 @@ class Progress:
     cost_usd: float
     tokens: int
     message: str
+    best_speedup_p20: float | None = None  # the best speedup's spread (kernelwright.spread)
+    best_speedup_p80: float | None = None
     # set when this event is a candidate's end: id, round, status, reason, speedup, speedup_p20,
     # speedup_p80 (the display prints one line that stays for each)
     finished: dict[str, Any] | None = None
