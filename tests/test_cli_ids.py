@@ -84,7 +84,10 @@ def test_a_unique_prefix_names_the_run_in_every_runs_command(kw, db, tmp_path):
     calls = json.loads(kw("runs", "calls", "ef01", "--db", db, "--json").stdout)
     assert [c["candidate_id"] for c in calls] == [CAND_1, CAND_2, CAND_3]
     compared = json.loads(kw("runs", "compare", "abcd1", "ef01", "--db", db, "--json").stdout)
-    assert compared == [{"problem": "scale_add", RUN_A: 1.1, RUN_C: 2.0}]
+    assert [{k: row[k] for k in ("problem", RUN_A, RUN_C)} for row in compared] == [
+        {"problem": "scale_add", RUN_A: 1.1, RUN_C: 2.0}
+    ]
+    assert set(compared[0]["spread"]) == {RUN_A, RUN_C}  # each best speedup's p20-p80
     exported = kw("runs", "export", "ef01", "--db", db)
     assert exported.exit_code == 0 and f"# {CAND_3}" in exported.stdout  # the best: 2.0x
     report = tmp_path / "r.html"
