@@ -84,6 +84,18 @@ class TimingReport:
     observed: dict[str, Any] | None = field(default=None, metadata={"omit_none": True})
 
 
+def within_noise(low: float | None, high: float | None) -> bool | None:
+    """Whether a speedup's p20-p80 range (kernelwright.spread) holds 1.0; None without one."""
+    if low is None or high is None:
+        return None
+    return low <= 1.0 <= high
+
+
+def speedup_spread_fields(low: float | None, high: float | None) -> dict[str, Any]:
+    """The JSON keys every record of a speedup carries beside it."""
+    return {"speedup_p20": low, "speedup_p80": high, "within_noise": within_noise(low, high)}
+
+
 def timing_from_json(raw: dict[str, Any]) -> TimingReport:
     """The inverse of `to_jsonable` for a TimingReport."""
     return TimingReport(
@@ -205,10 +217,8 @@ class EvaluationResult:
                 object.__setattr__(self, "speedup_p20", found[0])
                 object.__setattr__(self, "speedup_p80", found[1])
         if self.within_noise is None and self.speedup_p20 is not None:
-            from kernelwright import spread
-
             object.__setattr__(
-                self, "within_noise", spread.within_noise(self.speedup_p20, self.speedup_p80)
+                self, "within_noise", within_noise(self.speedup_p20, self.speedup_p80)
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,6 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from kernelwright.profiler.stats import quantile
+from kernelwright.records import speedup_spread_fields, within_noise
+
+__all__ = ["cell", "fields", "from_timing", "interval", "range_cell", "text", "within_noise"]
 
 LOW_Q, HIGH_Q = 0.2, 0.8
 NAME = "p20-p80 of the per-round ratios"
@@ -42,13 +45,6 @@ def interval(ratios: Sequence[float] | None) -> tuple[float, float] | None:
 def from_timing(timing: dict[str, Any] | None) -> tuple[float, float] | None:
     """The spread from a stored evaluation's timing JSON (`round_ratios`)."""
     return interval((timing or {}).get("round_ratios"))
-
-
-def within_noise(low: float | None, high: float | None) -> bool | None:
-    """Whether the p20-p80 range holds 1.0; None where there is no range."""
-    if low is None or high is None:
-        return None
-    return low <= 1.0 <= high
 
 
 def _x(value: float) -> str:
@@ -89,4 +85,4 @@ def range_cell(low: float | None, high: float | None) -> str:
 
 def fields(low: float | None, high: float | None) -> dict[str, Any]:
     """The JSON keys every record of a speedup carries beside it."""
-    return {"speedup_p20": low, "speedup_p80": high, "within_noise": within_noise(low, high)}
+    return speedup_spread_fields(low, high)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from kernelwright import __version__, spread
+from kernelwright import __version__
 from kernelwright.errors import BadInput
-from kernelwright.records import EvaluationResult, to_jsonable
+from kernelwright.records import EvaluationResult, speedup_spread_fields, to_jsonable
 from kernelwright.store import profiles
 from kernelwright.store.schema import Candidate, Evaluation, LlmCall, Problem, Run, now
 from sqlalchemy.engine import Engine
@@ -298,7 +298,8 @@ def _rows(s: Session, run_id: str) -> list[CandidateRow]:
 
 def _spread(row: Any) -> dict[str, Any]:
     """`speedup_p20`, `speedup_p80` and `within_noise` of a row or evaluation (Nones for None)."""
-    return spread.fields(getattr(row, "speedup_p20", None), getattr(row, "speedup_p80", None))
+    low, high = getattr(row, "speedup_p20", None), getattr(row, "speedup_p80", None)
+    return speedup_spread_fields(low, high)
 
 
 def list_runs(engine: Engine) -> list[dict[str, Any]]:

@@ -87,8 +87,10 @@ def history(tmp_path):
     )
     repo.finish_run(engine, noisy_run, stop_reason="all 1 rounds done")
     clear_run = repo.start_run(engine, "optimize", "cpu", {})
-    problems = [{**PROBLEM, "name": f"{n:02d}_a_problem_with_a_long_name", "content_hash": f"{n}" * 64}
-                for n in range(1, 4)]  # fmt: skip
+    problems = [
+        {**PROBLEM, "name": f"{n:02d}_a_problem_with_a_long_name", "content_hash": f"{n}" * 64}
+        for n in range(1, 4)
+    ]
     for problem in problems:
         clear = repo.add_candidate(engine, clear_run, problem, "c", "c", _timed(CLEAR))
     repo.finish_run(engine, clear_run)
