@@ -157,7 +157,10 @@ class Bench:
             threading.Thread(target=self._work, args=(todo, errors), daemon=True)
             for _ in range(min(self.workers, len(self.loops)))
         ]
-        status, reason = "finished", f"{len(self.loops)} problems done"
+        status, reason = (
+            "finished",
+            f"{len(self.loops)} problem{'' if len(self.loops) == 1 else 's'} done",
+        )
         try:
             for thread in threads:
                 thread.start()
