@@ -120,6 +120,9 @@ def runs_list(
     if as_json:
         _dump(rows)
         return
+    if not rows:
+        _out().print("no runs in this history yet (`kernelwright optimize 02_row_sum` makes one)")
+        return
     # The id is what every other command takes: it is never cut. The problems column gives
     # way (cut to what is left of the terminal's width; --wide folds it instead).
     headers = ["run", "kind", "status", *(["target"] if wide else []), "started"]
@@ -141,7 +144,15 @@ def runs_list(
     widths = [max([len(h), *(len(c[i]) for c, _ in lines)]) for i, h in enumerate(headers)]
     room = max(12, _out().width - sum(widths) - 2 * len(widths))
     table = Table(
-        *[Column(h, no_wrap=True, justify="right" if h in right else "left") for h in headers],
+        *[
+            Column(
+                h,
+                no_wrap=True,
+                justify="right" if h in right else "left",
+                min_width=widths[0] if h == "run" else None,  # the id never gives way
+            )
+            for h in headers
+        ],
         Column("problems", overflow="fold", no_wrap=False)
         if wide
         else Column("problems", no_wrap=True, max_width=room),

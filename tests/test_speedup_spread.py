@@ -128,6 +128,11 @@ def test_the_history_keeps_the_spread(history):
     assert listed[history["clear_run"]]["speedup_p80"] == pytest.approx(25.6)
 
 
+def test_an_empty_history_says_so(tmp_path, kw):
+    listed = kw("runs", "list", "--db", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert listed.startswith("no runs in this history yet")
+
+
 def test_runs_show_and_tree_say_within_noise(history, kw):
     shown = kw("runs", "show", history["noisy_run"], "--db", history["db"])
     assert "best: 1.09x (p20-p80 0.994-1.36, within noise)" in shown
@@ -168,6 +173,10 @@ def test_runs_list_fits_80_columns_and_wide_has_everything(history, kw):
     assert history["noisy_run"] in table and history["clear_run"] in table  # ids never cut
     assert "1.09x~" in table and "~: within noise" in table
     assert "…" in table  # the long problem list gives way
+    out.width = 50  # narrower still: the other columns give way, never an id
+    narrow = kw("runs", "list", "--db", history["db"])
+    assert history["noisy_run"] in narrow and history["clear_run"] in narrow, narrow
+    out.width = 80
     wide = kw("runs", "list", "--db", history["db"], "--wide")
     assert "0.994-1.36" in wide and "01_a_problem_with_a_long_name" in wide
 
