@@ -2,8 +2,9 @@
 
 Bad input and the pieces (grouping, choosing what to apply, carrying weights) run in this
 process; the one end-to-end test runs the real flow as a user would, each command a fresh
-process: hotspots on the tiny transformer, a replayed bench with an honest C++ LayerNorm, apply,
-and the patched model imported and run in a process of its own."""
+process: hotspots on the tiny transformer, a replayed bench with an honest C++ LayerNorm, apply
+(with a kernel that breaks the model, left out), and the patched model imported and run in a
+process of its own."""
 
 from __future__ import annotations
 
@@ -202,18 +203,35 @@ def test_the_marker_round_trips():
     assert read_marker("# kernelwright-hotspot: [1]\n") is None and read_marker("") is None
 
 
+TRANSPOSED_MLP = """
+import torch
+import torch.nn.functional as F
+class ModelNew(torch.nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.w1 = torch.nn.Parameter(torch.randn(dim, hidden))
+        self.b1 = torch.nn.Parameter(torch.zeros(hidden))
+        self.w2 = torch.nn.Parameter(torch.randn(hidden, dim))
+        self.b2 = torch.nn.Parameter(torch.zeros(dim))
+    def forward(self, x):
+        return F.gelu(x @ self.w1 + self.b1) @ self.w2 + self.b2
+"""
+
+
 def _fenced(code: str) -> str:
     return f"A fused LayerNorm, one pass per row.\n```python\n{code}```\n"
 
 
 @pytest.mark.slow
 def test_from_a_slow_model_to_a_faster_one(cli, tmp_path):
-    """hotspots -> bench (replayed, honest C++ LayerNorm) -> apply -> patched.py elsewhere."""
+    """hotspots -> bench (replayed, honest C++ LayerNorm) -> apply (the LayerNorm applied, an
+    MLP kernel that breaks the model left out) -> report -> patched.py in a fresh process."""
     import time
 
     def timed(*args: str) -> subprocess.CompletedProcess[str]:
         start = time.perf_counter()
-        proc = cli(*args)
+        # no precompiled headers: making them costs more than the two builds here save
+        proc = cli(*args, env_extra={"KERNELWRIGHT_PCH": "0"})
         print(f"[{args[0]}: {time.perf_counter() - start:.1f} s]")
         return proc
 
@@ -270,6 +288,35 @@ def test_from_a_slow_model_to_a_faster_one(cli, tmp_path):
     correct = {by_type[t]["name"]: int(t == "LayerNorm") for t in by_type}
     assert {p["name"]: p["correct"] for p in summary["problems"]} == correct
 
+    # a kernel correct as a module that breaks the model: recorded correct for the MLP problem,
+    # its weights laid out transposed, so the instances' weights cannot be carried into it
+    from kernelwright.problem import load_problem
+    from kernelwright.records import EvaluationResult, Status
+    from kernelwright.store import repo
+    from kernelwright.store.db import open_engine
+
+    engine = open_engine(db[1])
+    mlp = load_problem(Path(by_type["MLP"]["file"]))
+    row = {
+        "content_hash": mlp.content_hash,
+        "name": mlp.name,
+        "path": str(mlp.path),
+        "source": mlp.source,
+    }
+    recorded = EvaluationResult(
+        status=Status.CORRECT,
+        reason="",
+        target="cpu",
+        problem=str(mlp.path),
+        problem_hash=mlp.content_hash,
+        candidate="c",
+        trials=2,
+        speedup=1.2,
+    )
+    broken = repo.add_candidate(
+        engine, summary["run_id"], row, TRANSPOSED_MLP, repo.source_hash(TRANSPOSED_MLP), recorded
+    )
+
     patched = tmp_path / "patched.py"
     applied = timed(
         "apply",
@@ -290,12 +337,13 @@ def test_from_a_slow_model_to_a_faster_one(cli, tmp_path):
     assert "end to end: " in shown and "outputs match the original" in shown
     attention = by_type["Attention"]["name"]
     assert "LayerNorm" in shown and f"skipped problem {attention}" in shown
+    assert f"left out MLP ({mlp.name}, {broken}): runtime_error" in shown
+    assert "cannot carry the weights of blocks.0.mlp" in shown
     page = tmp_path / "report.html"
     assert cli("report", summary["run_id"], "--out", str(page), *db).returncode == 0
     assert "From the model" in page.read_text() and "end to end" in page.read_text()
 
     from kernelwright.store import model_runs
-    from kernelwright.store.db import open_engine
 
     stored = model_runs.for_run(open_engine(db[1]), summary["run_id"])
     assert stored["applies"][0]["status"] == "applied" and stored["applies"][0]["speedup"] > 0
