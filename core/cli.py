@@ -29,6 +29,29 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"kernelwright {version('kernelwright')}", highlight=False)
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            out.print("kernelwright (not installed)", highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Turn slow PyTorch modules into fast, verified CUDA kernels."""
+
+
 def fail(message: str, code: int = 2) -> None:
     """One line on stderr, exit code 2: for bad input and missing toolchains (1: for a run that
     could not go on). The one place error lines are printed: the message is text, never rich
