@@ -15,6 +15,7 @@ Guarantees:
 from __future__ import annotations
 
 import ast
+import difflib
 import hashlib
 import json
 import math
@@ -59,8 +60,16 @@ def resolve_problem(
         return Path(str(shipped)).resolve()
     if "/" in spec or spec.endswith(".py"):
         raise BadInput(f"problem file not found: {spec}")
+    names = sorted(
+        p.name.removesuffix(".py")
+        for p in (files("kernelwright.suite") / "problems").iterdir()
+        if p.name.endswith(".py") and not p.name.startswith("_")
+    )
+    close = difflib.get_close_matches(spec, names, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
     raise BadInput(
-        f"no problem file or shipped problem named {spec}; `kernelwright suite` lists the shipped"
+        f"no problem file or shipped problem named {spec}; {hint}`kernelwright suite` lists the "
+        "shipped problems"
     )
 
 

@@ -101,6 +101,10 @@ def test_evaluate_takes_a_shipped_problem_by_name(cli_in_process, tmp_path):
         "no problem file or shipped problem named no_such_problem",
         "kernelwright suite",
     )
+    _check(  # a near miss is named
+        cli_in_process("evaluate", "01_gelx", missing, "--target", "cpu"),
+        "did you mean 01_gelu?",
+    )
 
 
 def test_candidate_without_model_new(cli_in_process, fixtures_dir, tmp_path):
