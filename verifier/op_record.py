@@ -186,6 +186,13 @@ def make_recorder() -> type:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class _Recorder(TorchDispatchMode):
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            # PyTorch wraps a mode's handler to keep torch.compile out of it, which imports
+            # torch._dynamo on the first op: seconds in every reference worker, and nothing
+            # here is compiled.
+            return False
+
         def __init__(self) -> None:
             super().__init__()
             self._calls: dict[str, int] = {}
