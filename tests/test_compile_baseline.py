@@ -261,6 +261,6 @@ def test_a_resumed_run_can_drop_profiling_but_cannot_add_the_baseline():
     from kernelwright.errors import BadInput
 
     assert resumed_settings({"compile_baseline": False}, "r1", False, None) == {}
-    assert resumed_settings({"compile_baseline": True}, "r1", True, False) == {"profile": False}
+    assert resumed_settings({"compile_baseline": True}, "r1", True, "none") == {"profile": "none"}
     with pytest.raises(BadInput, match="started without --compile-baseline"):
         resumed_settings({"compile_baseline": False}, "r1", True, None)
