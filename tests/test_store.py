@@ -38,18 +38,12 @@ PROBLEM = {
 
 
 def _drop_everything(url: str) -> None:
+    """Every table in the database, not a list of ours: a list goes stale when a migration adds
+    a table, and the next test then finds "tables of its own" and refuses the database."""
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        for table in (
-            "llm_calls",
-            "profiles",
-            "evaluations",
-            "candidates",
-            "problems",
-            "runs",
-            "kw_migrations",
-        ):
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+        for table in sa.inspect(conn).get_table_names():
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
     engine.dispose()
 
 
