@@ -42,8 +42,7 @@ from kernelwright.reference_cache import ReferenceCache
 from kernelwright.runner.isolation import Worker, sandbox
 from kernelwright.runner.snapshot import snapshot
 from kernelwright.targets import check_toolchain
-from kernelwright.verifier import session
-from kernelwright.verifier.candidate_run import prestart_timer
+from kernelwright.verifier import session, timer_pool
 from kernelwright.verifier.static_checks import REJECT, WARN, check_candidate
 from kernelwright.verifier.tolerances import Tolerance
 
@@ -132,13 +131,17 @@ def evaluate(
         )
     holding_reference = False
     prestarted: list[Worker] = []
+    timer: timer_pool.Lease | None = None
+    judged = False
     try:
         phase("building the candidate; computing the reference's outputs meanwhile")
         job = start_build(candidate_run, options.target, options.build_timeout_s)
-        # The candidate's worker and the reference's timing worker import torch meanwhile, off
-        # the critical path.
+        # The candidate's worker imports torch meanwhile, off the critical path; the reference's
+        # timing worker is one the problem's last candidate left (timer_pool), or starts now.
         prestarted.append(session.prestart_candidate(scratch, candidate_run, device_env))
-        prestarted.append(prestart_timer(scratch, device_env))
+        timer = _timers.take(
+            timer_pool.key(problem.content_hash, options.target, options.device), device_env
+        )
         try:
             with _timed(phases, "reference_s"):
                 reference = _references.acquire(
@@ -168,9 +171,17 @@ def evaluate(
                 **common,
             )
         phase(f"verifying on {options.trials} seeded cases, then timing against the reference")
+        judged = True
         with device, _timed(phases, "candidate_s"):
             verdict = _judge_candidate(
-                problem_run, candidate_run, options, reference, tolerance, scratch, prestarted
+                problem_run,
+                candidate_run,
+                options,
+                reference,
+                tolerance,
+                scratch,
+                prestarted[0],
+                timer,
             )
         if options.compile_baseline and verdict.timing is not None:
             phase("timing the reference under torch.compile")
@@ -198,6 +209,10 @@ def evaluate(
     finally:
         for worker in prestarted:  # unused (the build failed, say) or already finished
             worker.__exit__(None, None, None)
+        if timer is not None:
+            if not judged:  # never given a job (the build failed, say): as fresh as it started
+                timer.clean = True
+            _timers.give_back(timer)
         if holding_reference:
             _references.release(problem.content_hash, options)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -234,6 +249,7 @@ def evaluate(
 
 
 _references = ReferenceCache()
+_timers = timer_pool.TimerPool()
 
 BUILD_HEADING = "--- build"
 RUN_HEADING = "--- verify and time ---"
@@ -257,7 +273,8 @@ def _judge_candidate(
     reference: session.ReferenceOutputs,
     tolerance: Tolerance,
     scratch: Path,
-    prestarted: list[Worker],
+    worker: Worker,
+    timer: timer_pool.Lease,
 ) -> session.CandidateVerdict:
     """The candidate's verdict, whatever its worker did. The parent's state machine turns every
     message into a verdict already; this is the last net under it, so that no candidate can end
@@ -275,8 +292,8 @@ def _judge_candidate(
             options.timeout_s,
             options.timing,
             env_extra=device_env,
-            worker=prestarted[0],
-            timer=prestarted[1],
+            worker=worker,
+            timer_lease=timer,
         )
     except Exception as exc:
         log.exception("the harness failed on %s", candidate)

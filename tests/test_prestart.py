@@ -51,7 +51,14 @@ def test_the_deadline_counts_from_the_job_not_from_the_start(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["scale_add_ok.py", "scale_add_broken.py"])
 def test_no_worker_is_left_behind_whether_or_not_the_candidate_ran(name):
+    from kernelwright.evaluate import _timers
+
+    _timers.clear()
     before = _live()
     result = evaluate(PROBLEM, FIXTURES / "candidates" / name, EvaluateOptions("cpu", trials=1))
     assert result.status is (Status.CORRECT if name.endswith("ok.py") else Status.COMPILE_ERROR)
+    # but the reference's timer, idle for the problem's next candidate (verifier/timer_pool)
+    assert _timers.idle() <= 1
+    assert _live() == before + _timers.idle()
+    _timers.clear()
     assert _live() == before

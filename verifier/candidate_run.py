@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from kernelwright import paths
@@ -42,6 +42,9 @@ from kernelwright.verifier.session import (
 )
 from kernelwright.verifier.static_checks import candidate_kernels
 from kernelwright.verifier.tolerances import Tolerance
+
+if TYPE_CHECKING:
+    from kernelwright.verifier.timer_pool import Lease
 
 # How many timed calls' outputs are read at least (more as the calls go on: timing_driver).
 SPOT_CHECKS = 3
@@ -105,9 +108,12 @@ def run_candidate(
     worker: Worker | None = None,
     timer: Worker | None = None,
     judge_ops: bool = True,
+    timer_lease: Lease | None = None,
 ) -> CandidateVerdict:
     """`worker`, `timer`: from `session.prestart_candidate` and `prestart_timer` (same scratch
-    and env_extra), used when still alive, their deadlines counted from now. `judge_ops=False`
+    and env_extra), used when still alive, their deadlines counted from now, and ended here.
+    `timer_lease`: a timer from `timer_pool` instead, left running: its `clean` is set when the
+    timer finished its job as the protocol says, and the caller gives it back. `judge_ops=False`
     where PyTorch is meant to do most of the work (`apply`: the user's whole model with kernels
     swapped in, each of which passed as a candidate of its own problem)."""
     job = _Job(
@@ -122,12 +128,21 @@ def run_candidate(
         env_extra,
         judge_ops,
     )
-    return _Run(job, worker, timer).run()
+    if timer_lease is not None:
+        timer = timer_lease.worker
+    return _Run(job, worker, timer, timer_lease).run()
 
 
 class _Run:
-    def __init__(self, job: _Job, worker: Worker | None, timer: Worker | None) -> None:
+    def __init__(
+        self, job: _Job, worker: Worker | None, timer: Worker | None, lease: Lease | None
+    ) -> None:
         self.job = job
+        self.lease = lease
+        # where the reference's timer stands in its job: idle (none sent), busy, ended
+        # (`TimingEnd` read), spots (its outputs asked for), finished (`Finished` read: ready
+        # for the next candidate's job)
+        self.timer_phase = "idle"
         self.out_dir = job.scratch / "candidate"
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.worker = _ready(worker, job.timeout_s) or Worker(
@@ -323,6 +338,7 @@ class _Run:
                 reference, candidate, job.target, job.timing, SPOT_CHECKS
             )
             reference.ask(protocol.EndTiming(), protocol.TimingEnd)
+            self.timer_phase = "ended"
         except timing_driver.SideReported as told:
             self._dispatch(told.record)  # a Rejected or RuntimeFailure: raises its verdict
             raise
@@ -365,8 +381,9 @@ class _Run:
                 deadline_s=job.timeout_s,
                 env_extra=job.env_extra,
             )
-        out_dir = job.scratch / "reference_timer"
+        out_dir = self.timer.scratch
         base = job.reference.cases[0]
+        self.timer_phase = "busy"
         self.timer.send(
             {
                 "mode": "reference_timer",
@@ -379,8 +396,28 @@ class _Run:
         return self.timer
 
     def _close_timer(self) -> None:
-        if self.timer is not None:
+        if self.timer is None:
+            return
+        if self.lease is None or self.timer is not self.lease.worker:  # not leased: ours to end
             self.timer.__exit__(None, None, None)
+            return
+        # A leased timer stays up; it may serve another candidate only from a known state.
+        if self.timer_phase == "ended":
+            self._end_timer_job()
+        self.lease.clean = self.timer.alive() and self.timer_phase in ("idle", "finished")
+
+    def _end_timer_job(self) -> None:
+        """Close a timed job whose spot outputs were not asked for: no seeds, then `Finished`."""
+        timer = self.timer
+        assert timer is not None
+        timer.restart_clock(min(self.job.timeout_s, 30.0))  # it only has to say `Finished`
+        timer.send_line(protocol.dumps(protocol.SpotSeeds(seeds=())))
+        try:
+            line = timer.recv_line()
+        except (WorkerTimeout, WorkerOverLimit):
+            return
+        if line is not None and isinstance(protocol.decode(line), protocol.Finished):
+            self.timer_phase = "finished"
 
     # -- spot checks -------------------------------------------------------------------------
 
@@ -432,12 +469,15 @@ class _Run:
         if timer is None or not timer.alive():
             return None
         timer.restart_clock(self.job.timeout_s)
+        self.timer_phase = "spots"
         timer.send_line(protocol.dumps(protocol.SpotSeeds(seeds=tuple(seeds))))
         found: list[tuple[Path, Path | None]] = []
         try:
             while (line := timer.recv_line()) is not None:
                 record = protocol.decode(line)
                 if not isinstance(record, protocol.SpotOutput):
+                    if isinstance(record, protocol.Finished):
+                        self.timer_phase = "finished"
                     break
                 wide = Path(record.wide_path) if record.wide_path else None
                 found.append((Path(record.path), wide))

@@ -10,7 +10,8 @@ Started by `verifier.session` as `python -m kernelwright.verifier.worker FD`, is
 - `reference_timer`: the reference's side of a timing, in a process that never loads candidate
   code: builds `Model` at the problem's shape (PyTorch's default backend settings) and serves the
   parent's timing commands (`sampler.serve`); afterwards it writes the reference's outputs for the
-  input seeds of the candidate's spot-checked calls.
+  input seeds of the candidate's spot-checked calls, says `Finished`, and waits for the next
+  candidate's job (`verifier.timer_pool` keeps such a process for the problem's next candidates).
 - `candidate`: see `verifier.candidate_side`.
 - `compiled_reference` (`--compile-baseline`): imports the problem (never any candidate code),
   builds the first case's model twice, compiles one with `torch.compile` (default mode), makes
@@ -200,6 +201,33 @@ def run_reference_timer(channel: Channel, request: dict[str, Any]) -> None:
     _send(channel, protocol.Finished())
 
 
+def serve_reference_timer(channel: Channel, request: dict[str, Any] | None) -> None:
+    """One timing job after another, for as long as the parent sends them (`timer_pool`: the
+    same problem's candidates share this process, which never runs candidate code). Each job
+    builds its model afresh, so a candidate is timed against the same reference state as if the
+    process were new; a job that failed ends the process (its state is unknown)."""
+    while request is not None and request.get("mode") == "reference_timer":
+        try:
+            run_reference_timer(channel, request)
+        except Exception as exc:
+            _send(channel, protocol.SpotFailure(message=short(exc)))
+            return
+        _release_memory(request["target"])
+        request = channel.recv()
+
+
+def _release_memory(target: str) -> None:
+    """Give back what the finished job held (its model and inputs are gone with its frame), so
+    an idle timer keeps no device memory the next candidate may need."""
+    import gc
+
+    gc.collect()
+    if target == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 def _time_compiled_reference(request: dict[str, Any]) -> protocol.CompiledTiming:
     import torch
     from kernelwright.compiler.loader import import_problem
@@ -261,10 +289,7 @@ def main() -> None:
     elif request["mode"] == "compiled_reference":
         run_compiled_reference(channel, request)
     elif request["mode"] == "reference_timer":
-        try:
-            run_reference_timer(channel, request)
-        except Exception as exc:
-            _send(channel, protocol.SpotFailure(message=short(exc)))
+        serve_reference_timer(channel, request)
     else:
         from kernelwright.verifier.candidate_side import run_candidate
 
