@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from kernelwright.cli_options import (
+    AtolOption,
+    BuildTimeoutOption,
+    JsonOption,
+    RtolOption,
+    SeedOption,
+    TargetOption,
+    TimeoutOption,
+)
 from kernelwright.errors import KernelwrightError
 from rich.console import Console
 from rich.markup import escape
@@ -71,30 +80,24 @@ def evaluate(
         ),
     ],
     candidate: Annotated[Path, typer.Argument(help="Candidate file defining ModelNew.")],
-    target: Annotated[
-        str | None, typer.Option(help="cuda or cpu; default: cuda where a GPU is visible.")
-    ] = None,
+    target: TargetOption = None,
     trials: Annotated[
-        int, typer.Option(help="Seeded correctness trials at the problem's shape.")
-    ] = 5,
-    atol: Annotated[
-        float | None, typer.Option(help="Absolute tolerance for every float dtype.")
+        int | None, typer.Option(help="Seeded correctness trials at the problem's shape (5).")
     ] = None,
-    rtol: Annotated[
-        float | None, typer.Option(help="Relative tolerance for every float dtype.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the first trial.")] = 42,
-    timeout: Annotated[
-        float, typer.Option(help="Seconds allowed for running (verify + time).")
-    ] = 180.0,
-    build_timeout: Annotated[float, typer.Option(help="Seconds allowed for building.")] = 300.0,
+    atol: AtolOption = None,
+    rtol: RtolOption = None,
+    seed: SeedOption = None,
+    timeout: TimeoutOption = None,
+    build_timeout: BuildTimeoutOption = None,
     compile_baseline: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--compile-baseline", help="Also time the reference under torch.compile (default mode)."
+            "--compile-baseline/--no-compile-baseline",
+            help="Also time the reference under torch.compile (default mode; default: off).",
+            show_default=False,
         ),
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ] = None,
+    as_json: JsonOption = False,
     save: Annotated[
         bool, typer.Option("--save", help="Record the evaluation in the history.")
     ] = False,
@@ -103,12 +106,27 @@ def evaluate(
     ] = None,
 ) -> None:
     """Build, verify and time CANDIDATE against PROBLEM."""
+    from kernelwright import settings
     from kernelwright.evaluate import EvaluateOptions
     from kernelwright.evaluate import evaluate as run_evaluation
     from kernelwright.targets import default_target
     from kernelwright.user_problem import resolve_problem
 
     try:
+        # the settings evaluate shares with optimize and bench: the file's and the
+        # environment's count here too (a model, rounds and the like are not used)
+        s = settings.load(
+            settings.from_flags(
+                target=target,
+                trials=trials,
+                seed=seed,
+                atol=atol,
+                rtol=rtol,
+                timeout=timeout,
+                build_timeout=build_timeout,
+                compile_baseline=compile_baseline,
+            )
+        )
         problem_path = resolve_problem(problem)
         engine = None
         if save:  # open (and migrate) first: a bad database must fail before the work is done
@@ -116,14 +134,14 @@ def evaluate(
 
             engine = open_engine(db)
         options = EvaluateOptions(
-            target=target or default_target(),
-            trials=trials,
-            seed=seed,
-            atol=atol,
-            rtol=rtol,
-            timeout_s=timeout,
-            build_timeout_s=build_timeout,
-            compile_baseline=compile_baseline,
+            target=s.target or default_target(),
+            trials=s.trials,
+            seed=s.seed,
+            atol=s.atol,
+            rtol=s.rtol,
+            timeout_s=s.timeout,
+            build_timeout_s=s.build_timeout,
+            compile_baseline=s.compile_baseline,
         )
         from kernelwright.cli_phases import Phases
 
@@ -320,6 +338,7 @@ def _register_commands() -> None:
     from kernelwright.cli_bench import bench
     from kernelwright.cli_calls import calls_app, runs_calls
     from kernelwright.cli_check import check
+    from kernelwright.cli_config import config_app
     from kernelwright.cli_history import candidates_app, report, runs_app
     from kernelwright.cli_hotspots import hotspots
     from kernelwright.cli_optimize import optimize
@@ -336,6 +355,7 @@ def _register_commands() -> None:
     app.add_typer(runs_app, name="runs")
     app.add_typer(candidates_app, name="candidates")
     app.add_typer(calls_app, name="calls")
+    app.add_typer(config_app, name="config")
 
 
 _register_commands()

@@ -6,31 +6,47 @@ with `--resume RUN`), 1 on a fault.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from kernelwright.cli_history import rounds_table
-from kernelwright.cli_optimize import (
+from kernelwright.cli_optimize import _per_round, finished_line
+from kernelwright.cli_options import (
+    AtolOption,
     BaseUrlOption,
+    BudgetOption,
+    BuildTimeoutOption,
     CompileBaselineOption,
     DbOption,
+    DryRunOption,
     JsonOption,
     JudgeModelOption,
     ModelOption,
     ProfileOption,
+    ReasoningOption,
+    RoundsOption,
+    RtolOption,
+    SeedOption,
     TargetOption,
+    TargetSpeedupOption,
+    TimeLimitOption,
+    TimeoutOption,
     TrialsOption,
-    _per_round,
-    finished_line,
-    resumed_settings,
+    WidthOption,
+    loop_flags,
 )
 from kernelwright.errors import BadInput, KernelwrightError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
+
+if TYPE_CHECKING:
+    from kernelwright.settings import Settings
 
 
 def bench(
@@ -44,10 +60,8 @@ def bench(
     problems: Annotated[
         str | None, typer.Option(help="Problem numbers, e.g. 1-10,23 (a file's leading number).")
     ] = None,
-    rounds: Annotated[
-        int | None, typer.Option(help="Rounds per problem (default 10; with --resume, more).")
-    ] = None,
-    width: Annotated[int | None, typer.Option(help="Candidates per round (default 1).")] = None,
+    rounds: RoundsOption = None,
+    width: WidthOption = None,
     target: TargetOption = None,
     workers: Annotated[
         int | None,
@@ -57,26 +71,56 @@ def bench(
     ray_address: Annotated[
         str | None, typer.Option(help="A Ray cluster's address (default: start a local one).")
     ] = None,
-    budget_usd: Annotated[
-        float | None, typer.Option(help="Stop before a call that could pass this total spend.")
-    ] = None,
+    budget_usd: BudgetOption = None,
+    target_speedup: TargetSpeedupOption = None,
+    time_limit: TimeLimitOption = None,
     resume: Annotated[str | None, typer.Option(help="Go on with an earlier bench run.")] = None,
     base_url: BaseUrlOption = None,
-    trials: TrialsOption = 5,
-    compile_baseline: CompileBaselineOption = False,
+    reasoning: ReasoningOption = None,
+    trials: TrialsOption = None,
+    seed: SeedOption = None,
+    atol: AtolOption = None,
+    rtol: RtolOption = None,
+    timeout: TimeoutOption = None,
+    build_timeout: BuildTimeoutOption = None,
+    compile_baseline: CompileBaselineOption = None,
     profile: ProfileOption = None,
+    dry_run: DryRunOption = False,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Optimize every problem of SUITE and report fast_p and speedups."""
-    args = dict(locals())
+    """Optimize every problem of SUITE and report fast_p and speedups (stops per problem)."""
+    from kernelwright import settings
     from kernelwright.cli import fail
 
     err = Console(stderr=True)
+    request = BenchRequest(suite, levels, problems, workers, executor, ray_address, resume, db)
     try:
-        runner = _build(args)
+        flags = loop_flags(
+            target=target,
+            model=model,
+            judge_model=judge_model,
+            base_url=base_url,
+            reasoning=reasoning,
+            rounds=rounds,
+            width=width,
+            budget_usd=budget_usd,
+            target_speedup=target_speedup,
+            time_limit=time_limit,
+            trials=trials,
+            seed=seed,
+            atol=atol,
+            rtol=rtol,
+            timeout=timeout,
+            build_timeout=build_timeout,
+            compile_baseline=compile_baseline,
+            profile=profile,
+        )
+        runner = build_bench(request, settings.load(flags), dry_run=dry_run, as_json=as_json)
     except KernelwrightError as exc:
         fail(str(exc))
+        return
+    if runner is None:  # a dry run, reported
         return
     live = err.status("starting") if err.is_terminal else None
 
@@ -119,71 +163,88 @@ def bench(
         raise typer.Exit(130)
 
 
-def _build(a: dict[str, Any]) -> Any:
+@dataclass(frozen=True)
+class BenchRequest:
+    """What `bench` takes besides the settings: the suite and how to run it."""
+
+    suite: str | None
+    levels: str | None = None
+    problems: str | None = None
+    workers: int | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+    resume: str | None = None
+    db: str | None = None
+
+
+def build_bench(
+    r: BenchRequest, s: Settings, *, dry_run: bool = False, as_json: bool = False
+) -> Any:
+    """The Bench, everything checked and opened first; None after a dry run (reported)."""
     from kernelwright import options
     from kernelwright.agents.registry import lasting_spec
     from kernelwright.bench import Bench, select_problems
-    from kernelwright.cli_optimize import a_or_an, make_models
+    from kernelwright.cli_optimize import make_models, resumed_config, stored_run
     from kernelwright.executors import make_executor
     from kernelwright.loop_config import OptimizeConfig
-    from kernelwright.store import repo
     from kernelwright.store.db import open_engine
-    from kernelwright.targets import TARGETS, default_target
+    from kernelwright.targets import default_target
 
-    for name in ("rounds", "width", "trials", "workers"):
-        options.at_least_one(name, a[name])
-    options.zero_or_more("budget-usd", a["budget_usd"])
-    if a["target"] is not None and a["target"] not in TARGETS:
-        raise BadInput(f"unknown target {a['target']!r}; use cuda or cpu")
-    a["model"], a["judge_model"] = lasting_spec(a["model"]), lasting_spec(a["judge_model"])
-    engine = open_engine(a["db"])
-    if a["resume"] is not None:
-        stored = repo.show_run(engine, a["resume"])
-        if stored["kind"] != "bench":
-            raise BadInput(f"run {a['resume']} is {a_or_an(stored['kind'])} run, not a bench run")
-        config = stored["config"]
-        settings = OptimizeConfig.from_json(
-            config["settings"],
-            rounds=a["rounds"],
-            width=a["width"],
-            budget_usd=a["budget_usd"],
-            **resumed_settings(
-                config["settings"], a["resume"], a["compile_baseline"], a["profile"]
-            ),
-        )
+    options.at_least_one("workers", r.workers)
+    engine = None
+    if r.resume is not None:
+        if r.suite is not None:
+            raise BadInput("--resume goes on with the run's own suite; drop SUITE")
+        engine = open_engine(r.db)
+        stored = stored_run(engine, r.resume, "bench")
+        config, resume = stored["config"], stored["id"]
+        settings_config = resumed_config(stored, s)
         paths, suite, workers = config["problems"], config["suite"], config["workers"]
     else:
-        if a["suite"] is None:
+        if r.suite is None:
             raise BadInput("name a SUITE (`builtin` or a folder), or --resume RUN")
-        if a["model"] is None:
-            raise BadInput("bench needs --model (openai:MODEL, anthropic:MODEL or replay:FILE)")
-        paths = select_problems(a["suite"], a["levels"], a["problems"])
-        suite, workers = a["suite"], a["workers"]
-        settings = OptimizeConfig(
-            problem="",
-            target=a["target"] or default_target(),
-            coder_model=a["model"],
-            judge_model=a["judge_model"] or a["model"],
-            base_url=a["base_url"],
-            rounds=a["rounds"] or 10,
-            width=a["width"] or 1,
-            budget_usd=a["budget_usd"],
-            trials=a["trials"],
-            compile_baseline=a["compile_baseline"],
-            profile=str(a["profile"] or "best"),
+        if s.model is None:
+            raise BadInput(
+                "bench needs a model: --model (openai:MODEL, anthropic:MODEL or replay:FILE), "
+                "or `model` in config.toml or KERNELWRIGHT_MODEL"
+            )
+        paths = [str(p) for p in select_problems(r.suite, r.levels, r.problems)]
+        suite, workers, resume = r.suite, r.workers, None
+        s = dataclasses.replace(
+            s, model=lasting_spec(s.model), judge_model=lasting_spec(s.judge_model)
         )
-    executor = make_executor(a["executor"], settings.target, a["ray_address"])
-    coder_model, judge = make_models(settings)
+        settings_config = OptimizeConfig.from_settings(
+            s, problem="", target=s.target or default_target(), coder_model=str(s.model)
+        )
+    if dry_run:
+        from kernelwright.cli_dry_run import dry_run_bench
+
+        dry_run_bench(
+            [Path(p) for p in paths],
+            suite,
+            settings_config,
+            s,
+            resume,
+            r.executor,
+            r.ray_address,
+            workers,
+            r.db,
+            as_json,
+        )
+        return None
+    engine = engine if engine is not None else open_engine(r.db)
+    runner_executor = make_executor(r.executor, settings_config.target, r.ray_address)
+    coder_model, judge = make_models(settings_config)
     return Bench(
         engine,
-        settings,
+        settings_config,
         [Path(p) for p in paths],
         coder_model,
         judge,
-        executor,
-        workers or executor.slots,
+        runner_executor,
+        workers or runner_executor.slots,
         suite,
-        resume=a["resume"],
+        resume=resume,
     )
 
 

@@ -9,60 +9,68 @@ LLM call of a round failed (the reason is in the summary) or on a fault.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
-from enum import StrEnum
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from kernelwright.cli_options import (
+    AtolOption,
+    BaseUrlOption,
+    BudgetOption,
+    BuildTimeoutOption,
+    CompileBaselineOption,
+    DbOption,
+    DryRunOption,
+    InitArgsOption,
+    JsonOption,
+    JudgeModelOption,
+    ModelOption,
+    ProfileOption,
+    ReasoningOption,
+    RoundsOption,
+    RtolOption,
+    SeedOption,
+    TargetOption,
+    TargetSpeedupOption,
+    TimeLimitOption,
+    TimeoutOption,
+    TrialsOption,
+    WidthOption,
+    loop_flags,
+)
 from kernelwright.errors import BadInput, KernelwrightError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from kernelwright.loop_config import OptimizeConfig
+    from kernelwright.settings import Settings
+
 DEFAULT_MODELS = (
     ("OPENAI_API_KEY", "openai:gpt-5"),
     ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-5-5"),
 )
+# what a resumed run may take from flags (it keeps the rest of its stored settings): its stops,
+# its models, and profiling (kernelwright.loop_config names time_limit `time_limit_s`)
+RESUMABLE = ("rounds", "width", "budget_usd", "target_speedup", "time_limit", "model")
+RESUMABLE += ("judge_model", "profile", "compile_baseline", "target")
 
 
-# Options shared with `bench` (which imports these), declared once.
-ModelOption = Annotated[
-    str | None,
-    typer.Option(help="Coder model: openai:MODEL, anthropic:MODEL or replay:FILE.jsonl."),
-]
-JudgeModelOption = Annotated[str | None, typer.Option(help="Judge model (default: the coder's).")]
-TargetOption = Annotated[
-    str | None, typer.Option(help="cuda or cpu; default: cuda where a GPU is visible.")
-]
-BaseUrlOption = Annotated[
-    str | None, typer.Option(help="An OpenAI-compatible server (vLLM, SGLang, Ollama).")
-]
-TrialsOption = Annotated[int, typer.Option(help="Seeded correctness trials per candidate.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-DbOption = Annotated[str | None, typer.Option("--db", help="History database URL.")]
+@dataclass(frozen=True)
+class ProblemSource:
+    """The problem as named on the command line (kernelwright.user_problem resolves it)."""
 
-
-class ProfileChoice(StrEnum):
-    ALL = "all"
-    BEST = "best"
-    NONE = "none"
-
-
-ProfileOption = Annotated[
-    ProfileChoice | None,
-    typer.Option(
-        "--profile",
-        case_sensitive=False,
-        help="Which correct CUDA candidates Nsight Compute profiles for the judge (where ncu "
-        "works): all, best (a new best of its lineage, faster than every correct ancestor) or "
-        "none. Default: best, or as the resumed run had it.",
-        show_default=False,
-    ),
-]
+    problem: str | None
+    inputs: str | None = None
+    get_inputs: str | None = None
+    init_args: str | None = None
 
 
 def resumed_settings(
@@ -78,14 +86,39 @@ def resumed_settings(
     return {"profile": str(profile)} if profile is not None else {}
 
 
-CompileBaselineOption = Annotated[
-    bool,
-    typer.Option(
-        "--compile-baseline",
-        help="Also time the reference under torch.compile (default mode) and report speedups "
-        "over it.",
-    ),
-]
+def resumed_config(stored: dict[str, Any], s: Settings) -> OptimizeConfig:
+    """A resumed run's settings: its stored ones, with what flags may change (`RESUMABLE`). A flag
+    it would ignore is bad input, not silence; the file's and the environment's values are for
+    new runs."""
+    from kernelwright.agents.registry import lasting_spec
+    from kernelwright.loop_config import OptimizeConfig
+    from kernelwright.settings import NAMES, flag_name
+
+    run_id = stored["id"]
+    kept = [flag_name(n) for n in NAMES if s.given(n) and n not in RESUMABLE]
+    if kept:
+        raise BadInput(
+            f"run {run_id} keeps its {', '.join(kept)}: a resumed run goes on with its own "
+            "settings; drop the option or start a new run"
+        )
+    if s.given("target") and s.target != stored["target"]:
+        raise BadInput(f"run {run_id} runs on {stored['target']}; a resumed run keeps its target")
+    config = stored["config"] if stored["kind"] == "optimize" else stored["config"]["settings"]
+
+    def flag(name: str) -> Any:
+        return getattr(s, name) if s.given(name) else None
+
+    return OptimizeConfig.from_json(
+        config,
+        rounds=flag("rounds"),
+        width=flag("width"),
+        budget_usd=flag("budget_usd"),
+        target_speedup=flag("target_speedup"),
+        time_limit_s=flag("time_limit"),
+        coder_model=lasting_spec(flag("model")),
+        judge_model=lasting_spec(flag("judge_model")),
+        **resumed_settings(config, run_id, bool(flag("compile_baseline")), flag("profile")),
+    )
 
 
 def demo_replay(problem_name: str) -> Path | None:
@@ -116,6 +149,27 @@ def _choose_model(problem: Path, explicit: str | None, err: Console) -> tuple[st
     return f"replay:{demo}", True
 
 
+def new_config(s: Settings, source: ProblemSource, err: Console) -> OptimizeConfig:
+    """A new run's settings: the problem resolved, the model chosen where none is set."""
+    from kernelwright.agents.registry import lasting_spec
+    from kernelwright.loop_config import OptimizeConfig
+    from kernelwright.targets import default_target
+    from kernelwright.user_problem import resolve_problem
+
+    if source.problem is None:
+        raise BadInput("name a PROBLEM to optimize, or --resume RUN")
+    path = resolve_problem(
+        source.problem,
+        inputs=source.inputs,
+        get_inputs=source.get_inputs,
+        init_args=source.init_args,
+    )
+    spec, demo = _choose_model(path, lasting_spec(s.model), err)
+    s = dataclasses.replace(s, judge_model=lasting_spec(s.judge_model))
+    target = s.target or ("cpu" if demo else default_target())
+    return OptimizeConfig.from_settings(s, problem=str(path), target=target, coder_model=spec)
+
+
 def optimize(
     problem: Annotated[
         str | None,
@@ -126,20 +180,12 @@ def optimize(
     ] = None,
     model: ModelOption = None,
     judge_model: JudgeModelOption = None,
-    rounds: Annotated[int | None, typer.Option(help="Rounds to run (default 10).")] = None,
-    width: Annotated[
-        int | None, typer.Option(help="Candidates per round, from the best so far (default 1).")
-    ] = None,
+    rounds: RoundsOption = None,
+    width: WidthOption = None,
     target: TargetOption = None,
-    budget_usd: Annotated[
-        float | None, typer.Option(help="Stop before a call that could pass this spend.")
-    ] = None,
-    target_speedup: Annotated[
-        float | None, typer.Option(help="Stop once a correct candidate is this much faster.")
-    ] = None,
-    time_limit: Annotated[
-        float | None, typer.Option(help="Stop starting new work after this many seconds.")
-    ] = None,
+    budget_usd: BudgetOption = None,
+    target_speedup: TargetSpeedupOption = None,
+    time_limit: TimeLimitOption = None,
     resume: Annotated[
         str | None,
         typer.Option(
@@ -153,33 +199,55 @@ def optimize(
     get_inputs: Annotated[
         str | None, typer.Option(help="file.py:function returning the inputs (a list).")
     ] = None,
-    init_args: Annotated[
-        str | None, typer.Option(help="Constructor arguments of ClassName, as a JSON list.")
-    ] = None,
+    init_args: InitArgsOption = None,
     base_url: BaseUrlOption = None,
-    reasoning: Annotated[
-        str | None,
-        typer.Option(
-            help="OpenAI reasoning effort (low/medium/high); for Claude, thinking tokens "
-            "or an effort (low ... max)."
-        ),
-    ] = None,
-    trials: TrialsOption = 5,
-    seed: Annotated[int, typer.Option(help="Seed of the first trial.")] = 42,
-    timeout: Annotated[float, typer.Option(help="Seconds for verify + time.")] = 180.0,
-    build_timeout: Annotated[float, typer.Option(help="Seconds for a build.")] = 300.0,
-    compile_baseline: CompileBaselineOption = False,
+    reasoning: ReasoningOption = None,
+    trials: TrialsOption = None,
+    seed: SeedOption = None,
+    atol: AtolOption = None,
+    rtol: RtolOption = None,
+    timeout: TimeoutOption = None,
+    build_timeout: BuildTimeoutOption = None,
+    compile_baseline: CompileBaselineOption = None,
     profile: ProfileOption = None,
+    dry_run: DryRunOption = False,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
     """Turn PROBLEM into a faster kernel with the coder and judge agents."""
-    args = dict(locals())  # every option above, by name
+    from kernelwright import settings
     from kernelwright.cli import fail
 
     err = Console(stderr=True)
+    source = ProblemSource(problem, inputs, get_inputs, init_args)
     try:
-        optimizer = _build(args, err)
+        flags = loop_flags(
+            target=target,
+            model=model,
+            judge_model=judge_model,
+            base_url=base_url,
+            reasoning=reasoning,
+            rounds=rounds,
+            width=width,
+            budget_usd=budget_usd,
+            target_speedup=target_speedup,
+            time_limit=time_limit,
+            trials=trials,
+            seed=seed,
+            atol=atol,
+            rtol=rtol,
+            timeout=timeout,
+            build_timeout=build_timeout,
+            compile_baseline=compile_baseline,
+            profile=profile,
+        )
+        effective = settings.load(flags)
+        if dry_run:
+            from kernelwright.cli_dry_run import dry_run_optimize
+
+            dry_run_optimize(source, resume, effective, db, as_json, err)
+            return
+        optimizer = build_optimizer(source, resume, effective, db, err)
     except KernelwrightError as exc:
         fail(str(exc))
         return
@@ -207,80 +275,36 @@ def optimize(
         raise typer.Exit(1)
 
 
-def _build(a: dict[str, Any], err: Console) -> Any:
-    """Everything checked and opened before the run starts: bad input fails here, whole."""
-    from kernelwright import options
-    from kernelwright.agents.registry import lasting_spec
-    from kernelwright.loop import Optimizer
-    from kernelwright.loop_config import OptimizeConfig
+def stored_run(engine: Any, run: str, kind: str) -> dict[str, Any]:
+    """The run to resume (a unique prefix names it too), which must be of `kind`."""
     from kernelwright.store import ids, repo
-    from kernelwright.store.db import open_engine
-    from kernelwright.targets import TARGETS, default_target
-    from kernelwright.user_problem import resolve_problem
 
-    for name in ("rounds", "width", "trials"):
-        options.at_least_one(name, a[name])
-    options.seed(a["seed"])
-    options.zero_or_more("budget-usd", a["budget_usd"])
-    for name in ("timeout", "build_timeout", "target_speedup", "time_limit"):
-        options.above_zero(name.replace("_", "-"), a[name])
-    if a["target"] is not None and a["target"] not in TARGETS:
-        raise BadInput(f"unknown target {a['target']!r}; use cuda or cpu")
-    limits = {
-        "rounds": a["rounds"],
-        "width": a["width"],
-        "budget_usd": a["budget_usd"],
-        "target_speedup": a["target_speedup"],
-        "time_limit_s": a["time_limit"],
-    }
-    a["model"], a["judge_model"] = lasting_spec(a["model"]), lasting_spec(a["judge_model"])
-    engine = open_engine(a["db"])
-    if a["resume"] is not None:
-        if a["problem"] is not None:
+    stored = repo.show_run(engine, ids.run_id(engine, run))
+    if stored["kind"] != kind:
+        only = "; only optimize runs resume" if kind == "optimize" else ", not a bench run"
+        raise BadInput(f"run {stored['id']} is {a_or_an(stored['kind'])} run{only}")
+    return stored
+
+
+def build_optimizer(
+    source: ProblemSource, resume: str | None, s: Settings, db: str | None, err: Console
+) -> Any:
+    """Everything checked and opened before the run starts: bad input fails here, whole."""
+    from kernelwright.loop import Optimizer
+    from kernelwright.store.db import open_engine
+
+    engine = open_engine(db)
+    if resume is not None:
+        if source.problem is not None:
             raise BadInput("--resume goes on with the run's own problem; drop PROBLEM")
-        a["resume"] = ids.run_id(engine, a["resume"])  # a unique prefix names the run too
-        stored = repo.show_run(engine, a["resume"])
-        if a["target"] is not None and a["target"] != stored["target"]:
-            raise BadInput(
-                f"run {a['resume']} runs on {stored['target']}; a resumed run keeps its target"
-            )
-        if stored["kind"] != "optimize":
-            raise BadInput(
-                f"run {a['resume']} is {a_or_an(stored['kind'])} run; only optimize runs resume"
-            )
-        config = OptimizeConfig.from_json(
-            stored["config"],
-            **limits,
-            **resumed_settings(stored["config"], a["resume"], a["compile_baseline"], a["profile"]),
-            coder_model=a["model"],
-            judge_model=a["judge_model"],
-        )
+        stored = stored_run(engine, resume, "optimize")
+        resume, config = stored["id"], resumed_config(stored, s)
     else:
-        if a["problem"] is None:
-            raise BadInput("name a PROBLEM to optimize, or --resume RUN")
-        path = resolve_problem(
-            a["problem"], inputs=a["inputs"], get_inputs=a["get_inputs"], init_args=a["init_args"]
-        )
-        spec, demo = _choose_model(path, a["model"], err)
-        config = OptimizeConfig(
-            problem=str(path),
-            target=a["target"] or ("cpu" if demo else default_target()),
-            coder_model=spec,
-            judge_model=a["judge_model"] or spec,
-            base_url=a["base_url"],
-            reasoning=a["reasoning"],
-            trials=a["trials"],
-            seed=a["seed"],
-            timeout_s=a["timeout"],
-            build_timeout_s=a["build_timeout"],
-            compile_baseline=a["compile_baseline"],
-            profile=str(a["profile"] or "best"),
-            **{k: v for k, v in limits.items() if v is not None},
-        )
+        config = new_config(s, source, err)
     coder_model, judge = make_models(config)
-    if a["resume"] is None:
+    if resume is None:
         check_replay_starts(coder_model, Path(config.problem).stem)
-    return Optimizer(engine, config, coder_model, judge, resume=a["resume"])
+    return Optimizer(engine, config, coder_model, judge, resume=resume)
 
 
 def check_replay_starts(coder_model: Any, problem: str) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kernelwright.spread import within_noise
+
+if TYPE_CHECKING:
+    from kernelwright.settings import Settings
 
 ProfilePolicy = Literal["all", "best", "none"]
 PROFILE_POLICIES: tuple[str, ...] = ("all", "best", "none")
@@ -46,6 +49,34 @@ class OptimizeConfig:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, problem: str, target: str, coder_model: str
+    ) -> OptimizeConfig:
+        """A new run's config from the effective settings (kernelwright.settings); `target` and
+        `coder_model` as decided where None means "choose" (the GPU, the key that is set)."""
+        return cls(
+            problem=problem,
+            target=target,
+            coder_model=coder_model,
+            judge_model=settings.judge_model or coder_model,
+            base_url=settings.base_url,
+            reasoning=settings.reasoning,
+            rounds=settings.rounds,
+            width=settings.width,
+            budget_usd=settings.budget_usd,
+            target_speedup=settings.target_speedup,
+            time_limit_s=settings.time_limit,
+            trials=settings.trials,
+            seed=settings.seed,
+            atol=settings.atol,
+            rtol=settings.rtol,
+            timeout_s=settings.timeout,
+            build_timeout_s=settings.build_timeout,
+            compile_baseline=settings.compile_baseline,
+            profile=settings.profile,  # type: ignore[arg-type]  # checked by settings.load
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any], **overrides: Any) -> OptimizeConfig:

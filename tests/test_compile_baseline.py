@@ -217,26 +217,27 @@ def test_problem_that_torch_compile_cannot_build_still_evaluates(cli, fixtures_d
 
 def test_bench_resume_keeps_the_flag(tmp_path):
     """The flag is stored with the run's settings; `bench --resume RUN` evaluates with it."""
-    import inspect
-
-    from kernelwright.cli_bench import _build, bench
+    from kernelwright import settings
+    from kernelwright.cli_bench import BenchRequest, build_bench
 
     (tmp_path / "suite").mkdir()
     source = (ROOT / "tests" / "fixtures" / "problems" / "scale_add.py").read_text()
     (tmp_path / "suite" / "1_scale_add.py").write_text(source)
     replay = tmp_path / "r.jsonl"
     replay.write_text('{"role": "coder", "text": "unused"}\n')  # an empty one is bad input
-    args = {k: p.default for k, p in inspect.signature(bench).parameters.items()}
-    args |= {"suite": str(tmp_path / "suite"), "model": f"replay:{replay}", "target": "cpu"}
-    args |= {"db": f"sqlite:///{tmp_path / 'h.db'}", "compile_baseline": True}
-    first = _build(args)
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    request = BenchRequest(str(tmp_path / "suite"), db=db)
+
+    def flags(**values):
+        return settings.load(settings.from_flags(**values))
+
+    model = f"replay:{replay}"
+    first = build_bench(request, flags(model=model, target="cpu", compile_baseline=True))
     assert [loop.options.compile_baseline for loop in first.loops] == [True]
     first.lock.release()  # as its process would on ending; a run is resumed by one at a time
-    resumed = _build(
-        {**args, "suite": None, "model": None, "compile_baseline": False} | {"resume": first.run_id}
-    )
+    resumed = build_bench(BenchRequest(None, resume=first.run_id, db=db), flags())
     assert [loop.options.compile_baseline for loop in resumed.loops] == [True]
-    plain = _build({**args, "compile_baseline": False})
+    plain = build_bench(request, flags(model=model, target="cpu", compile_baseline=False))
     assert [loop.options.compile_baseline for loop in plain.loops] == [False]
 
 
