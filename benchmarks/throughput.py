@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py [--target cuda|cpu] [--candidates N] [--json]
                                     [--passes cold,variant,warm] [--layout fast|shipped]
-                                    [--profile all|best|none] [--keep-home DIR]
+                                    [--profile all|best|none] [--keep-home DIR] [--compare]
 
 Drives the real loop (`kernelwright.bench.Bench`, as `kernelwright bench` builds it: one
 `loop.Optimizer` per problem, the local executor, the history) with a replay model (an instant
@@ -19,6 +19,10 @@ each a bench run of its own in one process:
 - warm: the cold pass's sources again: every build is a cache hit, so a candidate costs only the
   loop's fixed overhead.
 
+With `--compare`, the variant and warm passes run twice, `before` (every reference timing worker
+serves one candidate and ends, as kernelwright ran before `verifier/timer_pool`) and `after` (as
+it runs now), and the report ends with after/before per pass, paired candidate by candidate.
+
 Per pass it prints candidates per hour (candidates / wall time, end to end: how a GPU held for the
 run is used) and per candidate the seconds of each phase with median and p20-p80, split into what
 holds the device (the reference when not cached, verify + time, profile: nothing else may use it
@@ -34,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -42,267 +45,25 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-PASSES = ("cold", "variant", "warm")
-DEFAULT_CANDIDATES = {"cpu": 4, "cuda": 6}
-DEFAULT_SCALE = {"cpu": 4, "cuda": 1}  # problem sizes divided by it: CI-sized on the cpu
-GOAL_PER_GPU_HOUR = 200.0  # issue 23
-
-# Canonical phases, in the order they are printed: (name, where the seconds come from, holds
-# the device). `phases_s` keys of the evaluation record map onto them; keys this script does not
-# know (the harness changes) are printed under their own name and counted as holding the device.
-PHASE_KEYS = {
-    "reference_s": "reference",
-    "build_wait_s": "build wait",
-    "candidate_s": "verify + time",
-    "verify_s": "verify",
-    "time_s": "time",
-    "timing_s": "time",
-    "compiled_reference_s": "torch.compile baseline",
-    "profile_s": "profile",
-}
-OVERLAPPABLE = {
-    "build wait",
-    "build (in its worker)",
-    "build worker start",
-    "evaluation, other",
-    "store",
-    "llm",
-}
-# Printed, not summed into the candidate's total: they happen inside another phase.
-INSIDE = {"build (in its worker)", "build worker start"}
-NOT_SEPARATED = (
-    "verify and time are one phase in the records (`candidate_s`: the candidate worker's cases, "
-    "timing, re-check and spot checks, with that worker's start when the prestarted one was not "
-    "used); where the timing records its own wall (`timing.observed.timing_wall_s`) it is split "
-    "into `time` and `verify (+ checks)`, the latter holding everything else of `candidate_s`;",
-    "process start is no phase of its own: the reference worker's start is inside `reference`, "
-    "the spot-check worker's inside `verify + time`, the candidate worker is prestarted while "
-    "the build runs; only the build worker's start is derived (reference + build wait - "
-    "compile_s, where the evaluation waited for the build);",
-    "the build (`compile_s`, in its worker) overlaps the reference; `build wait` is the part of "
-    "it on the critical path, and includes making the precompiled headers after the first build;",
-    "store is measured by this script (seconds in the history's writes), not recorded;",
-    "static checks, loading and cleaning up are only the remainder `evaluation, other`.",
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its figures; compile_speed's generator
+from throughput_figures import (  # noqa: E402
+    DEFAULT_CANDIDATES,
+    DEFAULT_SCALE,
+    NOT_SEPARATED,
+    PASSES,
+    Sample,
+    aggregate,
+    compare_arms,
+    goal_line,
+    render,
+    spread,
 )
-
-
-# -- pure figures (tested without builds) -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Spread:
-    median: float
-    p20: float
-    p80: float
-    n: int
-
-    def text(self, digits: int = 2) -> str:
-        if self.n == 1:
-            return f"{self.median:.{digits}f}"
-        return f"{self.median:.{digits}f} ({self.p20:.{digits}f}-{self.p80:.{digits}f})"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between the closest ranks (numpy's default), q in [0, 100]."""
-    if not values:
-        raise ValueError("no values")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def spread(values: Iterable[float]) -> Spread | None:
-    found = [float(v) for v in values]
-    if not found:
-        return None
-    return Spread(percentile(found, 50), percentile(found, 20), percentile(found, 80), len(found))
-
-
-def per_hour(count: float, seconds: float) -> float | None:
-    """Candidates per hour at `seconds` for `count` of them; None when no time was measured."""
-    return 3600.0 * count / seconds if seconds > 0 else None
-
-
-@dataclass
-class Sample:
-    """One candidate of a pass: the stored record's figures and this script's measurements."""
-
-    candidate: str
-    problem: str
-    status: str
-    cached: bool
-    phases_s: dict[str, float] = field(default_factory=dict)  # the evaluation's, as stored
-    compile_s: float | None = None
-    evaluation_wall_s: float | None = None  # executor.evaluate, measured here
-    store_s: float = 0.0  # the history's writes for it, measured here
-    llm_s: float = 0.0  # latency of the calls that produced and reviewed it, as stored
-    timing_wall_s: float | None = None  # the timing protocol's own wall, where the record has it
-
-
-def phases_of(sample: Sample) -> dict[str, float]:
-    """One candidate's seconds by canonical phase (see PHASE_KEYS and INSIDE)."""
-    out: dict[str, float] = {}
-    for key, seconds in sample.phases_s.items():
-        name = PHASE_KEYS.get(key, key.removesuffix("_s").replace("_", " "))
-        out[name] = out.get(name, 0.0) + float(seconds)
-    both = out.get("verify + time")
-    if both is not None and sample.timing_wall_s is not None:  # the timing says its own wall
-        del out["verify + time"]
-        out["verify (+ checks)"] = max(0.0, both - sample.timing_wall_s)
-        out["time"] = min(both, sample.timing_wall_s)
-    if sample.compile_s is not None:
-        out["build (in its worker)"] = float(sample.compile_s)
-        waited = sample.phases_s.get("build_wait_s", 0.0)
-        # Where the evaluation waited for a build that reported its seconds, the build's wall
-        # is known: from its start (just before the reference) to the end of the wait.
-        if waited > 0.05 and sample.compile_s > 0:
-            start = sample.phases_s.get("reference_s", 0.0) + waited - sample.compile_s
-            out["build worker start"] = max(0.0, start)
-    recorded = sum(float(v) for v in sample.phases_s.values())
-    if sample.evaluation_wall_s is not None and sample.phases_s:
-        out["evaluation, other"] = max(0.0, sample.evaluation_wall_s - recorded)
-    out["store"] = sample.store_s
-    out["llm"] = sample.llm_s
-    return out
-
-
-def device_seconds(phases: dict[str, float]) -> float:
-    """Seconds a candidate held the device: every phase that is not overlappable or inside."""
-    return sum(v for k, v in phases.items() if k not in OVERLAPPABLE and k not in INSIDE)
-
-
-def candidate_seconds(phases: dict[str, float]) -> float:
-    """A candidate's own seconds, end to end (phases inside others not counted twice)."""
-    return sum(v for k, v in phases.items() if k not in INSIDE)
-
-
-def aggregate(
-    samples: list[Sample], wall_s: float, reference_checks: list[float] | None = None
-) -> dict[str, Any]:
-    """A pass's figures: per phase spreads, device and overlappable shares, rates per hour.
-
-    `reference_checks`: seconds of each problem's reference check before its first LLM call
-    (the loop runs it outside every evaluation, and the evaluations then find its outputs
-    cached); each candidate gets an equal share, as device seconds."""
-    count = len(samples)
-    checks = [float(c) for c in reference_checks or []]
-    per = [phases_of(s) for s in samples]
-    if checks:
-        for phases in per:
-            phases["reference check (share)"] = sum(checks) / count
-    names: list[str] = []
-    for phases in per:
-        names += [n for n in phases if n not in names]
-    phase_spreads = {n: spread(p[n] for p in per if n in p) for n in names}
-    device = spread(device_seconds(p) for p in per)
-    own = spread(candidate_seconds(p) for p in per)
-    overlap = spread(candidate_seconds(p) - device_seconds(p) for p in per)
-    check_spread = spread(checks)
-    accounted = sum(candidate_seconds(p) for p in per)
-    statuses = sorted({x.status for x in samples})
-    return {
-        "candidates": count,
-        "statuses": {s: sum(x.status == s for x in samples) for s in statuses},
-        "cached_builds": sum(s.cached for s in samples),
-        "wall_s": round(wall_s, 3),
-        "per_hour": per_hour(count, wall_s),
-        "seconds_per_candidate": wall_s / count if count else None,
-        "loop_other_s": (wall_s - accounted) / count if count else None,
-        "reference_checks": asdict(check_spread) if check_spread else None,
-        "phases": {n: asdict(v) for n, v in phase_spreads.items() if v is not None},
-        "candidate_s": asdict(own) if own else None,
-        "device_s": asdict(device) if device else None,
-        "overlappable_s": asdict(overlap) if overlap else None,
-        "device_bound_per_hour": per_hour(1, device.median) if device else None,
-        "device_share": (
-            sum(device_seconds(p) for p in per) / wall_s if wall_s > 0 and per else None
-        ),
-    }
-
-
-def render(figures: dict[str, Any]) -> str:
-    """The report as text: one block per pass, then what the records do not separate."""
-    target, unit = figures["target"], "GPU" if figures["target"] == "cuda" else "device"
-    lines = [
-        f"throughput on {target}: {figures['candidates']} candidates per pass, "
-        f"{figures['layout']} layout, problem sizes / {figures.get('scale', 1)}, "
-        f"profile {figures['profile']}, "
-        f"{figures['machine']}",
-        f"process start (python -c 'import torch', {figures['process_start']['n']} times): "
-        f"{_spread_text(figures['process_start'])} s",
-    ]
-    for name, p in figures["passes"].items():
-        statuses = ", ".join(f"{v} {k}" for k, v in p["statuses"].items())
-        lines += [
-            "",
-            f"[{name}] {p['candidates']} candidates ({statuses}; {p['cached_builds']} cached "
-            f"builds) in {p['wall_s']:.1f} s: {_num(p['per_hour'])} candidates per {unit}-hour "
-            f"end to end ({_num(p['seconds_per_candidate'], 1)} s each)",
-            "  seconds per candidate, median (p20-p80):",
-        ]
-        for phase, s in p["phases"].items():
-            tag = " (inside the above)" if phase in INSIDE else ""
-            share = "overlappable" if phase in OVERLAPPABLE or phase in INSIDE else "device"
-            lines.append(f"    {phase:<24} {_spread_text(s):<22} {share}{tag}")
-        if p.get("reference_checks"):
-            lines.append(
-                f"    (reference checks, once per problem before its first call: "
-                f"{_spread_text(p['reference_checks'])} s each, {p['reference_checks']['n']} "
-                "problems; shared out above)"
-            )
-        lines += [
-            f"    {'loop, other (mean)':<24} {_num(p['loop_other_s'], 2):<22} overlappable",
-            f"  device-exclusive {_spread_text(p['device_s'])} s, overlappable "
-            f"{_spread_text(p['overlappable_s'])} s of {_spread_text(p['candidate_s'])} s; "
-            f"device busy {_pct(p['device_share'])} of the wall time; ceiling if all else "
-            f"overlapped: {_num(p['device_bound_per_hour'])} per {unit}-hour",
-        ]
-    goal = figures.get("goal")
-    if goal:
-        lines += ["", goal]
-    lines += ["", "not separated by the records:"] + [f"  - {n}" for n in NOT_SEPARATED]
-    return "\n".join(lines)
-
-
-def goal_line(figures: dict[str, Any]) -> str | None:
-    """The issue's figure: candidates per GPU-hour in the steady state (the variant pass)."""
-    steady = figures["passes"].get("variant") or next(iter(figures["passes"].values()), None)
-    if steady is None or steady["per_hour"] is None:
-        return None
-    unit = "GPU" if figures["target"] == "cuda" else "device (cpu)"
-    met = "met" if steady["per_hour"] >= GOAL_PER_GPU_HOUR else "not met"
-    fixed = figures["passes"].get("warm")
-    extra = (
-        f"; fixed overhead per candidate with a cached build: "
-        f"{_num(fixed['seconds_per_candidate'], 1)} s (candidate phases "
-        f"{_spread_text(fixed['candidate_s'])} s)"
-        if fixed
-        else ""
-    )
-    return (
-        f"goal >= {GOAL_PER_GPU_HOUR:.0f} candidates per GPU-hour: {_num(steady['per_hour'])} "
-        f"per {unit}-hour end to end with new builds and warm caches ({met}){extra}"
-    )
-
-
-def _spread_text(s: dict[str, Any] | None) -> str:
-    return Spread(**s).text() if s else "-"
-
-
-def _num(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f} %"
-
 
 # -- candidates and replies ---------------------------------------------------------------------
 
@@ -568,13 +329,48 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, A
         "passes": {},
     }
     for name in args.passes:
+        if args.compare and name != "cold":  # cold only fills the caches both arms then use
+            arms = {}
+            for arm in ("before", "after"):
+                arm_sources = sources[name]
+                if name == "variant":  # each arm its own real builds
+                    arm_sources = [
+                        (p, candidate_source(shipped[p], args.layout, f"v{arm}{k}"))
+                        for p, k in order
+                    ]
+                say(f"pass {name} ({arm}): {len(arm_sources)} candidates")
+                with timers_kept(arm == "after"):
+                    arms[arm] = run_pass(
+                        f"{name}-{arm}", arm_sources, problem_paths, args, engine, work, say
+                    )
+            figures["passes"][name] = arms["after"]
+            figures.setdefault("comparison", {})[name] = compare_arms(arms["before"], arms["after"])
+            continue
         say(f"pass {name}: {len(sources[name])} candidates")
-        figures["passes"][name] = run_pass(
-            name, sources[name], problem_paths, args, engine, work, say
-        )
+        with timers_kept(True):
+            figures["passes"][name] = run_pass(
+                name, sources[name], problem_paths, args, engine, work, say
+            )
     figures["goal"] = goal_line(figures)
     figures["not_separated"] = list(NOT_SEPARATED)
     return figures
+
+
+@contextmanager
+def timers_kept(keep: bool) -> Iterator[None]:
+    """Run a pass with the reference's timing workers kept between candidates (`after`, as
+    kernelwright runs) or each used once (`before`: as it ran before verifier/timer_pool), from
+    an empty pool either way, as a new process would start."""
+    from kernelwright import evaluate
+    from kernelwright.verifier import timer_pool
+
+    evaluate._timers.clear()
+    saved, timer_pool.REUSE = timer_pool.REUSE, keep
+    try:
+        yield
+    finally:
+        timer_pool.REUSE = saved
+        evaluate._timers.clear()
 
 
 def _machine(target: str) -> str:
@@ -602,6 +398,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--profile", choices=("all", "best", "none"), default="best", help="as kernelwright's"
     )
     parser.add_argument("--keep-home", type=Path, default=None, help="use and keep this home")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run the variant and warm passes twice: before (every reference timer used once) "
+        "and after (timers kept for the problem's next candidate), and print after/before",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     passes = [p.strip() for p in args.passes.split(",") if p.strip()]
@@ -620,7 +422,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # compile_speed's generator
     home = args.keep_home or Path(tempfile.mkdtemp(prefix="kw-throughput-"))
     os.environ["KERNELWRIGHT_HOME"] = str(home)
     os.environ.pop("KERNELWRIGHT_DB", None)
