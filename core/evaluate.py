@@ -5,7 +5,9 @@ the build worker, so every compiler command line and warning is there), then the
 
 Order and gates: both files are checked statically; the build worker starts and, while it
 compiles, the reference worker computes the expected outputs (once per problem and settings in
-this process: reference_cache.py) and the candidate's worker starts and imports torch; a candidate
+this process: reference_cache.py) and the candidate's worker starts and imports torch (the
+reference's timing worker is the one the problem's last candidate left, where
+verifier/timer_pool.py keeps it, or starts now too); a candidate
 that fails to build is never run; one that is wrong is never timed. This process runs no problem
 or candidate code and never initialises CUDA: it starts workers, compares their outputs on the CPU
 and assembles the `EvaluationResult`. Bad input raises `BadInput`/`ToolchainMissing` before
