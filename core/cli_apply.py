@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from kernelwright.cli_options import DbOption, InitArgsOption, JsonOption
 from kernelwright.errors import KernelwrightError
 from rich.console import Console
 
@@ -20,9 +21,7 @@ def apply(
         str,
         typer.Option(help='forward() arguments, e.g. "float32[8,1024,768] int64[8]".'),
     ],
-    init_args: Annotated[
-        str | None, typer.Option(help="The model's constructor arguments as a JSON list.")
-    ] = None,
+    init_args: InitArgsOption = None,
     out: Annotated[Path, typer.Option(help="Where to write the patched model.")] = Path(
         "patched.py"
     ),
@@ -41,8 +40,8 @@ def apply(
             "--compile-baseline", help="Also time the original model under torch.compile."
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    db: Annotated[str | None, typer.Option("--db", help="History database URL.")] = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
 ) -> None:
     """Swap RUN's best kernels into MODEL, check its outputs, time it whole, write patched.py."""
     from kernelwright import options as check_options

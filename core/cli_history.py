@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from kernelwright.cli_options import DbOption
 from kernelwright.errors import KernelwrightError
 from rich.markup import escape
 from rich.table import Column, Table
@@ -20,13 +21,6 @@ from rich.tree import Tree
 
 runs_app = typer.Typer(no_args_is_help=True, help="Review recorded runs.")
 candidates_app = typer.Typer(no_args_is_help=True, help="Review recorded candidates.")
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db", help="Database URL (default: $KERNELWRIGHT_DB or $KERNELWRIGHT_HOME/history.db)."
-    ),
-]
 
 
 RunArg = Annotated[

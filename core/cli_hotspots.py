@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from kernelwright.cli_options import DbOption, InitArgsOption, JsonOption, TargetOption
 from kernelwright.errors import KernelwrightError
 from rich.console import Console
 
@@ -19,20 +20,16 @@ def hotspots(
         str,
         typer.Option(help='forward() arguments, e.g. "float32[8,1024,768] int64[8]".'),
     ],
-    init_args: Annotated[
-        str | None, typer.Option(help="The model's constructor arguments as a JSON list.")
-    ] = None,
+    init_args: InitArgsOption = None,
     top: Annotated[int, typer.Option(help="Write problems for this many hottest groups.")] = 3,
     out: Annotated[
         Path | None,
         typer.Option(help="Folder for the problems; default $KERNELWRIGHT_HOME/hotspots/NAME."),
     ] = None,
-    target: Annotated[
-        str | None, typer.Option(help="cuda or cpu; default: cuda where a GPU is visible.")
-    ] = None,
+    target: TargetOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds allowed for the measurement.")] = 300.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    db: Annotated[str | None, typer.Option("--db", help="History database URL.")] = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
 ) -> None:
     """Time every submodule of MODEL and write KernelBench problems for the hottest ones."""
     from kernelwright.cli import fail

@@ -97,7 +97,11 @@ ProfileOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 DbOption = Annotated[
-    str | None, typer.Option("--db", help="History database URL (default: $KERNELWRIGHT_DB).")
+    str | None,
+    typer.Option(
+        "--db",
+        help="History database URL (default: $KERNELWRIGHT_DB or $KERNELWRIGHT_HOME/history.db).",
+    ),
 ]
 DryRunOption = Annotated[
     bool,
