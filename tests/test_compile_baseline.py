@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kernelwright import report
 from kernelwright.bench import bench_summary
-from kernelwright.cli_bench import render_summary
+from kernelwright.cli.bench import render_summary
 from kernelwright.executors import result_from_json
 from kernelwright.records import (
     CompiledReference,
@@ -218,7 +218,7 @@ def test_problem_that_torch_compile_cannot_build_still_evaluates(cli, fixtures_d
 def test_bench_resume_keeps_the_flag(tmp_path):
     """The flag is stored with the run's settings; `bench --resume RUN` evaluates with it."""
     from kernelwright import settings
-    from kernelwright.cli_bench import BenchRequest, build_bench
+    from kernelwright.cli.bench import BenchRequest, build_bench
 
     (tmp_path / "suite").mkdir()
     source = (ROOT / "tests" / "fixtures" / "problems" / "scale_add.py").read_text()
@@ -258,7 +258,7 @@ def test_compile_baseline_on_cuda(cli, fixtures_dir):
 
 
 def test_a_resumed_run_can_drop_profiling_but_cannot_add_the_baseline():
-    from kernelwright.cli_optimize import resumed_settings
+    from kernelwright.cli.optimize import resumed_settings
     from kernelwright.errors import BadInput
 
     assert resumed_settings({"compile_baseline": False}, "r1", False, None) == {}

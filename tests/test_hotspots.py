@@ -374,7 +374,8 @@ def test_from_a_slow_model_to_a_faster_one(cli, tmp_path):
 
 
 def test_both_commands_render_their_results():
-    from kernelwright import cli_apply, cli_hotspots
+    from kernelwright.cli import apply as cli_apply
+    from kernelwright.cli import hotspots as cli_hotspots
     from rich.console import Console
 
     console = Console(width=80, record=True)

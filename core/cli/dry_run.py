@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from kernelwright.cli_optimize import ProblemSource
+    from kernelwright.cli.optimize import ProblemSource
     from kernelwright.loop_config import OptimizeConfig
     from kernelwright.settings import Settings
 
@@ -31,7 +31,7 @@ def dry_run_optimize(
     as_json: bool,
     err: Console,
 ) -> None:
-    from kernelwright.cli_optimize import (
+    from kernelwright.cli.optimize import (
         check_replay_starts,
         make_models,
         new_config,
@@ -81,7 +81,7 @@ def dry_run_bench(
     db: str | None,
     as_json: bool,
 ) -> None:
-    from kernelwright.cli_optimize import make_models
+    from kernelwright.cli.optimize import make_models
     from kernelwright.errors import BadInput
     from kernelwright.executors import EXECUTORS
     from kernelwright.loop import check_settings
@@ -132,7 +132,7 @@ def _report(
     as_json: bool,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    from kernelwright.cli_config import settings_json, settings_table
+    from kernelwright.cli.config import settings_json, settings_table
     from kernelwright.store.db import database_url
 
     history = database_url(db)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from kernelwright.cli_history import rounds_table
-from kernelwright.cli_optimize import _per_round, finished_line
-from kernelwright.cli_options import (
+from kernelwright.cli.history import rounds_table
+from kernelwright.cli.optimize import _per_round, finished_line
+from kernelwright.cli.options import (
     AtolOption,
     BaseUrlOption,
     BudgetOption,
@@ -184,7 +184,7 @@ def build_bench(
     from kernelwright import options
     from kernelwright.agents.registry import lasting_spec
     from kernelwright.bench import Bench, select_problems
-    from kernelwright.cli_optimize import make_models, resumed_config, stored_run
+    from kernelwright.cli.optimize import make_models, resumed_config, stored_run
     from kernelwright.executors import make_executor
     from kernelwright.loop_config import OptimizeConfig
     from kernelwright.store.db import open_engine
@@ -217,7 +217,7 @@ def build_bench(
             s, problem="", target=s.target or default_target(), coder_model=str(s.model)
         )
     if dry_run:
-        from kernelwright.cli_dry_run import dry_run_bench
+        from kernelwright.cli.dry_run import dry_run_bench
 
         dry_run_bench(
             [Path(p) for p in paths],

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from kernelwright.cli_options import DbOption, InitArgsOption, JsonOption, TargetOption
+from kernelwright.cli.options import DbOption, InitArgsOption, JsonOption, TargetOption
 from kernelwright.errors import KernelwrightError
 from rich.console import Console
 

@@ -12,8 +12,8 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from kernelwright.cli_history import RunArg, _dump, _engine, _guard, _out, _runs
-from kernelwright.cli_options import DbOption
+from kernelwright.cli.history import RunArg, _dump, _engine, _guard, _out, _runs
+from kernelwright.cli.options import DbOption
 from rich import box
 from rich.markup import escape
 from rich.table import Column, Table

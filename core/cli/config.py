@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 import typer
-from kernelwright.cli_options import JsonOption
+from kernelwright.cli.options import JsonOption
 from kernelwright.errors import KernelwrightError
 from kernelwright.settings import Settings, config_path, env_name
 from rich.console import Console

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from kernelwright.cli_options import DbOption, JsonOption
+from kernelwright.cli.options import DbOption, JsonOption
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table

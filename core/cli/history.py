@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from kernelwright.cli_options import DbOption
+from kernelwright.cli.options import DbOption
 from kernelwright.errors import KernelwrightError
 from rich.markup import escape
 from rich.table import Column, Table
@@ -206,7 +206,7 @@ def runs_show(
         out.print(f"{spread.NOISE_MARK}: {spread.NOISE_NOTE}")
     if data["kind"] == "bench":
         from kernelwright.bench import bench_summary
-        from kernelwright.cli_bench import render_summary
+        from kernelwright.cli.bench import render_summary
 
         render_summary(out, bench_summary(engine, run))
 
