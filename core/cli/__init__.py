@@ -64,10 +64,11 @@ def _register_commands() -> None:
     from kernelwright.cli.apply import apply
     from kernelwright.cli.bench import bench
     from kernelwright.cli.calls import calls_app, runs_calls
+    from kernelwright.cli.candidates import candidates_app
     from kernelwright.cli.check import check
     from kernelwright.cli.config import config_app
     from kernelwright.cli.evaluate import evaluate
-    from kernelwright.cli.history import candidates_app, report, runs_app
+    from kernelwright.cli.history import report, runs_app
     from kernelwright.cli.hotspots import hotspots
     from kernelwright.cli.optimize import optimize
     from kernelwright.cli.profile import profile

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from kernelwright.cli.history import rounds_table
-from kernelwright.cli.optimize import _per_round, finished_line
 from kernelwright.cli.options import (
     AtolOption,
     BaseUrlOption,
@@ -40,6 +39,7 @@ from kernelwright.cli.options import (
     WidthOption,
     loop_flags,
 )
+from kernelwright.cli.progress import finished_line, per_round
 from kernelwright.errors import BadInput, KernelwrightError
 from rich.console import Console
 from rich.markup import escape
@@ -151,7 +151,7 @@ def bench(
     finally:
         if live is not None:
             live.stop()
-    summary["per_round"] = _per_round(runner.engine, summary["run_id"])
+    summary["per_round"] = per_round(runner.engine, summary["run_id"])
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:

@@ -44,6 +44,7 @@ from kernelwright.cli.options import (
     WidthOption,
     loop_flags,
 )
+from kernelwright.cli.progress import Display, per_round
 from kernelwright.errors import BadInput, KernelwrightError
 from rich.console import Console
 from rich.markup import escape
@@ -251,7 +252,7 @@ def optimize(
     except KernelwrightError as exc:
         fail(str(exc))
         return
-    display = _Display(err, enabled=True)
+    display = Display(err, enabled=True)
     optimizer.on_progress = display.update
     try:
         with display:
@@ -263,7 +264,7 @@ def optimize(
         fail(str(exc), code=1)
         return
     data = outcome.to_json()
-    data["per_round"] = _per_round(optimizer.engine, outcome.run_id)
+    data["per_round"] = per_round(optimizer.engine, outcome.run_id)
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
@@ -333,70 +334,6 @@ def make_models(config: Any) -> tuple[Any, Any]:
     coder_model = one(config.coder_model)
     same = config.judge_model == config.coder_model
     return coder_model, coder_model if same else one(config.judge_model)
-
-
-class _Display:
-    """On a terminal: one line that stays per finished candidate, above one live status line.
-    Elsewhere (logs, CI): the same lines, and each status change as a plain line."""
-
-    def __init__(self, console: Console, enabled: bool) -> None:
-        self.console = console
-        self.enabled = enabled
-        self._status: Any = None
-
-    def __enter__(self) -> _Display:
-        if self.enabled and self.console.is_terminal:
-            self._status = self.console.status("starting")
-            self._status.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._status is not None:
-            self._status.__exit__(*exc)
-
-    def update(self, p: Any) -> None:
-        if not self.enabled:
-            return
-        from kernelwright import spread
-
-        if p.finished is not None:
-            # model and candidate text: printed as text, never read as markup
-            self.console.print(finished_line(p.finished), markup=False, highlight=False)
-        shown = spread.cell(p.best_speedup, p.best_speedup_p20, p.best_speedup_p80)
-        best = f"{shown} ({p.best_id})" if p.best_speedup is not None else "-"
-        line = (
-            f"round {p.round}/{p.rounds} · {p.candidates} candidates, {p.correct} correct · "
-            f"best {best} · ${p.cost_usd:.4f} · {p.message}"
-        )
-        if self._status is not None:
-            self._status.update(escape(line))
-        elif p.finished is None:
-            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-REASON_CHARS = 90
-
-
-def finished_line(f: dict[str, Any], problem: str | None = None) -> str:
-    """One finished candidate: `round 2 · 3aeb039655bc · correct · 0.0412x (p20-p80 ...)`; a
-    failed one with the start of its reason."""
-    from kernelwright import spread
-
-    head = f"round {f['round']} · {f['id']}" + (f" · {problem}" if problem else "")
-    if f["status"] == "correct":
-        shown = spread.text(f["speedup"], f.get("speedup_p20"), f.get("speedup_p80"))
-        return f"{head} · correct · {shown}"
-    reason = " ".join(str(f.get("reason") or "").split())
-    if len(reason) > REASON_CHARS:
-        reason = reason[: REASON_CHARS - 1] + "…"
-    return f"{head} · {f['status']}" + (f": {reason}" if reason else "")
-
-
-def _per_round(engine: Any, run_id: str) -> list[dict[str, Any]]:
-    """Per round: candidates, how they ended, the best speedup and its spread (as `runs show`)."""
-    from kernelwright.store import repo
-
-    return list(repo.show_run(engine, run_id)["rounds"])
 
 
 def _summary(console: Console, data: dict[str, Any]) -> None:
