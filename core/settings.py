@@ -58,7 +58,7 @@ class Layer:
 class Settings:
     """The effective settings. `target` None: cuda where a GPU is visible, else cpu (decided
     where it is used, since finding out asks the driver); `model` None: chosen from the API key
-    that is set, or the shipped demo (see cli_optimize)."""
+    that is set, or the shipped demo (see kernelwright.cli.optimize)."""
 
     target: str | None = None
     model: str | None = None
@@ -91,7 +91,7 @@ class Settings:
 
     def values(self) -> dict[str, Any]:
         """The settings as JSON-able values, by name (for `config show` and `--dry-run`)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)[:-1]}
+        return {name: getattr(self, name) for name in NAMES}
 
 
 NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Layer))

@@ -158,6 +158,12 @@ def test_a_resumed_run_refuses_flags_it_would_ignore(cli_in_process, tmp_path):
     _one_line(
         cli_in_process("bench", "--resume", run, "--db", db), "is an optimize run, not a bench run"
     )
+    measured = repo.start_run(open_engine(db), "optimize", "cpu", {"compile_baseline": True})
+    _one_line(
+        cli_in_process("optimize", "--resume", measured, "--no-compile-baseline", "--db", db),
+        "measures the torch.compile baseline",
+        "drop --no-compile-baseline",
+    )
 
 
 def test_dry_run_checks_and_writes_nothing(cli_in_process, fixtures_dir, tmp_path):

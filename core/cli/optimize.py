@@ -105,6 +105,11 @@ def resumed_config(stored: dict[str, Any], s: Settings) -> OptimizeConfig:
     if s.given("target") and s.target != stored["target"]:
         raise BadInput(f"run {run_id} runs on {stored['target']}; a resumed run keeps its target")
     config = stored["config"] if stored["kind"] == "optimize" else stored["config"]["settings"]
+    if s.given("compile_baseline") and not s.compile_baseline and config.get("compile_baseline"):
+        raise BadInput(
+            f"run {run_id} measures the torch.compile baseline and a resumed run keeps its "
+            "settings; drop --no-compile-baseline"
+        )
 
     def flag(name: str) -> Any:
         return getattr(s, name) if s.given(name) else None
