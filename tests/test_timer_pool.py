@@ -132,3 +132,22 @@ def test_the_next_candidate_of_a_problem_is_timed_by_the_timer_the_last_one_left
     assert 0.2 < ratio < 5.0
     pool.clear()
     assert not kept.alive()
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_on_cuda_a_kept_timer_times_the_next_candidate_with_its_device_context():
+    pool = evaluate_module._timers
+    pool.clear()
+    options = EvaluateOptions("cuda", trials=1)
+    candidate = FIXTURES / "candidates" / "scale_add_cuda_ok.py"
+    first = evaluate(PROBLEM, candidate, options)
+    assert first.status is Status.CORRECT and first.timing is not None, first.reason
+    reused = pool.reused
+    second = evaluate(PROBLEM, candidate, options)
+    assert second.status is Status.CORRECT and second.timing is not None, second.reason
+    if sandbox().level in timer_pool.PID_PRIVATE:
+        assert pool.reused == reused + 1 and pool.idle() == 1
+    ratio = second.timing.reference.median_ms / first.timing.reference.median_ms
+    assert 0.2 < ratio < 5.0
+    pool.clear()
