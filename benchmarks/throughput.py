@@ -246,7 +246,7 @@ def run_pass(
 ) -> dict[str, Any]:
     """One bench run over `sources` (problem, candidate source); its figures."""
     from kernelwright.bench import Bench
-    from kernelwright.cli_optimize import make_models
+    from kernelwright.cli.optimize import make_models
     from kernelwright.executors import make_executor
     from kernelwright.loop_config import OptimizeConfig
 
