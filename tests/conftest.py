@@ -46,6 +46,17 @@ def _isolated_home(kw_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_idle_timers() -> Any:
+    """End the reference timers an in-process evaluation kept for its problem's next candidate
+    (verifier/timer_pool) when the test ends: each test starts with none, and none is mistaken
+    for a worker that a later test's run left behind."""
+    yield
+    evaluate = sys.modules.get("kernelwright.evaluate")
+    if evaluate is not None:
+        evaluate._timers.clear()
+
+
+@pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     real_connect = socket.socket.connect
 

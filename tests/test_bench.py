@@ -123,7 +123,7 @@ def test_bench_bad_input(cli_in_process, tmp_path):
     url = f"sqlite:///{tmp_path / 'h.db'}"
     for args, needle in [
         (["bench"], "name a SUITE"),
-        (["bench", "builtin"], "needs --model"),
+        (["bench", "builtin"], "needs a model: --model"),
         (["bench", "builtin", "--model", "replay:x.jsonl", "--problems", "99"], "matches"),
         (["bench", "builtin", "--model", "replay:x.jsonl", "--executor", "slurm"], "executor"),
         (["bench", "--resume", "nope"], "no run 'nope'"),
