@@ -38,7 +38,6 @@ from kernelwright.verifier.session import (
     _check_case,
     _log,
     _read_output,
-    prestart,
 )
 from kernelwright.verifier.static_checks import candidate_kernels
 from kernelwright.verifier.tolerances import Tolerance
@@ -57,11 +56,6 @@ class _Verdict(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def prestart_timer(scratch: Path, env_extra: dict[str, str] | None = None) -> Worker:
-    """The reference's timing worker started ahead of its job (it imports torch meanwhile)."""
-    return prestart(scratch / "reference_timer", env_extra)
 
 
 @dataclass
@@ -110,8 +104,9 @@ def run_candidate(
     judge_ops: bool = True,
     timer_lease: Lease | None = None,
 ) -> CandidateVerdict:
-    """`worker`, `timer`: from `session.prestart_candidate` and `prestart_timer` (same scratch
-    and env_extra), used when still alive, their deadlines counted from now, and ended here.
+    """`worker`: from `session.prestart_candidate` (same scratch and env_extra), `timer`: a
+    reference-timer worker started ahead; each used when still alive, its deadline counted from
+    now, and ended here.
     `timer_lease`: a timer from `timer_pool` instead, left running: its `clean` is set when the
     timer finished its job as the protocol says, and the caller gives it back. `judge_ops=False`
     where PyTorch is meant to do most of the work (`apply`: the user's whole model with kernels
