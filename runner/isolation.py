@@ -281,6 +281,11 @@ def _close() -> None:
 # started ahead of its job (while the build and the reference run) is ready when the job comes.
 PRELOAD = "KERNELWRIGHT_PRELOAD"
 
+# The first line of a worker that announces when it is ready (`Worker(startup_s=...)`): written by
+# the harness after `import torch`, before it reads its job, so before any candidate code loads.
+# A job's clock starts there: a loaded machine's slow interpreter start is not the job's time.
+READY_LINE = b'{"kind": "ready"}\n'
+
 
 def _spawning(step: int, started: Worker | None = None) -> None:
     """Count workers being started; register one that started (killed at once where the
@@ -315,14 +320,20 @@ class Worker:
         isolation: str = "",
         writable: Sequence[Path] = (),
         readable: Sequence[Path] = (),
+        startup_s: float = 0.0,
     ) -> None:
         """`launcher`: a command the interpreter runs under (a profiler), inside the isolation.
         `isolation`: "network" for a private network namespace only (see `sandbox()`).
         `writable`: folders it may write to besides its scratch (see `_writable`).
-        `readable`: folders it must read where the sandbox would hide them (the launcher's)."""
+        `readable`: folders it must read where the sandbox would hide them (the launcher's).
+        `startup_s`: for a module that writes READY_LINE first: the deadline counts from that
+        line, and the start itself may take up to `startup_s` more."""
         scratch.mkdir(parents=True, exist_ok=True)
         self.scratch = scratch
-        self.deadline = time.monotonic() + deadline_s
+        self._budget = deadline_s
+        self._startup_s = startup_s
+        self._starting = startup_s > 0  # its READY_LINE not read yet
+        self.deadline = time.monotonic() + startup_s + deadline_s
         self.memory_limit = memory_limit or default_memory_limit()
         self.over_limit = ""
         self._stdout_path = scratch / "worker.stdout.log"
@@ -441,6 +452,11 @@ class Worker:
         end = self._buffer.index(b"\n")
         line = bytes(self._buffer[:end])
         del self._buffer[: end + 1]
+        if self._starting:  # only the first line can be it: no candidate code had run yet
+            self._starting = False
+            if line + b"\n" == READY_LINE:
+                self.deadline = time.monotonic() + self._budget
+                return self.recv_line()
         if self._skip_line:  # the rest of a line already reported as too long
             self._skip_line = False
             return self.recv_line()
@@ -463,8 +479,11 @@ class Worker:
         return self.proc.poll() is None
 
     def restart_clock(self, deadline_s: float) -> None:
-        """Count the deadline from now: for a worker started ahead of its job (see PRELOAD)."""
-        self.deadline = time.monotonic() + deadline_s
+        """Count the deadline from now: for a worker started ahead of its job (see PRELOAD).
+        One still starting gets its start allowance on top, and the clock restarts again when
+        it says it is ready."""
+        self._budget = deadline_s
+        self.deadline = time.monotonic() + deadline_s + (self._startup_s if self._starting else 0)
 
     def kill(self) -> None:
         """SIGKILL the worker's whole process group (compilers and helpers included)."""

@@ -82,6 +82,39 @@ def test_deadline_kills_the_whole_process_group(fixtures_dir, tmp_path):
         pytest.fail("a child of the worker survived the deadline")
 
 
+def _slow_start(fixtures_dir, tmp_path, start_s: float, deadline_s: float) -> Worker:
+    path = os.pathsep.join([str(fixtures_dir / "workers"), os.environ.get("PYTHONPATH", "")])
+    return Worker(
+        "slow_start_worker",
+        tmp_path / "scratch",
+        deadline_s,
+        env_extra={"PYTHONPATH": path, "KW_START_S": str(start_s)},
+        startup_s=60,
+    )
+
+
+def test_a_job_s_clock_starts_when_its_worker_is_ready_not_when_it_was_started(
+    fixtures_dir, tmp_path
+):
+    # A loaded machine takes seconds to start Python and import torch: that is not the job's time
+    # (CI once failed a reference for an 8 s --timeout this way).
+    start = time.monotonic()
+    with _slow_start(fixtures_dir, tmp_path, start_s=3, deadline_s=2) as worker:
+        worker.send({"work_s": 0.2})
+        assert worker.recv() == {"kind": "done"}
+        assert time.monotonic() - start > 3  # longer than its 2 s, counted from the start
+        # the ready line counts once: from the worker's first line only
+        assert worker.recv() == {"kind": "ready"}
+        worker.finish()
+    with _slow_start(fixtures_dir, tmp_path / "2", start_s=1, deadline_s=2) as worker:
+        worker.send({"work_s": 30})
+        began = time.monotonic()
+        with pytest.raises(WorkerTimeout):
+            worker.recv()
+        assert time.monotonic() - began < 15  # the job's own limit still holds
+        worker.finish()
+
+
 def test_the_sandbox_hides_other_processes_and_the_rest_of_the_scratch(fixtures_dir):
     box = sandbox()
     if box.level not in ("bwrap", "namespaces"):

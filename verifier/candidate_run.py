@@ -33,6 +33,7 @@ from kernelwright.verifier import op_record, protocol, timing_driver
 from kernelwright.verifier.compare import compare
 from kernelwright.verifier.session import (
     WORKER,
+    WORKER_START_S,
     CandidateVerdict,
     ReferenceOutputs,
     _check_case,
@@ -146,6 +147,7 @@ class _Run:
             deadline_s=job.timeout_s,
             env_extra=job.env_extra,
             writable=[paths.shelf(job.candidate)],
+            startup_s=WORKER_START_S,
         )
         self.timer = _ready(timer, job.timeout_s)
         self.state = _State()
@@ -375,6 +377,7 @@ class _Run:
                 job.scratch / "reference_timer",
                 deadline_s=job.timeout_s,
                 env_extra=job.env_extra,
+                startup_s=WORKER_START_S,
             )
         out_dir = self.timer.scratch
         base = job.reference.cases[0]

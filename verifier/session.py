@@ -40,6 +40,9 @@ from kernelwright.verifier.compare import Comparison, compare
 from kernelwright.verifier.tolerances import Tolerance
 
 WORKER = "kernelwright.verifier.worker"
+# How long its interpreter may take to start and import torch (see isolation.READY_LINE): the
+# job's own limit (--timeout) counts from then. Seconds when idle, far more on a loaded machine.
+WORKER_START_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,9 @@ def run_reference(
     wide: dict[int, tuple[Path, str]] = {}
     work: dict[int, float] = {}
     record: protocol.Record | protocol.Fault | None = None
-    with Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra) as worker:
+    with Worker(
+        WORKER, out_dir, deadline_s=timeout_s, env_extra=env_extra, startup_s=WORKER_START_S
+    ) as worker:
         worker.send(
             {
                 "mode": "reference",
@@ -157,7 +162,9 @@ def time_compiled_reference(
     tmp = paths.home() / "inductor"
     tmp.mkdir(exist_ok=True)
     env = {"TMPDIR": str(tmp), **(env_extra or {})}
-    with Worker(WORKER, out_dir, deadline_s=timeout_s, env_extra=env) as worker:
+    with Worker(
+        WORKER, out_dir, deadline_s=timeout_s, env_extra=env, startup_s=WORKER_START_S
+    ) as worker:
         worker.send(
             {
                 "mode": "compiled_reference",
@@ -212,6 +219,7 @@ def prestart(
         deadline_s=idle_s,
         env_extra={**(env_extra or {}), PRELOAD: "torch"},
         writable=writable or [],
+        startup_s=WORKER_START_S,
     )
 
 

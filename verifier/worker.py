@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kernelwright.runner.isolation import PRELOAD, Channel
+from kernelwright.runner.isolation import PRELOAD, READY_LINE, Channel
 from kernelwright.verifier import protocol
 from kernelwright.verifier.worker_common import device_for, save, short, stage, sync, traceback_tail
 
@@ -273,14 +273,16 @@ def _time_compiled_reference(request: dict[str, Any]) -> protocol.CompiledTiming
 
 def main() -> None:
     channel = Channel.from_argv()
-    if os.environ.get(PRELOAD) == "torch":  # started ahead of its job: be ready when it comes
-        try:
-            import torch  # noqa: F401
+    try:  # every job needs torch; importing it is the start, not the job (see READY_LINE)
+        import torch  # noqa: F401
+
+        if os.environ.get(PRELOAD) == "torch":  # started ahead of its job
             from kernelwright.verifier.guards import settle_torch
 
             settle_torch()
-        except Exception:  # the job itself reports a broken torch, with its traceback
-            pass
+    except Exception:  # the job itself reports a broken torch, with its traceback
+        pass
+    channel.send_line(READY_LINE)
     request = channel.recv()
     if request is None:
         return
