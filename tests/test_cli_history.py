@@ -207,9 +207,9 @@ def test_exported_file_matches_the_reference_in_a_fresh_process(cli, history, tm
     # a build that fails raises with the compiler's log, never falls back to PyTorch (the
     # compiler refuses an option at once: no second parse of torch's headers)
     broken = tmp_path / "broken.py"
-    failing = 'functions=["scale_add"], extra_cflags=["-kw-no-such-option"])'
+    failing = 'no_implicit_headers=True,\n    extra_cflags=["-kw-no-such-option"],\n)'
     broken.write_text(
-        text.replace('functions=["scale_add"])', failing).replace(
+        text.replace("no_implicit_headers=True,\n)", failing).replace(
             "kw_test_scale_add_ok", "kw_test_scale_add_export_broken"
         )
     )
